@@ -1,0 +1,79 @@
+/**
+ * The transport interface: the primitives a virtio driver needs from a transport and nothing
+ * more (virtio 1.3 §4). Procedures such as device initialisation are written once over it in
+ * `driver/`; virtio-mmio and virtio-pci implement it and differ only in where registers are.
+ *
+ * @module
+ */
+
+/** Which transport a {@link Transport} speaks. */
+export type TransportKind = "mmio" | "pci";
+
+/** Device-visible addresses of one split virtqueue's three parts, as 32-bit halves. */
+export interface QueueAddresses {
+  /** Descriptor table, low half. */
+  descLo: number;
+  /** Descriptor table, high half. */
+  descHi: number;
+  /** Driver area (avail ring), low half. */
+  driverLo: number;
+  /** Driver area (avail ring), high half. */
+  driverHi: number;
+  /** Device area (used ring), low half. */
+  deviceLo: number;
+  /** Device area (used ring), high half. */
+  deviceHi: number;
+}
+
+/** Thrown by a transport that cannot drive what it found (wrong magic, legacy device, …). */
+export class TransportError extends Error {
+  /** Creates the error with a message saying what was found. */
+  constructor(message: string) {
+    super(message);
+    this.name = "TransportError";
+  }
+}
+
+/** The register-level primitives of a virtio transport. */
+export interface Transport {
+  /** Which transport this is. */
+  readonly kind: TransportKind;
+  /** The virtio device ID (23 for virtio-iommu). */
+  readonly deviceId: number;
+
+  /** Reads the device status byte (virtio 1.3 §2.1). */
+  getStatus(): number;
+  /** Writes the device status byte; writing 0 starts a reset (virtio 1.3 §2.1). */
+  setStatus(status: number): void;
+
+  /** Reads the 64 feature bits the device offers (selects 0 and 1). */
+  readDeviceFeatures(): bigint;
+  /** Writes the 64 feature bits the driver accepts (selects 0 and 1). */
+  writeDriverFeatures(features: bigint): void;
+
+  /** Reads the configuration generation counter (virtio 1.3 §2.5.1). */
+  configGeneration(): number;
+  /** Reads an 8-bit device config field at `offset` from the start of device config. */
+  readConfig8(offset: number): number;
+  /** Reads an aligned 16-bit device config field. */
+  readConfig16(offset: number): number;
+  /** Reads an aligned 32-bit device config field (or one half of a 64-bit one). */
+  readConfig32(offset: number): number;
+  /** Writes an 8-bit device config field. */
+  writeConfig8(offset: number, value: number): void;
+
+  /** The maximum size of queue `index`; 0 when the queue does not exist. */
+  maxQueueSize(index: number): number;
+  /**
+   * Programs queue `index` with `size` entries at `addresses` and enables it. The queue must
+   * be disabled (as it is after reset); throws {@link TransportError} otherwise.
+   */
+  enableQueue(index: number, size: number, addresses: QueueAddresses): void;
+  /** Sends an available-buffer notification for queue `index`. Hot path: allocation-free. */
+  notify(index: number): void;
+  /**
+   * Reads and acknowledges the interrupt status (MMIO InterruptStatus + InterruptACK, PCI ISR
+   * read-to-clear). Bit 0: used buffer; bit 1: configuration change.
+   */
+  takeInterrupt(): number;
+}
