@@ -1,0 +1,120 @@
+/**
+ * The guest runner: boots a QEMU guest (q35, TCG, no network, a virtio-iommu-pci device) with
+ * busybox, Deno and a copy of this project in its initramfs, runs a command in the project
+ * copy and passes back its output and exit code.
+ *
+ * ```sh
+ * deno task guest -- [--qemu "<extra QEMU args>"] [--timeout <s>] [--verbose] -- <command...>
+ * deno task guest -- --qemu "-device edu" -- deno run -A tests/guest/real_device.ts
+ * ```
+ *
+ * Needs qemu-system-x86_64, busybox-static and a kernel in `.cache/guest/vmlinuz-*`;
+ * `.ci/install-guest-deps` installs them. Permissions: read/write (the cache), run (qemu,
+ * busybox, git, ldd), env.
+ *
+ * @module
+ */
+
+import { GuestSetupError } from "./initramfs.ts";
+import { runGuest, splitArgs } from "./qemu.ts";
+
+/** Parsed command line of the runner. */
+export interface GuestCommandLine {
+  /** Extra QEMU arguments. */
+  qemuArgs: string[];
+  /** Timeout in seconds. */
+  timeoutSeconds: number;
+  /** Whether to echo boot noise to stderr. */
+  verbose: boolean;
+  /** The command to run in the guest. */
+  command: string[];
+}
+
+/** Parses `[--qemu "<args>"] [--timeout s] [--verbose] -- <command...>`. */
+export function parseCommandLine(argv: string[]): GuestCommandLine {
+  const args = argv[0] === "--" ? argv.slice(1) : argv.slice();
+  const parsed: GuestCommandLine = {
+    qemuArgs: [],
+    timeoutSeconds: 170,
+    verbose: false,
+    command: [],
+  };
+  let i = 0;
+  for (; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--") {
+      i++;
+      break;
+    } else if (arg === "--qemu") {
+      const value = args[++i];
+      if (value === undefined) throw new TypeError("--qemu needs a value");
+      parsed.qemuArgs.push(...splitArgs(value));
+    } else if (arg.startsWith("--qemu=")) {
+      parsed.qemuArgs.push(...splitArgs(arg.slice("--qemu=".length)));
+    } else if (arg === "--timeout") {
+      const value = Number(args[++i]);
+      if (!Number.isFinite(value) || value <= 0) throw new TypeError("--timeout needs seconds");
+      parsed.timeoutSeconds = value;
+    } else if (arg === "--verbose") {
+      parsed.verbose = true;
+    } else {
+      break; // the command starts here (no separating --)
+    }
+  }
+  parsed.command = args.slice(i);
+  if (parsed.command.length === 0) {
+    throw new TypeError(
+      'Usage: deno task guest -- [--qemu "<extra QEMU args>"] [--timeout s] [--verbose] -- <command...>',
+    );
+  }
+  return parsed;
+}
+
+/** Runs the runner's command line and returns the process exit code. */
+export async function main(argv: string[]): Promise<number> {
+  let parsed: GuestCommandLine;
+  try {
+    parsed = parseCommandLine(argv);
+  } catch (err) {
+    console.error((err as Error).message);
+    return 2;
+  }
+  const encoder = new TextEncoder();
+  try {
+    const result = await runGuest(parsed.command, {
+      qemuArgs: parsed.qemuArgs,
+      timeoutSeconds: parsed.timeoutSeconds,
+      onLine(line: string): void {
+        Deno.stdout.writeSync(encoder.encode(line + "\n"));
+      },
+      onNoise: parsed.verbose
+        ? function (line: string): void {
+          Deno.stderr.writeSync(encoder.encode(`[guest] ${line}\n`));
+        }
+        : undefined,
+    });
+    const summary = `guest: boot ${(result.bootMs / 1000).toFixed(1)} s, total ` +
+      `${(result.totalMs / 1000).toFixed(1)} s (initramfs ${(result.buildMs / 1000).toFixed(1)} s)`;
+    console.error(summary);
+    if (result.timedOut) {
+      console.error(`guest: timed out after ${parsed.timeoutSeconds} s`);
+      return 124;
+    }
+    if (result.code < 0) {
+      console.error("guest: the command never reported an exit code; last guest output:");
+      for (const line of result.noise.slice(-30)) console.error(`  ${line}`);
+      return 1;
+    }
+    return result.code;
+  } catch (err) {
+    if (err instanceof GuestSetupError) {
+      console.error(err.message);
+      return 3;
+    }
+    throw err;
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}
