@@ -99,6 +99,15 @@ function isElf(path: string): boolean {
   }
 }
 
+/** Returns whether `path` is an existing file. */
+function isFile(path: string): boolean {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+}
+
 /** Finds Deno's real ELF binary: this process's, else the npm package in the npx cache. */
 export function findDenoBinary(): string | null {
   const own = Deno.execPath();
@@ -118,7 +127,7 @@ export function findDenoBinary(): string | null {
 /** Finds the kernel: `$VIOMMU_VMLINUZ`, else the newest `.cache/guest/vmlinuz-*`. */
 export function findKernel(cacheDir: string): string | null {
   const fromEnv = Deno.env.get("VIOMMU_VMLINUZ");
-  if (fromEnv) return fromEnv;
+  if (fromEnv) return isFile(fromEnv) ? fromEnv : null;
   const found: string[] = [];
   try {
     for (const entry of Deno.readDirSync(cacheDir)) {
@@ -143,7 +152,14 @@ export function locateTools(projectRoot: string): GuestTools | string[] {
   const missing: string[] = [];
   if (!qemu) missing.push("qemu-system-x86_64 is not installed");
   if (!busybox) missing.push("busybox (busybox-static) is not installed");
-  if (!kernel) missing.push(`no kernel: ${cacheDir}/vmlinuz-* is missing`);
+  if (!kernel) {
+    const fromEnv = Deno.env.get("VIOMMU_VMLINUZ");
+    missing.push(
+      fromEnv
+        ? `no kernel at VIOMMU_VMLINUZ=${fromEnv}`
+        : `no kernel: ${cacheDir}/vmlinuz-* is missing`,
+    );
+  }
   if (!deno) missing.push("cannot find Deno's ELF binary (Deno.execPath() or the npx cache)");
   if (missing.length > 0 || !qemu || !busybox || !kernel || !deno) return missing;
   return { qemu, busybox, kernel, deno };
