@@ -1,0 +1,101 @@
+/**
+ * 64-bit addresses as two u32 halves, so the request path never needs a `bigint`. Public calls
+ * take `bigint | number`; a number must be a safe integer (below 2^53), a bigint may use all 64
+ * bits. Each helper writes into a caller-owned {@link Halves} to stay allocation-free.
+ *
+ * @module
+ */
+
+/** A 64-bit value as halves. Mutable on purpose: hot paths reuse one. */
+export interface Halves {
+  /** Low 32 bits (unsigned). */
+  lo: number;
+  /** High 32 bits (unsigned). */
+  hi: number;
+}
+
+/** An address or size a caller passes in: a safe-integer number or a 64-bit bigint. */
+export type Address = bigint | number;
+
+const TWO_32 = 0x1_0000_0000;
+const U64_MAX = (1n << 64n) - 1n;
+
+/** Creates a zeroed {@link Halves}. */
+export function halves(): Halves {
+  return { lo: 0, hi: 0 };
+}
+
+/**
+ * Splits `value` into `out`. Throws RangeError for a negative, fractional or unsafe number or a
+ * bigint outside [0, 2^64). `name` goes in the message.
+ */
+export function split(value: Address, name: string, out: Halves): Halves {
+  if (typeof value === "number") {
+    if (!Number.isSafeInteger(value) || value < 0) {
+      throw new RangeError(
+        `Invalid ${name} ${value}: expected a non-negative safe integer (use a bigint above 2^53)`,
+      );
+    }
+    out.lo = value % TWO_32;
+    out.hi = Math.floor(value / TWO_32);
+    return out;
+  }
+  if (typeof value !== "bigint" || value < 0n || value > U64_MAX) {
+    throw new RangeError(`Invalid ${name} ${String(value)}: expected a 64-bit unsigned value`);
+  }
+  out.lo = Number(value & 0xffff_ffffn);
+  out.hi = Number(value >> 32n);
+  return out;
+}
+
+/** Joins halves into a bigint (for results and messages, not hot paths). */
+export function join(lo: number, hi: number): bigint {
+  return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
+}
+
+/** Formats halves as `0x…`. */
+export function hex(lo: number, hi: number): string {
+  return "0x" + join(lo, hi).toString(16);
+}
+
+/** Compares a = (aLo, aHi) with b = (bLo, bHi): negative, 0 or positive. */
+export function compare(aLo: number, aHi: number, bLo: number, bHi: number): number {
+  return aHi !== bHi ? aHi - bHi : aLo - bLo;
+}
+
+/**
+ * Computes the inclusive end `start + size - 1` into `out`. Returns false when size is 0 or the
+ * end would pass 2^64 - 1 (the range wraps).
+ */
+export function lastOf(
+  startLo: number,
+  startHi: number,
+  sizeLo: number,
+  sizeHi: number,
+  out: Halves,
+): boolean {
+  if (sizeLo === 0 && sizeHi === 0) return false;
+  // size - 1
+  let mLo = sizeLo - 1;
+  let mHi = sizeHi;
+  if (mLo < 0) {
+    mLo += TWO_32;
+    mHi -= 1;
+  }
+  let lo = startLo + mLo;
+  let hi = startHi + mHi;
+  if (lo >= TWO_32) {
+    lo -= TWO_32;
+    hi += 1;
+  }
+  if (hi >= TWO_32) return false;
+  out.lo = lo;
+  out.hi = hi;
+  return true;
+}
+
+/** Whether (lo, hi) is a multiple of 2^shift (shift 0..63). */
+export function isAligned(lo: number, hi: number, shift: number): boolean {
+  if (shift <= 32) return lo % 2 ** shift === 0;
+  return lo === 0 && hi % 2 ** (shift - 32) === 0;
+}

@@ -1,0 +1,945 @@
+/**
+ * The virtio-iommu driver (virtio 1.3 §5.13): initialisation over any {@link Transport},
+ * ATTACH, DETACH, MAP, UNMAP and PROBE with caller input checked before anything is sent,
+ * domains that remember their mappings, reserved regions, bypass, and fault events.
+ *
+ * @module
+ */
+
+import type { DmaAllocator, DmaRegion } from "../../transport/dma.ts";
+import type { Transport } from "../../transport/transport.ts";
+import {
+  featureBit,
+  featureNames,
+  hasFeature,
+  VIRTIO_F_EVENT_IDX,
+  VIRTIO_F_INDIRECT_DESC,
+  VIRTIO_F_VERSION_1,
+} from "../features.ts";
+import { beginInit, failDevice, finishInit } from "../init.ts";
+import {
+  type Address,
+  compare,
+  halves,
+  hex,
+  isAligned,
+  join,
+  lastOf,
+  split,
+} from "./address.ts";
+import { granuleShift, type IommuConfig, readIommuConfig } from "./config.ts";
+import { type DomainRecord, DomainTable } from "./domains.ts";
+import { DeviceResetError, driverError, IommuError } from "./errors.ts";
+import { EventQueue } from "./event_queue.ts";
+import type { FaultEvent } from "./events.ts";
+import {
+  mergeReservedRegions,
+  parseProbeProperties,
+  type ProbeResult,
+  type ReservedRegion,
+  ReservedRegionConflictError,
+} from "./probe.ts";
+import { type Completion, RequestQueue } from "./request_queue.ts";
+import {
+  ATTACH_DOMAIN,
+  ATTACH_ENDPOINT,
+  ATTACH_FLAGS,
+  ATTACH_SIZE,
+  CONFIG_BYPASS,
+  DETACH_DOMAIN,
+  DETACH_ENDPOINT,
+  DETACH_SIZE,
+  EVENT_QUEUE,
+  HEAD_TYPE,
+  IOMMU_FEATURE_NAMES,
+  MAP_DOMAIN,
+  MAP_FLAGS,
+  MAP_PHYS_START,
+  MAP_SIZE,
+  MAP_VIRT_END,
+  MAP_VIRT_START,
+  PROBE_ENDPOINT,
+  PROBE_SIZE,
+  REQUEST_QUEUE,
+  TAIL_SIZE,
+  UNMAP_DOMAIN,
+  UNMAP_SIZE,
+  UNMAP_VIRT_END,
+  UNMAP_VIRT_START,
+  VIRTIO_ID_IOMMU,
+  VIRTIO_IOMMU_ATTACH_F_BYPASS,
+  VIRTIO_IOMMU_F_BYPASS_CONFIG,
+  VIRTIO_IOMMU_F_DOMAIN_RANGE,
+  VIRTIO_IOMMU_F_INPUT_RANGE,
+  VIRTIO_IOMMU_F_MAP_UNMAP,
+  VIRTIO_IOMMU_F_MMIO,
+  VIRTIO_IOMMU_F_PROBE,
+  VIRTIO_IOMMU_MAP_F_MMIO,
+  VIRTIO_IOMMU_MAP_F_READ,
+  VIRTIO_IOMMU_MAP_F_WRITE,
+  VIRTIO_IOMMU_T_ATTACH,
+  VIRTIO_IOMMU_T_DETACH,
+  VIRTIO_IOMMU_T_MAP,
+  VIRTIO_IOMMU_T_PROBE,
+  VIRTIO_IOMMU_T_UNMAP,
+} from "./wire.ts";
+
+/** Endpoints may read through the mapping. */
+export const MAP_READ: number = VIRTIO_IOMMU_MAP_F_READ;
+/** Endpoints may write through the mapping. */
+export const MAP_WRITE: number = VIRTIO_IOMMU_MAP_F_WRITE;
+/** The mapping targets device memory (needs F_MMIO). */
+export const MAP_MMIO: number = VIRTIO_IOMMU_MAP_F_MMIO;
+
+/** Feature bits this driver understands (virtio 1.3 §5.13.3; never the legacy F_BYPASS). */
+export const SUPPORTED_FEATURES: bigint = featureBit(VIRTIO_F_VERSION_1) |
+  featureBit(VIRTIO_F_INDIRECT_DESC) |
+  featureBit(VIRTIO_F_EVENT_IDX) |
+  featureBit(VIRTIO_IOMMU_F_INPUT_RANGE) |
+  featureBit(VIRTIO_IOMMU_F_DOMAIN_RANGE) |
+  featureBit(VIRTIO_IOMMU_F_MAP_UNMAP) |
+  featureBit(VIRTIO_IOMMU_F_PROBE) |
+  featureBit(VIRTIO_IOMMU_F_MMIO) |
+  featureBit(VIRTIO_IOMMU_F_BYPASS_CONFIG);
+
+/** Options for {@link VirtioIommu.create}. */
+export interface VirtioIommuOptions {
+  /** Restrict the features the driver accepts (ANDed with what it supports). */
+  features?: bigint;
+  /** Time a request may take before it rejects with RequestTimeoutError, in ms (default 2000). */
+  timeoutMs?: number;
+  /** Largest queue size to use; the device's maximum is used when smaller (default 256). */
+  maxQueueSize?: number;
+  /** Allow IDENTITY reserved regions next to endpoints without one (seed 004 N + I). */
+  allowIdentity?: boolean;
+  /** RESV_MEM subtype read as IDENTITY (the draft subtype of seed 004; default none). */
+  identitySubtype?: number;
+}
+
+/** Options for {@link VirtioIommu.attach}. */
+export interface AttachOptions {
+  /** Create or join a bypass (identity) domain: ATTACH_F_BYPASS (needs BYPASS_CONFIG). */
+  bypass?: boolean;
+}
+
+/** Options for {@link VirtioIommu.map}. */
+export interface MapOptions {
+  /**
+   * Split the range into the largest page sizes page_size_mask allows, one MAP each, instead of
+   * one MAP for the whole range.
+   */
+  split?: boolean;
+}
+
+/** One mapping of a domain, as the driver remembers it. */
+export interface MappingInfo {
+  /** First IOVA. */
+  iova: bigint;
+  /** Last IOVA (inclusive). */
+  last: bigint;
+  /** Physical address of `iova`. */
+  phys: bigint;
+  /** MAP flags. */
+  flags: number;
+}
+
+/** A domain as the driver remembers it. */
+export interface DomainInfo {
+  /** Domain ID. */
+  id: number;
+  /** A bypass domain. */
+  bypass: boolean;
+  /** Attached endpoints, sorted. */
+  endpoints: number[];
+  /** Number of mappings. */
+  mappings: number;
+}
+
+/** What {@link VirtioIommu.create} negotiated and read. */
+export interface IommuInfo {
+  /** Transport kind. */
+  transport: string;
+  /** Negotiated feature bits. */
+  features: bigint;
+  /** Names of the negotiated features. */
+  featureNames: string[];
+  /** Device configuration. */
+  config: IommuConfig;
+  /** Request queue size. */
+  requestQueueSize: number;
+  /** Event queue size. */
+  eventQueueSize: number;
+}
+
+const DEFAULT_TIMEOUT_MS = 2000;
+const DEFAULT_MAX_QUEUE = 256;
+
+/** Largest power of two ≤ n. */
+function floorPow2(n: number): number {
+  return 2 ** Math.floor(Math.log2(n));
+}
+
+/**
+ * A virtio-iommu device driven from userspace.
+ *
+ * @example Attach, map, translate on the mock device
+ * ```ts
+ * import { MmioDevice, MockIommuDevice, SimulatedMemory } from "./testing.ts";
+ * import { MAP_READ, MAP_WRITE, MmioTransport, VirtioIommu } from "./mod.ts";
+ *
+ * const memory = new SimulatedMemory();
+ * const device = new MockIommuDevice();
+ * const iommu = await VirtioIommu.create(MmioTransport.create(new MmioDevice(device, memory)), memory);
+ * await iommu.attach(1, 0x08);
+ * await iommu.map(1, 0x10000, 0x20000, 0x1000, MAP_READ | MAP_WRITE);
+ * const t = device.translate(0x08, 0x10010n, "read");
+ * console.log(t.ok ? t.address.toString(16) : t.fault.reason); // 20010
+ * ```
+ */
+export class VirtioIommu {
+  #transport: Transport;
+  #dma: DmaAllocator;
+  #options: VirtioIommuOptions;
+  #features = 0n;
+  #config!: IommuConfig;
+  #granule = 12;
+  #inputStart = halves();
+  #inputEnd = halves();
+  #requests!: RequestQueue;
+  #events!: EventQueue;
+  #probeBuffer: DmaRegion | null = null;
+  #probeLock: Promise<unknown> = Promise.resolve();
+  #domains = new DomainTable();
+  #faults: FaultEvent[] = [];
+  #faultListeners = new Set<(event: FaultEvent) => void>();
+  #closed = false;
+  // Scratch halves for argument checking; requests are encoded before any await.
+  #a = halves();
+  #b = halves();
+  #c = halves();
+  #d = halves();
+
+  private constructor(transport: Transport, dma: DmaAllocator, options: VirtioIommuOptions) {
+    this.#transport = transport;
+    this.#dma = dma;
+    this.#options = options;
+  }
+
+  /**
+   * Initialises the device (virtio 1.3 §3.1.1) and returns the driver. Refuses a device that
+   * is not an IOMMU, lacks MAP_UNMAP or VERSION_1, or reports page_size_mask 0; the device is
+   * left with FAILED set in that case.
+   */
+  static async create(
+    transport: Transport,
+    dma: DmaAllocator,
+    options: VirtioIommuOptions = {},
+  ): Promise<VirtioIommu> {
+    if (transport.deviceId !== VIRTIO_ID_IOMMU) {
+      throw new IommuError(
+        "DRIVER",
+        -1,
+        `Device ID ${transport.deviceId} is not a virtio-iommu (${VIRTIO_ID_IOMMU})`,
+      );
+    }
+    const iommu = new VirtioIommu(transport, dma, options);
+    await iommu.#init();
+    return iommu;
+  }
+
+  async #init(): Promise<void> {
+    const t = this.#transport;
+    const supported = SUPPORTED_FEATURES & (this.#options.features ?? SUPPORTED_FEATURES);
+    // Steps 1-6: reset, ACKNOWLEDGE, DRIVER, features (MAP_UNMAP required, §5.13.3.1), FEATURES_OK.
+    this.#features = await beginInit(t, {
+      supported,
+      required: featureBit(VIRTIO_IOMMU_F_MAP_UNMAP),
+      timeoutMs: this.#options.timeoutMs,
+    });
+    try {
+      // Step 7: device-specific setup: config, then the two queues.
+      this.#config = readIommuConfig(t, this.#features);
+      this.#granule = granuleShift(this.#config.pageSizeMask);
+      split(this.#config.inputStart, "input start", this.#inputStart);
+      split(this.#config.inputEnd, "input end", this.#inputEnd);
+      const eventIdx = hasFeature(this.#features, VIRTIO_F_EVENT_IDX);
+      const indirect = hasFeature(this.#features, VIRTIO_F_INDIRECT_DESC);
+      this.#requests = new RequestQueue(t, this.#dma, this.#queueSize(REQUEST_QUEUE), {
+        timeoutMs: this.#options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+        eventIdx,
+        indirect,
+      });
+      this.#events = new EventQueue(
+        t,
+        this.#dma,
+        this.#queueSize(EVENT_QUEUE),
+        eventIdx,
+        (event) => this.#deliver(event),
+      );
+      if (this.#config.probeSize > 0) {
+        this.#probeBuffer = this.#dma.alloc(PROBE_SIZE + this.#config.probeSize + TAIL_SIZE, 4096);
+      }
+      this.#requests.enable();
+      this.#events.enable();
+      // Step 8: DRIVER_OK; then the event buffers may be announced (§2.7.13.3.1).
+      finishInit(t);
+      this.#events.kick();
+    } catch (error) {
+      failDevice(t);
+      throw error;
+    }
+  }
+
+  #queueSize(index: number): number {
+    const max = this.#transport.maxQueueSize(index);
+    if (max === 0) {
+      failDevice(this.#transport);
+      throw new IommuError("DRIVER", -1, `The device has no queue ${index}`);
+    }
+    return floorPow2(Math.min(max, this.#options.maxQueueSize ?? DEFAULT_MAX_QUEUE));
+  }
+
+  /** What was negotiated and read at initialisation. */
+  get info(): IommuInfo {
+    return {
+      transport: this.#transport.kind,
+      features: this.#features,
+      featureNames: featureNames(this.#features, IOMMU_FEATURE_NAMES),
+      config: { ...this.#config },
+      requestQueueSize: this.#requests.vq.size,
+      eventQueueSize: this.#events.vq.size,
+    };
+  }
+
+  /** The negotiated feature bits. */
+  get features(): bigint {
+    return this.#features;
+  }
+
+  /** The device configuration read at initialisation. */
+  get config(): IommuConfig {
+    return this.#config;
+  }
+
+  /** Requests sent and not yet settled (including those waiting for a free slot). */
+  get pending(): number {
+    return this.#requests.pending;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Argument checks: driver-side refusals, before anything is sent.
+
+  #checkId(value: number, what: string): void {
+    if (!Number.isInteger(value) || value < 0 || value > 0xffff_ffff) {
+      throw driverError(`Invalid ${what} ${value}: expected a 32-bit unsigned integer`);
+    }
+  }
+
+  #checkDomain(domain: number): void {
+    this.#checkId(domain, "domain");
+    const { domainStart, domainEnd } = this.#config;
+    // §5.13.6.3.1: with DOMAIN_RANGE the driver MUST NOT send a domain outside it.
+    if (domain < domainStart || domain > domainEnd) {
+      throw driverError(
+        `Cannot use domain ${domain}: outside the device's domain range ${domainStart}-${domainEnd}`,
+      );
+    }
+  }
+
+  #open(): void {
+    if (this.#closed) throw driverError("The driver was closed");
+  }
+
+  /**
+   * Checks iova/phys/size for MAP or UNMAP and leaves iova in #a, last in #b, phys in #c.
+   * §5.13.6.5.1: granule alignment, inside input_range, no wrap-around.
+   */
+  #checkRange(verb: string, iova: Address, size: Address, phys?: Address): void {
+    const a = split(iova, "iova", this.#a);
+    const s = split(size, "size", this.#d);
+    const page = 2 ** this.#granule;
+    const pageHex = "0x" + page.toString(16);
+    if (!isAligned(a.lo, a.hi, this.#granule)) {
+      throw driverError(
+        `Cannot ${verb} iova ${hex(a.lo, a.hi)}: not aligned to page size ${pageHex}`,
+      );
+    }
+    if (!isAligned(s.lo, s.hi, this.#granule) || (s.lo === 0 && s.hi === 0)) {
+      throw driverError(
+        `Cannot ${verb} size ${hex(s.lo, s.hi)}: not a non-zero multiple of page size ${pageHex}`,
+      );
+    }
+    if (!lastOf(a.lo, a.hi, s.lo, s.hi, this.#b)) {
+      throw driverError(
+        `Cannot ${verb} iova ${hex(a.lo, a.hi)} size ${hex(s.lo, s.hi)}: range passes 2^64`,
+      );
+    }
+    const b = this.#b;
+    if (
+      compare(a.lo, a.hi, this.#inputStart.lo, this.#inputStart.hi) < 0 ||
+      compare(b.lo, b.hi, this.#inputEnd.lo, this.#inputEnd.hi) > 0
+    ) {
+      throw driverError(
+        `Cannot ${verb} ${hex(a.lo, a.hi)}-${hex(b.lo, b.hi)}: outside the input range ${
+          hex(this.#inputStart.lo, this.#inputStart.hi)
+        }-${hex(this.#inputEnd.lo, this.#inputEnd.hi)}`,
+      );
+    }
+    if (phys !== undefined) {
+      const p = split(phys, "phys", this.#c);
+      if (!isAligned(p.lo, p.hi, this.#granule)) {
+        throw driverError(
+          `Cannot ${verb} phys ${hex(p.lo, p.hi)}: not aligned to page size ${pageHex}`,
+        );
+      }
+      if (!lastOf(p.lo, p.hi, s.lo, s.hi, this.#d)) {
+        throw driverError(`Cannot ${verb} phys ${hex(p.lo, p.hi)}: range passes 2^64`);
+      }
+    }
+  }
+
+  #checkFlags(flags: number): void {
+    const allowed = VIRTIO_IOMMU_MAP_F_READ | VIRTIO_IOMMU_MAP_F_WRITE |
+      (hasFeature(this.#features, VIRTIO_IOMMU_F_MMIO) ? VIRTIO_IOMMU_MAP_F_MMIO : 0);
+    if (!Number.isInteger(flags) || flags < 0 || (flags & ~allowed) !== 0) {
+      throw driverError(
+        `Cannot map with flags 0x${flags.toString(16)}: the device accepts 0x${
+          allowed.toString(16)
+        } (MMIO needs VIRTIO_IOMMU_F_MMIO)`,
+      );
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Sending.
+
+  /** Sends the request in `slot` and returns a promise that settles with its outcome. */
+  #settle(slot: number, readLen: number, ext?: DmaRegion, writeLen?: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const done: Completion = (error) => (error ? reject(error) : resolve());
+      this.#requests.send(slot, readLen, done, ext, writeLen);
+    });
+  }
+
+  /**
+   * Encodes with `encode(view, offset)` in a free slot (waiting FIFO when none is free) and
+   * sends. The encoder runs synchronously when a slot is free, so scratch state is safe.
+   */
+  #request(readLen: number, encode: (view: DataView, offset: number) => void): Promise<void> {
+    this.#open();
+    const q = this.#requests;
+    const slot = q.tryTakeSlot();
+    if (slot >= 0) {
+      const view = q.view(slot);
+      const offset = q.offset(slot);
+      new Uint8Array(view.buffer, view.byteOffset + offset, readLen).fill(0);
+      encode(view, offset);
+      return this.#settle(slot, readLen);
+    }
+    // Ring full: wait our turn. Encode later, so copy nothing mutable now.
+    return new Promise<void>((resolve, reject) => {
+      q.acquire((s) => {
+        if (s < 0) {
+          reject(q.broken ?? new DeviceResetError("The request queue failed"));
+          return;
+        }
+        const view = q.view(s);
+        const offset = q.offset(s);
+        new Uint8Array(view.buffer, view.byteOffset + offset, readLen).fill(0);
+        encode(view, offset);
+        q.send(s, readLen, (error) => (error ? reject(error) : resolve()));
+      });
+    });
+  }
+
+  #sendAttach(domain: number, endpoint: number, flags: number): Promise<void> {
+    return this.#request(ATTACH_SIZE, (v, o) => {
+      v.setUint8(o + HEAD_TYPE, VIRTIO_IOMMU_T_ATTACH);
+      v.setUint32(o + ATTACH_DOMAIN, domain, true);
+      v.setUint32(o + ATTACH_ENDPOINT, endpoint, true);
+      v.setUint32(o + ATTACH_FLAGS, flags, true);
+    });
+  }
+
+  #sendDetach(domain: number, endpoint: number): Promise<void> {
+    return this.#request(DETACH_SIZE, (v, o) => {
+      v.setUint8(o + HEAD_TYPE, VIRTIO_IOMMU_T_DETACH);
+      v.setUint32(o + DETACH_DOMAIN, domain, true);
+      v.setUint32(o + DETACH_ENDPOINT, endpoint, true);
+    });
+  }
+
+  #sendMap(
+    domain: number,
+    sLo: number,
+    sHi: number,
+    eLo: number,
+    eHi: number,
+    pLo: number,
+    pHi: number,
+    flags: number,
+  ): Promise<void> {
+    return this.#request(MAP_SIZE, (v, o) => {
+      v.setUint8(o + HEAD_TYPE, VIRTIO_IOMMU_T_MAP);
+      v.setUint32(o + MAP_DOMAIN, domain, true);
+      v.setUint32(o + MAP_VIRT_START, sLo, true);
+      v.setUint32(o + MAP_VIRT_START + 4, sHi, true);
+      v.setUint32(o + MAP_VIRT_END, eLo, true);
+      v.setUint32(o + MAP_VIRT_END + 4, eHi, true);
+      v.setUint32(o + MAP_PHYS_START, pLo, true);
+      v.setUint32(o + MAP_PHYS_START + 4, pHi, true);
+      v.setUint32(o + MAP_FLAGS, flags, true);
+    });
+  }
+
+  #sendUnmap(domain: number, sLo: number, sHi: number, eLo: number, eHi: number): Promise<void> {
+    return this.#request(UNMAP_SIZE, (v, o) => {
+      v.setUint8(o + HEAD_TYPE, VIRTIO_IOMMU_T_UNMAP);
+      v.setUint32(o + UNMAP_DOMAIN, domain, true);
+      v.setUint32(o + UNMAP_VIRT_START, sLo, true);
+      v.setUint32(o + UNMAP_VIRT_START + 4, sHi, true);
+      v.setUint32(o + UNMAP_VIRT_END, eLo, true);
+      v.setUint32(o + UNMAP_VIRT_END + 4, eHi, true);
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Public requests.
+
+  /**
+   * Attaches `endpoint` to `domain` (virtio 1.3 §5.13.6.3), creating the domain on the device.
+   * An endpoint attached elsewhere moves (the device detaches it implicitly). When the domain
+   * had no endpoint, its remembered mappings are replayed, as Linux does.
+   */
+  async attach(domain: number, endpoint: number, options: AttachOptions = {}): Promise<void> {
+    this.#checkDomain(domain);
+    this.#checkId(endpoint, "endpoint");
+    const bypass = options.bypass ?? false;
+    if (bypass && !hasFeature(this.#features, VIRTIO_IOMMU_F_BYPASS_CONFIG)) {
+      throw driverError(
+        "Cannot attach a bypass domain: VIRTIO_IOMMU_F_BYPASS_CONFIG not negotiated",
+      );
+    }
+    const record = this.#domains.get(domain);
+    if (record && record.bypass !== bypass) {
+      // §5.13.6.3.1: SHOULD set the flag when joining a bypass domain and not otherwise.
+      throw driverError(
+        `Cannot attach endpoint ${endpoint} to domain ${domain}: it is ${
+          record.bypass ? "" : "not "
+        }a bypass domain`,
+      );
+    }
+    if (record && !bypass) this.#checkReservedCompatible(record, endpoint);
+    await this.#sendAttach(domain, endpoint, bypass ? VIRTIO_IOMMU_ATTACH_F_BYPASS : 0);
+    const fresh = this.#domains.attached(domain, bypass, endpoint);
+    if (fresh) await this.#replay(this.#domains.get(domain)!);
+  }
+
+  #checkReservedCompatible(record: DomainRecord, endpoint: number): void {
+    const lists = [...record.endpoints].filter((e) => e !== endpoint).map((e) =>
+      this.#domains.reservedOf(e)
+    );
+    if (lists.length === 0) return;
+    lists.push(this.#domains.reservedOf(endpoint));
+    try {
+      mergeReservedRegions(lists, this.#options.allowIdentity ?? false);
+    } catch (error) {
+      if (error instanceof ReservedRegionConflictError) {
+        throw driverError(
+          `Cannot attach endpoint ${endpoint} to domain ${record.id}: ${error.message}`,
+        );
+      }
+      throw error;
+    }
+  }
+
+  /** Re-sends every remembered mapping of a domain the device has just created. */
+  async #replay(record: DomainRecord): Promise<void> {
+    const m = record.mappings;
+    const sends: Promise<void>[] = [];
+    m.forEach((s) => {
+      sends.push(
+        this.#sendMap(
+          record.id,
+          m.startLo(s),
+          m.startHi(s),
+          m.endLo(s),
+          m.endHi(s),
+          m.physLo(s),
+          m.physHi(s),
+          m.flags(s),
+        ),
+      );
+    });
+    await Promise.all(sends);
+  }
+
+  /** Detaches `endpoint` from `domain` (virtio 1.3 §5.13.6.4). The domain keeps its mappings. */
+  async detach(domain: number, endpoint: number): Promise<void> {
+    this.#checkDomain(domain);
+    this.#checkId(endpoint, "endpoint");
+    await this.#sendDetach(domain, endpoint);
+    this.#domains.detached(domain, endpoint);
+  }
+
+  /**
+   * Maps `[iova, iova + size)` to `phys` in `domain` with `flags` (MAP_READ | MAP_WRITE |
+   * MAP_MMIO; virtio 1.3 §5.13.6.5). Refused before sending when unaligned to the granule,
+   * outside input_range, overlapping a mapping or a reserved region, or on a bypass domain. A
+   * domain that currently has no endpoint only records the mapping (it is sent on attach).
+   */
+  map(
+    domain: number,
+    iova: Address,
+    phys: Address,
+    size: Address,
+    flags: number,
+    options: MapOptions = {},
+  ): Promise<void> {
+    try {
+      this.#open();
+      this.#checkDomain(domain);
+      this.#checkFlags(flags);
+      this.#checkRange("map", iova, size, phys);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (options.split) return this.#mapSplit(domain, flags);
+    const a = this.#a, b = this.#b, c = this.#c;
+    const record = this.#domains.get(domain);
+    if (record === undefined) {
+      // Not a domain this driver created: let the device judge (typically S_NOENT).
+      return this.#sendMap(domain, a.lo, a.hi, b.lo, b.hi, c.lo, c.hi, flags);
+    }
+    try {
+      this.#checkMappable(record, "map");
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const slot = record.mappings.insert(a.lo, a.hi, b.lo, b.hi, c.lo, c.hi, flags);
+    if (slot < 0) {
+      return Promise.reject(
+        driverError(
+          `Cannot map ${hex(a.lo, a.hi)}-${hex(b.lo, b.hi)} in domain ${domain}: ` +
+            "overlaps an existing mapping",
+        ),
+      );
+    }
+    if (record.endpoints.size === 0) return Promise.resolve();
+    return this.#sendMap(domain, a.lo, a.hi, b.lo, b.hi, c.lo, c.hi, flags).catch((error) => {
+      record.mappings.remove(slot);
+      throw error;
+    });
+  }
+
+  /** Throws unless MAP/UNMAP may go to `record`; for MAP also checks reserved regions (#a-#b). */
+  #checkMappable(record: DomainRecord, verb: string): void {
+    if (record.bypass) {
+      throw driverError(`Cannot ${verb} in domain ${record.id}: it is a bypass domain`);
+    }
+    if (verb !== "map") return;
+    const start = join(this.#a.lo, this.#a.hi);
+    const last = join(this.#b.lo, this.#b.hi);
+    for (const endpoint of record.endpoints) {
+      for (const r of this.#domains.reservedOf(endpoint)) {
+        if (r.start <= last && start <= r.end) {
+          throw driverError(
+            `Cannot map 0x${start.toString(16)}-0x${last.toString(16)} in domain ${record.id}: ` +
+              `overlaps the ${r.kind} region 0x${r.start.toString(16)}-0x${
+                r.end.toString(16)
+              } of endpoint ${endpoint}`,
+          );
+        }
+      }
+    }
+  }
+
+  /** MAP split into the largest page sizes page_size_mask allows (#a, #b, #c hold the range). */
+  async #mapSplit(domain: number, flags: number): Promise<void> {
+    let iova = join(this.#a.lo, this.#a.hi);
+    let phys = join(this.#c.lo, this.#c.hi);
+    const last = join(this.#b.lo, this.#b.hi);
+    const mask = this.#config.pageSizeMask;
+    const chunks: Array<[bigint, bigint, bigint]> = [];
+    while (iova <= last) {
+      const remaining = last - iova + 1n;
+      let size = 1n << BigInt(this.#granule);
+      for (let bit = 63n; bit >= 0n; bit--) {
+        const page = 1n << bit;
+        if ((mask & page) === 0n || page > remaining) continue;
+        if (iova % page !== 0n || phys % page !== 0n) continue;
+        size = page;
+        break;
+      }
+      chunks.push([iova, phys, size]);
+      iova += size;
+      phys += size;
+    }
+    const done: Array<[bigint, bigint]> = [];
+    try {
+      for (const [i, p, s] of chunks) {
+        await this.map(domain, i, p, s, flags);
+        done.push([i, s]);
+      }
+    } catch (error) {
+      // All or nothing: take back the chunks that went through.
+      for (const [i, s] of done) await this.unmap(domain, i, s).catch(() => {});
+      throw error;
+    }
+  }
+
+  /**
+   * Unmaps `[iova, iova + size)` in `domain` (virtio 1.3 §5.13.6.6): removes every mapping
+   * inside it. Refused before sending when it would split a mapping (the spec's driver MUST).
+   */
+  unmap(domain: number, iova: Address, size: Address): Promise<void> {
+    try {
+      this.#open();
+      this.#checkDomain(domain);
+      this.#checkRange("unmap", iova, size);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const a = this.#a, b = this.#b;
+    const record = this.#domains.get(domain);
+    if (record === undefined) return this.#sendUnmap(domain, a.lo, a.hi, b.lo, b.hi);
+    try {
+      this.#checkMappable(record, "unmap");
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const removed = record.mappings.removeRange(a.lo, a.hi, b.lo, b.hi);
+    if (removed < 0) {
+      return Promise.reject(
+        driverError(
+          `Cannot unmap ${hex(a.lo, a.hi)}-${hex(b.lo, b.hi)} in domain ${domain}: ` +
+            "it would split a mapping",
+        ),
+      );
+    }
+    if (record.endpoints.size === 0) return Promise.resolve();
+    return this.#sendUnmap(domain, a.lo, a.hi, b.lo, b.hi);
+  }
+
+  /**
+   * Asks the device for `endpoint`'s properties (virtio 1.3 §5.13.6.7) and remembers its
+   * reserved regions, which MAP then avoids. Needs F_PROBE.
+   */
+  probe(endpoint: number): Promise<ProbeResult> {
+    const run = this.#probeLock.then(() => this.#probe(endpoint));
+    this.#probeLock = run.catch(() => {});
+    return run;
+  }
+
+  async #probe(endpoint: number): Promise<ProbeResult> {
+    this.#open();
+    this.#checkId(endpoint, "endpoint");
+    const buffer = this.#probeBuffer;
+    if (buffer === null || !hasFeature(this.#features, VIRTIO_IOMMU_F_PROBE)) {
+      throw driverError("Cannot probe: VIRTIO_IOMMU_F_PROBE not negotiated");
+    }
+    const probeSize = this.#config.probeSize;
+    buffer.bytes.fill(0);
+    buffer.view.setUint8(HEAD_TYPE, VIRTIO_IOMMU_T_PROBE);
+    buffer.view.setUint32(PROBE_ENDPOINT, endpoint, true);
+    const q = this.#requests;
+    await new Promise<void>((resolve, reject) => {
+      q.acquire((slot) => {
+        if (slot < 0) {
+          reject(q.broken ?? new DeviceResetError("The request queue failed"));
+          return;
+        }
+        // Properties area of exactly probe_size bytes, then the tail (§5.13.6.7.1 MUST).
+        q.send(
+          slot,
+          PROBE_SIZE,
+          (error) => (error ? reject(error) : resolve()),
+          buffer,
+          probeSize + TAIL_SIZE,
+        );
+      });
+    });
+    const result = parseProbeProperties(buffer.view, PROBE_SIZE, probeSize, endpoint, {
+      identitySubtype: this.#options.identitySubtype,
+    });
+    this.#domains.setReserved(endpoint, result.regions);
+    return result;
+  }
+
+  /** The reserved regions remembered for `endpoint` from its last PROBE. */
+  reservedRegions(endpoint: number): ReservedRegion[] {
+    return this.#domains.reservedOf(endpoint).map((r) => ({ ...r }));
+  }
+
+  /**
+   * Sets the global `bypass` config field (virtio 1.3 §5.13.4): whether unattached endpoints
+   * bypass translation. Only with BYPASS_CONFIG negotiated; the driver writes only 0 or 1.
+   */
+  setBypass(enabled: boolean): void {
+    this.#open();
+    if (!hasFeature(this.#features, VIRTIO_IOMMU_F_BYPASS_CONFIG)) {
+      throw driverError("Cannot set bypass: VIRTIO_IOMMU_F_BYPASS_CONFIG not negotiated");
+    }
+    this.#transport.writeConfig8(CONFIG_BYPASS, enabled ? 1 : 0);
+    this.#config.bypass = enabled ? 1 : 0;
+  }
+
+  /** Reads the `bypass` field now (null without BYPASS_CONFIG). */
+  readBypass(): number | null {
+    if (!hasFeature(this.#features, VIRTIO_IOMMU_F_BYPASS_CONFIG)) return null;
+    return this.#transport.readConfig8(CONFIG_BYPASS) & 1;
+  }
+
+  /** Picks a domain ID inside domain_range that the driver does not use yet. */
+  allocateDomain(options: AttachOptions = {}): number {
+    const id = this.#domains.allocate(
+      this.#config.domainStart,
+      this.#config.domainEnd,
+      options.bypass ?? false,
+    );
+    if (id < 0) throw driverError("No free domain ID left in the device's domain range");
+    return id;
+  }
+
+  /** Forgets an empty domain and its remembered mappings. Returns false if it has endpoints. */
+  freeDomain(domain: number): boolean {
+    return this.#domains.forget(domain);
+  }
+
+  /** The domains the driver knows. */
+  domains(): DomainInfo[] {
+    return this.#domains.all().map((d) => ({
+      id: d.id,
+      bypass: d.bypass,
+      endpoints: [...d.endpoints].sort((a, b) => a - b),
+      mappings: d.mappings.size,
+    }));
+  }
+
+  /** The mappings the driver remembers for `domain`, in address order. */
+  mappings(domain: number): MappingInfo[] {
+    const record = this.#domains.get(domain);
+    if (!record) return [];
+    const m = record.mappings;
+    const out: MappingInfo[] = [];
+    m.forEach((s) => {
+      out.push({
+        iova: join(m.startLo(s), m.startHi(s)),
+        last: join(m.endLo(s), m.endHi(s)),
+        phys: join(m.physLo(s), m.physHi(s)),
+        flags: m.flags(s),
+      });
+    });
+    return out;
+  }
+
+  /** The physical address `iova` maps to in `domain`, from the driver's records, or null. */
+  iovaToPhys(domain: number, iova: Address): bigint | null {
+    const record = this.#domains.get(domain);
+    if (!record) return null;
+    const a = split(iova, "iova", this.#a);
+    const s = record.mappings.find(a.lo, a.hi);
+    if (s < 0) return null;
+    const m = record.mappings;
+    return join(m.physLo(s), m.physHi(s)) + (join(a.lo, a.hi) - join(m.startLo(s), m.startHi(s)));
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Events.
+
+  #deliver(event: FaultEvent): void {
+    this.#faults.push(event);
+    for (const listener of this.#faultListeners) listener(event);
+  }
+
+  /** Reads the event queue now; returns how many fault reports arrived. */
+  pollEvents(): number {
+    this.#open();
+    return this.#events.collect();
+  }
+
+  /** Fault reports the device sent that are dropped because they were malformed. */
+  get ignoredEvents(): number {
+    return this.#events.ignored;
+  }
+
+  /** Returns the faults received since the last call (polling the event queue first). */
+  takeFaults(): FaultEvent[] {
+    this.pollEvents();
+    return this.#faults.splice(0);
+  }
+
+  /** Calls `listener` for every fault report; returns a function that unsubscribes. */
+  onFault(listener: (event: FaultEvent) => void): () => void {
+    this.#faultListeners.add(listener);
+    return () => this.#faultListeners.delete(listener);
+  }
+
+  /**
+   * Waits for the next fault report, polling the event queue; resolves null after
+   * `timeoutMs` without one.
+   */
+  async nextFault(timeoutMs = 1000): Promise<FaultEvent | null> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      this.pollEvents();
+      const event = this.#faults.shift();
+      if (event) return event;
+      if (performance.now() >= deadline) return null;
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Lifecycle.
+
+  /**
+   * Resets the device and initialises it again. Every pending request rejects with
+   * DeviceResetError. With `reattach` (default true) every endpoint is attached again and the
+   * mappings of each domain are replayed.
+   */
+  async reset(options: { reattach?: boolean } = {}): Promise<void> {
+    this.#open();
+    const error = new DeviceResetError("The device was reset with the request pending");
+    this.#requests.restart(error);
+    this.#events.restart();
+    const attached = this.#domains.detachAll();
+    const t = this.#transport;
+    this.#features = await beginInit(t, {
+      supported: this.#features,
+      required: featureBit(VIRTIO_IOMMU_F_MAP_UNMAP),
+      timeoutMs: this.#options.timeoutMs,
+    });
+    try {
+      this.#config = readIommuConfig(t, this.#features);
+      this.#requests.enable();
+      this.#events.enable();
+      finishInit(t);
+      this.#events.kick();
+    } catch (e) {
+      failDevice(t);
+      throw e;
+    }
+    if (options.reattach ?? true) {
+      for (const { domain, endpoint, bypass } of attached) {
+        await this.attach(domain, endpoint, { bypass });
+      }
+    }
+  }
+
+  /** Resets the device and frees the driver's DMA memory. The driver is unusable afterwards. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#requests.fail(new DeviceResetError("The driver was closed with the request pending"));
+    this.#transport.setStatus(0);
+    // Wait for the reset to be acknowledged before freeing memory the device could still use.
+    const deadline = performance.now() + 1000;
+    while (this.#transport.getStatus() !== 0 && performance.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    this.#requests.destroy();
+    this.#events.destroy();
+    if (this.#probeBuffer) this.#dma.free(this.#probeBuffer);
+  }
+}

@@ -1,0 +1,127 @@
+/**
+ * What the driver remembers about domains (as Linux's viommu_domain does): the endpoints
+ * attached to each, whether it is a bypass domain, and its mappings in an {@link IntervalMap},
+ * so that a domain whose last endpoint left (and which the device therefore destroyed, virtio
+ * 1.3 §5.13.6.4) can be rebuilt by replaying its mappings on the next ATTACH.
+ *
+ * @module
+ */
+
+import { IntervalMap } from "../interval_map.ts";
+import type { ReservedRegion } from "./probe.ts";
+
+/** One domain as the driver knows it. */
+export interface DomainRecord {
+  /** Domain ID as sent in requests. */
+  readonly id: number;
+  /** Created with ATTACH_F_BYPASS: identity, no MAP/UNMAP. */
+  readonly bypass: boolean;
+  /** Endpoints attached right now. Empty means the device has no such domain at the moment. */
+  readonly endpoints: Set<number>;
+  /** The mappings, kept across detach of the last endpoint for replay. */
+  readonly mappings: IntervalMap;
+}
+
+/** The driver's domain and endpoint bookkeeping. Plain data plus a few rules. */
+export class DomainTable {
+  #domains = new Map<number, DomainRecord>();
+  #endpointDomain = new Map<number, number>();
+  #reserved = new Map<number, ReservedRegion[]>();
+  #nextId = -1;
+
+  /** The record of domain `id`, or undefined when the driver never attached anything to it. */
+  get(id: number): DomainRecord | undefined {
+    return this.#domains.get(id);
+  }
+
+  /** Every domain the driver knows, in ID order. */
+  all(): DomainRecord[] {
+    return [...this.#domains.values()].sort((a, b) => a.id - b.id);
+  }
+
+  /** The domain endpoint `endpoint` is attached to, or undefined. */
+  domainOf(endpoint: number): number | undefined {
+    return this.#endpointDomain.get(endpoint);
+  }
+
+  /** Creates the record of domain `id` if needed and returns it. */
+  ensure(id: number, bypass: boolean): DomainRecord {
+    let record = this.#domains.get(id);
+    if (!record) {
+      record = { id, bypass, endpoints: new Set(), mappings: new IntervalMap() };
+      this.#domains.set(id, record);
+    }
+    return record;
+  }
+
+  /**
+   * Records a successful ATTACH: the endpoint leaves its previous domain (the device's implicit
+   * detach, §5.13.6.3) and joins `id`. Returns true when `id` had no endpoint before, i.e. the
+   * device created it afresh and its remembered mappings must be replayed.
+   */
+  attached(id: number, bypass: boolean, endpoint: number): boolean {
+    const previous = this.#endpointDomain.get(endpoint);
+    if (previous !== undefined) this.#domains.get(previous)?.endpoints.delete(endpoint);
+    const record = this.ensure(id, bypass);
+    const fresh = record.endpoints.size === 0;
+    record.endpoints.add(endpoint);
+    this.#endpointDomain.set(endpoint, id);
+    return fresh;
+  }
+
+  /** Records a successful DETACH. */
+  detached(id: number, endpoint: number): void {
+    this.#domains.get(id)?.endpoints.delete(endpoint);
+    if (this.#endpointDomain.get(endpoint) === id) this.#endpointDomain.delete(endpoint);
+  }
+
+  /** Forgets domain `id` and its mappings (it must have no endpoints). */
+  forget(id: number): boolean {
+    const record = this.#domains.get(id);
+    if (!record || record.endpoints.size > 0) return false;
+    this.#domains.delete(id);
+    return true;
+  }
+
+  /**
+   * After a device reset every endpoint is unattached (§5.13.6): returns who was attached
+   * where, and empties the endpoint sets so re-attaching replays the mappings.
+   */
+  detachAll(): Array<{ domain: number; endpoint: number; bypass: boolean }> {
+    const out: Array<{ domain: number; endpoint: number; bypass: boolean }> = [];
+    for (const record of this.#domains.values()) {
+      for (const endpoint of record.endpoints) {
+        out.push({ domain: record.id, endpoint, bypass: record.bypass });
+      }
+      record.endpoints.clear();
+    }
+    this.#endpointDomain.clear();
+    return out;
+  }
+
+  /** Remembers the reserved regions PROBE reported for `endpoint`. */
+  setReserved(endpoint: number, regions: ReservedRegion[]): void {
+    this.#reserved.set(endpoint, regions);
+  }
+
+  /** The reserved regions of `endpoint` (empty when it was never probed). */
+  reservedOf(endpoint: number): ReservedRegion[] {
+    return this.#reserved.get(endpoint) ?? [];
+  }
+
+  /**
+   * A domain ID in [start, end] that the driver does not use yet, or -1 when none is left.
+   * IDs are handed out round-robin so a just-freed ID is not reused at once.
+   */
+  allocate(start: number, end: number, bypass = false): number {
+    const span = end - start + 1;
+    for (let i = 0; i < Math.min(span, this.#domains.size + 1); i++) {
+      this.#nextId = this.#nextId < start || this.#nextId >= end ? start : this.#nextId + 1;
+      if (!this.#domains.has(this.#nextId)) {
+        this.ensure(this.#nextId, bypass);
+        return this.#nextId;
+      }
+    }
+    return -1;
+  }
+}

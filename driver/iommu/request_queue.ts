@@ -1,0 +1,375 @@
+/**
+ * The request queue engine (virtio 1.3 §5.13.6): fixed request slots in DMA memory, each sent
+ * as a two-part chain (device-readable request, device-writable tail), auto-batched so that
+ * every request made in the same tick shares one notification, completed by polling the used
+ * ring, and settled exactly once: resolved, rejected with a typed error, or timed out.
+ * Back-pressure: when every slot is in flight, callers wait in FIFO order; nothing is dropped
+ * and nothing is reordered.
+ *
+ * @module
+ */
+
+import type { DmaAllocator, DmaRegion } from "../../transport/dma.ts";
+import type { Transport } from "../../transport/transport.ts";
+import { STATUS_DEVICE_NEEDS_RESET } from "../status.ts";
+import { SplitVirtqueue, VirtqueueError } from "../virtqueue.ts";
+import { DeviceResetError, requestError, RequestTimeoutError } from "./errors.ts";
+import { HEAD_TYPE, REQUEST_QUEUE, TAIL_SIZE } from "./wire.ts";
+
+/** Called once when a request settles: `error` is null on success. */
+export type Completion = (error: Error | null, slot: number) => void;
+
+/** Bytes per request slot: the largest fixed request (MAP, 36) plus its tail, rounded up. */
+export const SLOT_SIZE = 64;
+/** Slots per DMA chunk: a chunk is one 4 KiB page, so each stays physically contiguous. */
+const SLOTS_PER_CHUNK = 4096 / SLOT_SIZE;
+
+const FREE = 0;
+const IN_FLIGHT = 1;
+/** Timed out: the caller was told, the device still owns the buffers until it returns them. */
+const ABANDONED = 2;
+
+/** Options for {@link RequestQueue}. */
+export interface RequestQueueOptions {
+  /** Default time a request may take before it rejects with RequestTimeoutError (ms). */
+  timeoutMs: number;
+  /** Negotiated EVENT_IDX. */
+  eventIdx: boolean;
+  /** Negotiated INDIRECT_DESC. */
+  indirect: boolean;
+}
+
+/** A request that is waiting for a free slot. */
+interface Waiter {
+  run(slot: number): void;
+}
+
+/** Names of request types for messages, by type number. */
+const KIND_NAMES = ["", "ATTACH", "DETACH", "MAP", "UNMAP", "PROBE"];
+
+/** The request virtqueue with its slots, polling and settlement. */
+export class RequestQueue {
+  /** The underlying split virtqueue. */
+  readonly vq: SplitVirtqueue;
+  /** Number of request slots (the most requests in flight at once). */
+  readonly slots: number;
+  #transport: Transport;
+  #dma: DmaAllocator;
+  #chunks: DmaRegion[] = [];
+  #slotView: DataView[];
+  #slotOffset: Int32Array;
+  #slotLo: Float64Array;
+  #slotHi: Float64Array;
+  #state: Uint8Array;
+  #kind: Uint8Array;
+  #writeLen: Int32Array;
+  #deadline: Float64Array;
+  #statusView: DataView[];
+  #statusOffset: Int32Array;
+  #done: (Completion | null)[];
+  #headToSlot: Int32Array;
+  #freeSlots: Int32Array;
+  #freeCount: number;
+  #waiters: Waiter[] = [];
+  #inFlight = 0;
+  #flushScheduled = false;
+  #pollTimer: ReturnType<typeof setTimeout> | undefined;
+  #broken: Error | null = null;
+  #timeoutMs: number;
+  #flushBound = (): void => this.#flush();
+  #pollBound = (): void => this.#poll();
+
+  /** Creates the queue and its slots; call {@link RequestQueue.enable} to hand it to the device. */
+  constructor(
+    transport: Transport,
+    dma: DmaAllocator,
+    size: number,
+    options: RequestQueueOptions,
+  ) {
+    this.#transport = transport;
+    this.#dma = dma;
+    this.#timeoutMs = options.timeoutMs;
+    this.vq = new SplitVirtqueue(REQUEST_QUEUE, size, dma, {
+      eventIdx: options.eventIdx,
+      indirect: options.indirect,
+    });
+    // With indirect descriptors a request takes one ring descriptor, otherwise two.
+    const slots = options.indirect ? size : Math.max(1, size >> 1);
+    this.slots = slots;
+    this.#slotView = new Array(slots);
+    this.#slotOffset = new Int32Array(slots);
+    this.#slotLo = new Float64Array(slots);
+    this.#slotHi = new Float64Array(slots);
+    this.#state = new Uint8Array(slots);
+    this.#kind = new Uint8Array(slots);
+    this.#writeLen = new Int32Array(slots);
+    this.#deadline = new Float64Array(slots);
+    this.#statusView = new Array(slots);
+    this.#statusOffset = new Int32Array(slots);
+    this.#done = new Array(slots).fill(null);
+    this.#headToSlot = new Int32Array(size).fill(-1);
+    this.#freeSlots = new Int32Array(slots);
+    for (let i = 0; i < slots; i++) {
+      if (i % SLOTS_PER_CHUNK === 0) this.#chunks.push(dma.alloc(4096, 4096));
+      const chunk = this.#chunks[this.#chunks.length - 1];
+      const offset = (i % SLOTS_PER_CHUNK) * SLOT_SIZE;
+      this.#slotView[i] = chunk.view;
+      this.#slotOffset[i] = offset;
+      this.#slotLo[i] = chunk.addrLo + offset; // chunks are 4 KiB-aligned: no carry.
+      this.#slotHi[i] = chunk.addrHi;
+      this.#freeSlots[i] = slots - 1 - i;
+    }
+    this.#freeCount = slots;
+  }
+
+  /** Hands the ring to the device (queue setup step of virtio 1.3 §3.1.1 step 7). */
+  enable(): void {
+    this.#transport.enableQueue(REQUEST_QUEUE, this.vq.size, this.vq.addresses);
+  }
+
+  /** Requests submitted and not yet settled, plus those waiting for a slot. */
+  get pending(): number {
+    return this.#inFlight + this.#waiters.length;
+  }
+
+  /** The error that broke the queue (a device that broke the ring protocol), or null. */
+  get broken(): Error | null {
+    return this.#broken;
+  }
+
+  /**
+   * Takes a free slot for a new request, or returns -1 when the caller must wait with
+   * {@link RequestQueue.acquire} (no slot free, or earlier requests already waiting: FIFO).
+   * Throws the queue's error when it is broken.
+   */
+  tryTakeSlot(): number {
+    if (this.#broken) throw this.#broken;
+    if (this.#waiters.length !== 0 || this.#freeCount === 0) return -1;
+    return this.#freeSlots[--this.#freeCount];
+  }
+
+  /**
+   * Calls `run(slot)` once a slot is free, after every request already waiting (FIFO). If the
+   * queue fails first, `run(-1)` tells the waiter to reject with {@link RequestQueue.broken}.
+   */
+  acquire(run: (slot: number) => void): void {
+    if (this.#broken) throw this.#broken;
+    const slot = this.tryTakeSlot();
+    if (slot >= 0) run(slot);
+    else this.#waiters.push({ run });
+  }
+
+  /** The DataView holding slot `slot`'s bytes. */
+  view(slot: number): DataView {
+    return this.#slotView[slot];
+  }
+
+  /** Offset of slot `slot`'s bytes in {@link RequestQueue.view}. */
+  offset(slot: number): number {
+    return this.#slotOffset[slot];
+  }
+
+  /**
+   * Sends the request encoded in `slot`: `readLen` device-readable bytes then the 4-byte tail.
+   * When `ext` is given (PROBE) the chain's buffers are that region instead: `readLen` bytes,
+   * then `writeLen` writable bytes. `done` is called exactly once.
+   */
+  send(
+    slot: number,
+    readLen: number,
+    done: Completion,
+    ext?: DmaRegion,
+    writeLen = TAIL_SIZE,
+    timeoutMs = this.#timeoutMs,
+  ): void {
+    let head: number;
+    if (ext === undefined) {
+      const lo = this.#slotLo[slot];
+      const hi = this.#slotHi[slot];
+      // The tail follows the request in the same slot; slots never cross a 4 KiB chunk.
+      const view = this.#slotView[slot];
+      const offset = this.#slotOffset[slot];
+      // Poison the tail so a device that claims to have written it but did not is caught.
+      view.setUint32(offset + readLen, 0xffff_ffff, true);
+      head = this.vq.add2(lo, hi, readLen, lo + readLen, hi, writeLen);
+      this.#kind[slot] = view.getUint8(offset + HEAD_TYPE);
+      this.#statusView[slot] = view;
+      this.#statusOffset[slot] = offset + readLen;
+    } else {
+      const tail = readLen + writeLen - TAIL_SIZE;
+      ext.view.setUint32(tail, 0xffff_ffff, true);
+      head = this.vq.add2(
+        ext.addrLo,
+        ext.addrHi,
+        readLen,
+        ext.addrLo + readLen,
+        ext.addrHi,
+        writeLen,
+      );
+      this.#kind[slot] = ext.view.getUint8(HEAD_TYPE);
+      this.#statusView[slot] = ext.view;
+      this.#statusOffset[slot] = tail;
+    }
+    if (head < 0) {
+      // Cannot happen: slots never outnumber what the ring holds. Fail loudly, not silently.
+      this.#release(slot);
+      done(new VirtqueueError(REQUEST_QUEUE, "Request ring full although a slot was free"), slot);
+      return;
+    }
+    this.#headToSlot[head] = slot;
+    this.#state[slot] = IN_FLIGHT;
+    this.#writeLen[slot] = writeLen;
+    this.#done[slot] = done;
+    this.#deadline[slot] = timeoutMs > 0 ? performance.now() + timeoutMs : Infinity;
+    this.#inFlight++;
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      queueMicrotask(this.#flushBound);
+    }
+  }
+
+  /** Publishes and notifies now instead of at the end of the tick, then collects answers. */
+  flushNow(): void {
+    this.#flush();
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false;
+    if (this.#broken) return;
+    // Publish avail.idx; notify unless the device suppressed it (virtio 1.3 §2.7.10).
+    if (this.vq.publish()) this.#transport.notify(REQUEST_QUEUE);
+    this.collect();
+    if (this.#inFlight > 0) this.#startPolling();
+  }
+
+  /** Collects every answer the device has put in the used ring. Returns how many settled. */
+  collect(): number {
+    let n = 0;
+    try {
+      while (this.vq.hasUsed()) {
+        const head = this.vq.popUsed();
+        if (head < 0) break;
+        this.#complete(head, this.vq.usedLen);
+        n++;
+      }
+    } catch (error) {
+      // The device broke the ring protocol: nothing it says can be trusted any more.
+      this.fail(error instanceof Error ? error : new Error(String(error)));
+    }
+    return n;
+  }
+
+  #complete(head: number, written: number): void {
+    const slot = this.#headToSlot[head];
+    this.#headToSlot[head] = -1;
+    if (slot < 0) {
+      throw new VirtqueueError(
+        REQUEST_QUEUE,
+        `Device returned request ${head}, which has no request slot`,
+      );
+    }
+    const state = this.#state[slot];
+    const done = this.#done[slot];
+    this.#done[slot] = null;
+    if (state === IN_FLIGHT) this.#inFlight--;
+    const kind = this.#kind[slot];
+    const writeLen = this.#writeLen[slot];
+    if (state === IN_FLIGHT && done !== null) {
+      const status = this.#statusView[slot].getUint8(this.#statusOffset[slot]);
+      done(requestError(KIND_NAMES[kind] ?? `type ${kind}`, status, written, writeLen), slot);
+    }
+    this.#release(slot);
+  }
+
+  #release(slot: number): void {
+    this.#state[slot] = FREE;
+    const waiter = this.#waiters.shift();
+    if (waiter) waiter.run(slot);
+    else this.#freeSlots[this.#freeCount++] = slot;
+  }
+
+  #startPolling(): void {
+    if (this.#pollTimer !== undefined) return;
+    this.#pollTimer = setTimeout(this.#pollBound, 0);
+  }
+
+  #poll(): void {
+    this.#pollTimer = undefined;
+    if (this.#broken) return;
+    // A busy device usually answers within microseconds: spin briefly before sleeping.
+    const spinUntil = performance.now() + 0.2;
+    while (this.collect() === 0 && this.#inFlight > 0 && performance.now() < spinUntil) {
+      // spin
+    }
+    if (this.#inFlight === 0 || this.#broken) return;
+    if ((this.#transport.getStatus() & STATUS_DEVICE_NEEDS_RESET) !== 0) {
+      this.fail(
+        new DeviceResetError("The device set DEVICE_NEEDS_RESET with requests in flight"),
+      );
+      return;
+    }
+    this.#expire(performance.now());
+    if (this.#inFlight > 0) this.#pollTimer = setTimeout(this.#pollBound, 1);
+  }
+
+  #expire(now: number): void {
+    for (let slot = 0; slot < this.slots; slot++) {
+      if (this.#state[slot] !== IN_FLIGHT || this.#deadline[slot] > now) continue;
+      const done = this.#done[slot];
+      this.#done[slot] = null;
+      this.#state[slot] = ABANDONED;
+      this.#inFlight--;
+      const kind = this.#kind[slot];
+      done?.(
+        new RequestTimeoutError(KIND_NAMES[kind] ?? `type ${kind}`, this.#timeoutMs),
+        slot,
+      );
+    }
+  }
+
+  /**
+   * Rejects every pending request with `error` and refuses new ones until
+   * {@link RequestQueue.restart}. Used when the device broke the protocol or needs a reset.
+   */
+  fail(error: Error): void {
+    if (this.#broken === null) this.#broken = error;
+    if (this.#pollTimer !== undefined) clearTimeout(this.#pollTimer);
+    this.#pollTimer = undefined;
+    this.#inFlight = 0;
+    for (let slot = 0; slot < this.slots; slot++) {
+      if (this.#state[slot] !== IN_FLIGHT) continue;
+      const done = this.#done[slot];
+      this.#done[slot] = null;
+      this.#state[slot] = ABANDONED;
+      done?.(error, slot);
+    }
+    const waiters = this.#waiters.splice(0);
+    for (const w of waiters) {
+      // A waiter never got a slot: hand it a sentinel so it can reject its own promise.
+      w.run(-1);
+    }
+  }
+
+  /**
+   * After a device reset: forgets everything in flight (rejecting it with `error` if not yet
+   * settled), resets the ring to its initial state and accepts requests again.
+   */
+  restart(error: Error): void {
+    this.fail(error);
+    this.vq.reset();
+    this.#headToSlot.fill(-1);
+    this.#state.fill(FREE);
+    this.#inFlight = 0;
+    this.#freeCount = this.slots;
+    for (let i = 0; i < this.slots; i++) this.#freeSlots[i] = this.slots - 1 - i;
+    this.#broken = null;
+  }
+
+  /** Frees the DMA memory. The queue is unusable afterwards. */
+  destroy(): void {
+    this.fail(new DeviceResetError("The request queue was destroyed"));
+    this.vq.destroy();
+    for (const chunk of this.#chunks) this.#dma.free(chunk);
+    this.#chunks = [];
+  }
+}
