@@ -45,6 +45,8 @@ export const MAP_LOCKED = 0x2000;
 export const MAP_POPULATE = 0x8000;
 /** `MAP_HUGETLB` (x86-64). */
 export const MAP_HUGETLB = 0x40000;
+/** `MADV_HUGEPAGE`: ask for transparent hugepages (asm-generic/mman-common.h). */
+export const MADV_HUGEPAGE = 14;
 /** `O_RDONLY`. */
 export const O_RDONLY = 0;
 /** `O_RDWR`. */
@@ -67,6 +69,7 @@ const SYMBOLS = {
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
   mlock: { parameters: ["pointer", "usize"], result: "i32" },
+  madvise: { parameters: ["pointer", "usize", "i32"], result: "i32" },
   open: { parameters: ["buffer", "i32", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
