@@ -1,0 +1,1044 @@
+/**
+ * An ordered set of non-overlapping, inclusive 64-bit intervals, each with a payload of a 64-bit
+ * physical address and u32 flags. It tracks IOVA mappings on both sides of virtio-iommu: the
+ * driver remembers each domain's mappings, the mock device translates through it. It knows
+ * nothing of virtio; {@link IntervalMap.removeRange} merely follows the UNMAP rules of
+ * virtio 1.3 §5.13.6.6 because that is what both users need.
+ *
+ * Addresses are passed as two u32 halves (lo, hi). Intervals live in "slots": struct-of-arrays
+ * columns in typed arrays, recycled through a free list. An in-memory B+-tree over the slots,
+ * also stored in typed arrays, keeps them ordered by start address. Lookups, inserts and
+ * removals cost O(log n). Once the arrays have grown to the working size, no operation
+ * allocates, and no BigInt is used anywhere.
+ *
+ * @example
+ * ```ts
+ * import { IntervalMap } from "./interval_map.ts";
+ *
+ * const map = new IntervalMap();
+ * // Map IOVA [0x1_0000_0000, 0x1_0000_ffff] to phys 0x8000_0000, READ|WRITE.
+ * const slot = map.insert(0x0000_0000, 1, 0x0000_ffff, 1, 0x8000_0000, 0, 3);
+ * if (map.find(0x1234, 1) !== slot) throw new Error("lookup failed");
+ * if (map.removeRange(0, 1, 0x7fff, 1) !== -1) throw new Error("a split must be refused");
+ * if (map.removeRange(0, 0, 0xffff_ffff, 1) !== 1) throw new Error("unmap failed");
+ * ```
+ *
+ * @module
+ */
+
+/** Entries per B+-tree node unless {@link IntervalMapOptions.nodeCapacity} says otherwise. */
+const DEFAULT_NODE_CAPACITY = 64;
+/** Smallest node capacity accepted: with a minimum fill of capacity/4, nodes keep ≥ 2 entries. */
+const MIN_NODE_CAPACITY = 8;
+/** Largest node capacity accepted; node entry counts are kept in a Uint16Array. */
+const MAX_NODE_CAPACITY = 1024;
+/** Capacity used when the constructor is given none. */
+const DEFAULT_INITIAL_CAPACITY = 64;
+/** Slot ids and node ids are int32; this is the most slots the map will ever hold. */
+const MAX_SLOTS = 0x4000_0000;
+/**
+ * Deepest tree the path stack can describe. A non-root node has at least 2 children, so even
+ * 2^30 intervals need fewer than 31 levels.
+ */
+const MAX_HEIGHT = 32;
+/** Marks a live slot in the slot link column; free slots hold the next free slot or NONE. */
+const LIVE = -2;
+/** "No slot" / "no node". */
+const NONE = -1;
+
+/** Options for {@link IntervalMap}. */
+export interface IntervalMapOptions {
+  /**
+   * Entries per B+-tree node (8..1024, default 64). Only tests need to change it: a small
+   * capacity builds a deep tree from few intervals, which exercises splits and merges.
+   */
+  nodeCapacity?: number;
+}
+
+/** Throws a RangeError unless `v` is an integer in [0, 2^32). */
+function checkU32(v: number, what: string): void {
+  if ((v >>> 0) !== v) {
+    throw new RangeError(`Expected ${what} to be a u32, got ${v}`);
+  }
+}
+
+/** Formats a 64-bit value given as halves, for error messages only. */
+function hex64(lo: number, hi: number): string {
+  return hi === 0
+    ? `0x${lo.toString(16)}`
+    : `0x${hi.toString(16)}_${lo.toString(16).padStart(8, "0")}`;
+}
+
+/** Whether (aLo, aHi) < (bLo, bHi) as unsigned 64-bit values. */
+function less(aLo: number, aHi: number, bLo: number, bHi: number): boolean {
+  return aHi < bHi || (aHi === bHi && aLo < bLo);
+}
+
+/** Copies `old` into a new Uint32Array of `length` elements. */
+function growU32(old: Uint32Array, length: number): Uint32Array {
+  const next = new Uint32Array(length);
+  next.set(old);
+  return next;
+}
+
+/** Copies `old` into a new Int32Array of `length` elements. */
+function growI32(old: Int32Array, length: number): Int32Array {
+  const next = new Int32Array(length);
+  next.set(old);
+  return next;
+}
+
+/** Copies `old` into a new Uint16Array of `length` elements. */
+function growU16(old: Uint16Array, length: number): Uint16Array {
+  const next = new Uint16Array(length);
+  next.set(old);
+  return next;
+}
+
+/**
+ * Non-overlapping inclusive intervals [start, end] over 64-bit addresses, ordered by start,
+ * each carrying a 64-bit phys address and u32 flags. All addresses are (lo, hi) u32 halves.
+ */
+export class IntervalMap {
+  // ---- Slots: one interval each, struct-of-arrays. ----
+  #slotCap: number;
+  #startLo: Uint32Array;
+  #startHi: Uint32Array;
+  #endLo: Uint32Array;
+  #endHi: Uint32Array;
+  #physLo: Uint32Array;
+  #physHi: Uint32Array;
+  #flags: Uint32Array;
+  /** LIVE for a live slot; for a free slot, the next free slot or NONE. */
+  #link: Int32Array;
+  /** Slots at or above this index have never been handed out since the last clear(). */
+  #slotHigh = 0;
+  #freeSlot = NONE;
+  #size = 0;
+
+  // ---- B+-tree. Node `n` owns entries [n * B, n * B + count). ----
+  /** B: entries per node (leaf keys, or inner children). */
+  readonly #nodeCap: number;
+  /** A non-root node with fewer entries than this is merged or refilled from a sibling. */
+  readonly #minFill: number;
+
+  // Leaves: the start address of each entry (copied from its slot, for cache locality) and
+  // the slot. Leaves form a doubly linked list in key order.
+  #leafPool: number;
+  #leafKeyLo: Uint32Array;
+  #leafKeyHi: Uint32Array;
+  #leafSlot: Int32Array;
+  #leafCount: Uint16Array;
+  /** Next leaf in key order, or NONE; for a free leaf, the next free leaf. */
+  #leafNext: Int32Array;
+  #leafPrev: Int32Array;
+  #leafHigh = 0;
+  #freeLeaf = NONE;
+
+  // Inner nodes: child i covers keys k with key[i] <= k < key[i + 1]; key[0] is unused.
+  // Separators may be stale lower bounds after removals; the invariant is
+  // max(child i - 1) < key[i] <= min(child i).
+  #innerPool: number;
+  #innerKeyLo: Uint32Array;
+  #innerKeyHi: Uint32Array;
+  /** Children; for a free inner node, entry 0 links to the next free inner node. */
+  #innerChild: Int32Array;
+  #innerCount: Uint16Array;
+  #innerHigh = 0;
+  #freeInner = NONE;
+
+  #root = 0;
+  /** 1 when the root is a leaf. */
+  #height = 1;
+
+  // Path of the last descent: #pathNode[l] is the inner node at depth l, #pathIdx[l] the child
+  // taken. Depth height - 1 is the leaf.
+  readonly #pathNode = new Int32Array(MAX_HEIGHT);
+  readonly #pathIdx = new Int32Array(MAX_HEIGHT);
+
+  /** Bumped by every change; forEach() uses it to refuse changes made by its callback. */
+  #version = 0;
+
+  /**
+   * Creates an empty map with room for `initialCapacity` intervals before any array has to
+   * grow (default 64). Growth doubles, so a larger map still works; it just allocates then.
+   */
+  constructor(
+    initialCapacity: number = DEFAULT_INITIAL_CAPACITY,
+    options: IntervalMapOptions = {},
+  ) {
+    if (!Number.isInteger(initialCapacity) || initialCapacity < 1 || initialCapacity > MAX_SLOTS) {
+      throw new RangeError(`Invalid initial capacity ${initialCapacity}`);
+    }
+    const nodeCap = options.nodeCapacity ?? DEFAULT_NODE_CAPACITY;
+    if (!Number.isInteger(nodeCap) || nodeCap < MIN_NODE_CAPACITY || nodeCap > MAX_NODE_CAPACITY) {
+      throw new RangeError(
+        `Invalid node capacity ${nodeCap}: expected an integer in ` +
+          `[${MIN_NODE_CAPACITY}, ${MAX_NODE_CAPACITY}]`,
+      );
+    }
+    this.#nodeCap = nodeCap;
+    this.#minFill = nodeCap >> 2;
+
+    this.#slotCap = initialCapacity;
+    this.#startLo = new Uint32Array(initialCapacity);
+    this.#startHi = new Uint32Array(initialCapacity);
+    this.#endLo = new Uint32Array(initialCapacity);
+    this.#endHi = new Uint32Array(initialCapacity);
+    this.#physLo = new Uint32Array(initialCapacity);
+    this.#physHi = new Uint32Array(initialCapacity);
+    this.#flags = new Uint32Array(initialCapacity);
+    this.#link = new Int32Array(initialCapacity);
+
+    // Leaves are at least a quarter full, usually half or more; size for half.
+    const leaves = Math.ceil((initialCapacity * 2) / nodeCap) + 1;
+    this.#leafPool = leaves;
+    this.#leafKeyLo = new Uint32Array(leaves * nodeCap);
+    this.#leafKeyHi = new Uint32Array(leaves * nodeCap);
+    this.#leafSlot = new Int32Array(leaves * nodeCap);
+    this.#leafCount = new Uint16Array(leaves);
+    this.#leafNext = new Int32Array(leaves);
+    this.#leafPrev = new Int32Array(leaves);
+
+    const inners = Math.ceil((leaves * 2) / nodeCap) + 2;
+    this.#innerPool = inners;
+    this.#innerKeyLo = new Uint32Array(inners * nodeCap);
+    this.#innerKeyHi = new Uint32Array(inners * nodeCap);
+    this.#innerChild = new Int32Array(inners * nodeCap);
+    this.#innerCount = new Uint16Array(inners);
+
+    this.#root = this.#allocLeaf();
+  }
+
+  /** Number of intervals in the map. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Bytes held by the map's typed arrays (its whole footprint apart from a few fields). */
+  get allocatedBytes(): number {
+    return this.#startLo.byteLength * 7 + this.#link.byteLength +
+      this.#leafKeyLo.byteLength + this.#leafKeyHi.byteLength + this.#leafSlot.byteLength +
+      this.#leafCount.byteLength + this.#leafNext.byteLength + this.#leafPrev.byteLength +
+      this.#innerKeyLo.byteLength + this.#innerKeyHi.byteLength + this.#innerChild.byteLength +
+      this.#innerCount.byteLength + this.#pathNode.byteLength + this.#pathIdx.byteLength;
+  }
+
+  /** Low half of the interval's first address. */
+  startLo(slot: number): number {
+    return this.#startLo[slot];
+  }
+  /** High half of the interval's first address. */
+  startHi(slot: number): number {
+    return this.#startHi[slot];
+  }
+  /** Low half of the interval's last address (inclusive). */
+  endLo(slot: number): number {
+    return this.#endLo[slot];
+  }
+  /** High half of the interval's last address (inclusive). */
+  endHi(slot: number): number {
+    return this.#endHi[slot];
+  }
+  /** Low half of the payload's physical address. */
+  physLo(slot: number): number {
+    return this.#physLo[slot];
+  }
+  /** High half of the payload's physical address. */
+  physHi(slot: number): number {
+    return this.#physHi[slot];
+  }
+  /** The payload's flags. */
+  flags(slot: number): number {
+    return this.#flags[slot];
+  }
+
+  /** Whether `slot` currently holds an interval. */
+  isLive(slot: number): boolean {
+    return Number.isInteger(slot) && slot >= 0 && slot < this.#slotHigh &&
+      this.#link[slot] === LIVE;
+  }
+
+  /**
+   * Inserts [start, end] (inclusive, end >= start) with its payload. Returns the new slot, or
+   * -1 if the interval overlaps one already in the map (the map is then unchanged). Intervals
+   * that merely touch, such as [0, 4] and [5, 9], do not overlap.
+   */
+  insert(
+    startLo: number,
+    startHi: number,
+    endLo: number,
+    endHi: number,
+    physLo: number,
+    physHi: number,
+    flags: number,
+  ): number {
+    this.#checkRange(startLo, startHi, endLo, endHi, "insert");
+    checkU32(physLo, "physLo");
+    checkU32(physHi, "physHi");
+    checkU32(flags, "flags");
+    const leaf = this.#descend(startLo, startHi);
+    const pos = this.#leafLowerBound(leaf, startLo, startHi);
+    if (this.#conflictsAt(leaf, pos, startLo, startHi, endLo, endHi)) return NONE;
+
+    const slot = this.#allocSlot();
+    this.#startLo[slot] = startLo;
+    this.#startHi[slot] = startHi;
+    this.#endLo[slot] = endLo;
+    this.#endHi[slot] = endHi;
+    this.#physLo[slot] = physLo;
+    this.#physHi[slot] = physHi;
+    this.#flags[slot] = flags;
+    this.#insertInLeaf(leaf, pos, startLo, startHi, slot);
+    this.#size++;
+    this.#version++;
+    return slot;
+  }
+
+  /** The slot of the interval containing address a, or -1. */
+  find(aLo: number, aHi: number): number {
+    checkU32(aLo, "address low half");
+    checkU32(aHi, "address high half");
+    const leaf = this.#descend(aLo, aHi);
+    // The candidate is the last interval starting at or before a.
+    const slot = this.#slotBefore(leaf, this.#leafUpperBound(leaf, aLo, aHi));
+    if (slot === NONE) return NONE;
+    return less(this.#endLo[slot], this.#endHi[slot], aLo, aHi) ? NONE : slot;
+  }
+
+  /** Whether any interval intersects [start, end] (inclusive, end >= start). */
+  overlaps(startLo: number, startHi: number, endLo: number, endHi: number): boolean {
+    this.#checkRange(startLo, startHi, endLo, endHi, "check");
+    const leaf = this.#descend(startLo, startHi);
+    const pos = this.#leafLowerBound(leaf, startLo, startHi);
+    return this.#conflictsAt(leaf, pos, startLo, startHi, endLo, endHi);
+  }
+
+  /**
+   * Removes every interval lying entirely inside [start, end] and returns how many it removed
+   * (0 when none is there). If an interval straddles start or end, so that it would have to
+   * be split, removes nothing and returns -1 (virtio 1.3 §5.13.6.6: the device SHOULD NOT
+   * unmap any mapping then). Throws a RangeError if end < start.
+   */
+  removeRange(startLo: number, startHi: number, endLo: number, endHi: number): number {
+    this.#checkRange(startLo, startHi, endLo, endHi, "remove");
+    const b = this.#nodeCap;
+    let leaf = this.#descend(startLo, startHi);
+    let pos = this.#leafLowerBound(leaf, startLo, startHi);
+
+    // The interval starting before `start`, if it reaches `start`, straddles it.
+    const pred = this.#slotBefore(leaf, pos);
+    if (pred !== NONE && !less(this.#endLo[pred], this.#endHi[pred], startLo, startHi)) {
+      return NONE;
+    }
+    // Count the intervals starting inside the range; only the last of them can reach past it.
+    let count = 0;
+    for (;;) {
+      if (pos === this.#leafCount[leaf]) {
+        leaf = this.#leafNext[leaf];
+        if (leaf === NONE) break;
+        pos = 0;
+      }
+      const at = leaf * b + pos;
+      if (less(endLo, endHi, this.#leafKeyLo[at], this.#leafKeyHi[at])) break;
+      const slot = this.#leafSlot[at];
+      if (less(endLo, endHi, this.#endLo[slot], this.#endHi[slot])) return NONE;
+      count++;
+      pos++;
+    }
+    // Remove them; each removal rebalances, so find the next one afresh.
+    for (let i = 0; i < count; i++) {
+      leaf = this.#descend(startLo, startHi);
+      pos = this.#leafLowerBound(leaf, startLo, startHi);
+      if (pos === this.#leafCount[leaf]) {
+        // The first key >= start is the next leaf's first; descend to it so the path is right.
+        const next = this.#leafNext[leaf];
+        leaf = this.#descend(this.#leafKeyLo[next * b], this.#leafKeyHi[next * b]);
+        pos = 0;
+      }
+      this.#removeAt(leaf, pos);
+    }
+    if (count > 0) this.#version++;
+    return count;
+  }
+
+  /** Removes the interval in `slot`; throws a RangeError if the slot holds none. */
+  remove(slot: number): void {
+    if (!this.isLive(slot)) {
+      throw new RangeError(`Cannot remove slot ${slot}: it holds no interval`);
+    }
+    const kLo = this.#startLo[slot];
+    const kHi = this.#startHi[slot];
+    const leaf = this.#descend(kLo, kHi);
+    const pos = this.#leafLowerBound(leaf, kLo, kHi);
+    this.#removeAt(leaf, pos);
+    this.#version++;
+  }
+
+  /** Removes every interval. Keeps the arrays, so refilling to the same size allocates nothing. */
+  clear(): void {
+    this.#slotHigh = 0;
+    this.#freeSlot = NONE;
+    this.#size = 0;
+    this.#leafHigh = 0;
+    this.#freeLeaf = NONE;
+    this.#innerHigh = 0;
+    this.#freeInner = NONE;
+    this.#height = 1;
+    this.#root = this.#allocLeaf();
+    this.#version++;
+  }
+
+  /**
+   * Calls `fn` with each slot in address order. `fn` must not change the map; if it does,
+   * forEach() throws an Error after that call.
+   */
+  forEach(fn: (slot: number) => void): void {
+    const version = this.#version;
+    const b = this.#nodeCap;
+    let leaf = this.#leftmostLeaf();
+    while (leaf !== NONE) {
+      const count = this.#leafCount[leaf];
+      for (let i = 0; i < count; i++) {
+        fn(this.#leafSlot[leaf * b + i]);
+        if (this.#version !== version) {
+          throw new Error("IntervalMap was changed during forEach()");
+        }
+      }
+      leaf = this.#leafNext[leaf];
+    }
+  }
+
+  /**
+   * The slot of the first interval starting at or after address a, or -1. With
+   * {@link IntervalMap.next} it walks the map in address order without a callback.
+   */
+  firstAtOrAfter(aLo: number, aHi: number): number {
+    checkU32(aLo, "address low half");
+    checkU32(aHi, "address high half");
+    const leaf = this.#descend(aLo, aHi);
+    return this.#slotAtOrAfter(leaf, this.#leafLowerBound(leaf, aLo, aHi));
+  }
+
+  /** The slot of the interval after `slot` in address order, or -1 (O(log n)). */
+  next(slot: number): number {
+    if (!this.isLive(slot)) {
+      throw new RangeError(`Cannot step from slot ${slot}: it holds no interval`);
+    }
+    const kLo = this.#startLo[slot];
+    const kHi = this.#startHi[slot];
+    const leaf = this.#descend(kLo, kHi);
+    return this.#slotAtOrAfter(leaf, this.#leafLowerBound(leaf, kLo, kHi) + 1);
+  }
+
+  /**
+   * Checks every structural invariant (ordering, separators, fill, leaf links, slot
+   * bookkeeping) in O(n) and throws an Error naming the first one broken. For tests.
+   */
+  checkInvariants(): void {
+    const leaves: number[] = [];
+    const entries = this.#checkNode(this.#root, 0, 0, 0, false, 0, 0, false, leaves);
+    if (entries !== this.#size) {
+      throw new Error(`Tree holds ${entries} entries but size is ${this.#size}`);
+    }
+    for (let i = 0; i < leaves.length; i++) {
+      const prev = i === 0 ? NONE : leaves[i - 1];
+      const next = i === leaves.length - 1 ? NONE : leaves[i + 1];
+      if (this.#leafPrev[leaves[i]] !== prev || this.#leafNext[leaves[i]] !== next) {
+        throw new Error(`Leaf ${leaves[i]} is linked out of tree order`);
+      }
+    }
+    // Intervals must not overlap: each ends before the next starts.
+    let prev = NONE;
+    for (let s = this.firstAtOrAfter(0, 0); s !== NONE; s = this.next(s)) {
+      if (
+        prev !== NONE &&
+        !less(this.#endLo[prev], this.#endHi[prev], this.#startLo[s], this.#startHi[s])
+      ) {
+        throw new Error(`Slots ${prev} and ${s} overlap`);
+      }
+      prev = s;
+    }
+    // Every slot below #slotHigh is either live (counted above) or on the free list.
+    let free = 0;
+    for (let s = this.#freeSlot; s !== NONE; s = this.#link[s]) {
+      if (s < 0 || s >= this.#slotHigh || this.#link[s] === LIVE || ++free > this.#slotHigh) {
+        throw new Error("Free slot list is corrupt");
+      }
+    }
+    if (free + this.#size !== this.#slotHigh) {
+      throw new Error(`${free} free + ${this.#size} live slots != ${this.#slotHigh} handed out`);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Internals.
+
+  /**
+   * Checks the subtree at `node` against the bounds lb <= key < ub its parent gives it, pushes
+   * its leaves in order onto `leaves` and returns how many entries it holds.
+   */
+  #checkNode(
+    node: number,
+    depth: number,
+    lbLo: number,
+    lbHi: number,
+    hasLb: boolean,
+    ubLo: number,
+    ubHi: number,
+    hasUb: boolean,
+    leaves: number[],
+  ): number {
+    const b = this.#nodeCap;
+    const isRoot = depth === 0;
+    if (depth === this.#height - 1) {
+      const count = this.#leafCount[node];
+      if ((!isRoot && count < this.#minFill) || count > b) {
+        throw new Error(`Leaf ${node} holds ${count} entries`);
+      }
+      for (let i = 0; i < count; i++) {
+        const at = node * b + i;
+        const kLo = this.#leafKeyLo[at];
+        const kHi = this.#leafKeyHi[at];
+        const slot = this.#leafSlot[at];
+        if (!this.isLive(slot)) throw new Error(`Leaf ${node} refers to dead slot ${slot}`);
+        if (this.#startLo[slot] !== kLo || this.#startHi[slot] !== kHi) {
+          throw new Error(`Leaf key of slot ${slot} differs from its start`);
+        }
+        if (less(this.#endLo[slot], this.#endHi[slot], kLo, kHi)) {
+          throw new Error(`Slot ${slot} ends before it starts`);
+        }
+        const outOfOrder = (hasLb && less(kLo, kHi, lbLo, lbHi)) ||
+          (hasUb && !less(kLo, kHi, ubLo, ubHi)) ||
+          (i > 0 && !less(this.#leafKeyLo[at - 1], this.#leafKeyHi[at - 1], kLo, kHi));
+        if (outOfOrder) throw new Error(`Slot ${slot} is out of order in leaf ${node}`);
+      }
+      if (count > 0) leaves.push(node);
+      return count;
+    }
+    const count = this.#innerCount[node];
+    if (count < (isRoot ? 2 : this.#minFill) || count > b) {
+      throw new Error(`Inner node ${node} has ${count} children`);
+    }
+    let entries = 0;
+    for (let i = 0; i < count; i++) {
+      const at = node * b + i;
+      if (i > 0) {
+        const kLo = this.#innerKeyLo[at];
+        const kHi = this.#innerKeyHi[at];
+        const outOfOrder = (hasLb && less(kLo, kHi, lbLo, lbHi)) ||
+          (hasUb && !less(kLo, kHi, ubLo, ubHi)) ||
+          (i > 1 && !less(this.#innerKeyLo[at - 1], this.#innerKeyHi[at - 1], kLo, kHi));
+        if (outOfOrder) throw new Error(`Separator ${i} of inner node ${node} is out of order`);
+      }
+      const last = i === count - 1;
+      entries += this.#checkNode(
+        this.#innerChild[at],
+        depth + 1,
+        i === 0 ? lbLo : this.#innerKeyLo[at],
+        i === 0 ? lbHi : this.#innerKeyHi[at],
+        i === 0 ? hasLb : true,
+        last ? ubLo : this.#innerKeyLo[at + 1],
+        last ? ubHi : this.#innerKeyHi[at + 1],
+        last ? hasUb : true,
+        leaves,
+      );
+    }
+    return entries;
+  }
+
+  /** Validates a range's halves and that end >= start. */
+  #checkRange(sLo: number, sHi: number, eLo: number, eHi: number, verb: string): void {
+    checkU32(sLo, "start low half");
+    checkU32(sHi, "start high half");
+    checkU32(eLo, "end low half");
+    checkU32(eHi, "end high half");
+    if (less(eLo, eHi, sLo, sHi)) {
+      throw new RangeError(
+        `Cannot ${verb} range [${hex64(sLo, sHi)}, ${hex64(eLo, eHi)}]: end is below start`,
+      );
+    }
+  }
+
+  /**
+   * Whether [s, e] intersects an interval, given the leaf position of the first key >= s:
+   * the interval there must start after e, and the one before it must end before s.
+   */
+  #conflictsAt(
+    leaf: number,
+    pos: number,
+    sLo: number,
+    sHi: number,
+    eLo: number,
+    eHi: number,
+  ): boolean {
+    const b = this.#nodeCap;
+    // The first interval starting at or after s must start after e.
+    let next = leaf;
+    let at = pos;
+    if (pos === this.#leafCount[leaf]) {
+      next = this.#leafNext[leaf];
+      at = 0;
+    }
+    if (next !== NONE) {
+      const i = next * b + at;
+      if (!less(eLo, eHi, this.#leafKeyLo[i], this.#leafKeyHi[i])) return true;
+    }
+    // The last interval starting before s must end before s.
+    const pred = this.#slotBefore(leaf, pos);
+    return pred !== NONE && !less(this.#endLo[pred], this.#endHi[pred], sLo, sHi);
+  }
+
+  /** The slot just before leaf position `pos` (possibly in the previous leaf), or NONE. */
+  #slotBefore(leaf: number, pos: number): number {
+    if (pos > 0) return this.#leafSlot[leaf * this.#nodeCap + pos - 1];
+    const prev = this.#leafPrev[leaf];
+    if (prev === NONE) return NONE;
+    return this.#leafSlot[prev * this.#nodeCap + this.#leafCount[prev] - 1];
+  }
+
+  /** The slot at leaf position `pos`, or the next leaf's first if `pos` is past the end. */
+  #slotAtOrAfter(leaf: number, pos: number): number {
+    if (pos < this.#leafCount[leaf]) return this.#leafSlot[leaf * this.#nodeCap + pos];
+    const next = this.#leafNext[leaf];
+    return next === NONE ? NONE : this.#leafSlot[next * this.#nodeCap];
+  }
+
+  /** Walks from the root to the leaf whose key range holds k, recording the path. */
+  #descend(kLo: number, kHi: number): number {
+    const b = this.#nodeCap;
+    const keyLo = this.#innerKeyLo;
+    const keyHi = this.#innerKeyHi;
+    let node = this.#root;
+    const depth = this.#height - 1;
+    for (let level = 0; level < depth; level++) {
+      // Child i where i is the last index with key[i] <= k (index 0 if none).
+      const base = node * b;
+      let lo = 1;
+      let hi = this.#innerCount[node];
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        const mHi = keyHi[base + mid];
+        if (mHi > kHi || (mHi === kHi && keyLo[base + mid] > kLo)) hi = mid;
+        else lo = mid + 1;
+      }
+      this.#pathNode[level] = node;
+      this.#pathIdx[level] = lo - 1;
+      node = this.#innerChild[base + lo - 1];
+    }
+    return node;
+  }
+
+  /** First position in `leaf` whose key is >= k (the count if none). */
+  #leafLowerBound(leaf: number, kLo: number, kHi: number): number {
+    const base = leaf * this.#nodeCap;
+    const keyLo = this.#leafKeyLo;
+    const keyHi = this.#leafKeyHi;
+    let lo = 0;
+    let hi = this.#leafCount[leaf];
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const mHi = keyHi[base + mid];
+      if (mHi < kHi || (mHi === kHi && keyLo[base + mid] < kLo)) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** First position in `leaf` whose key is > k (the count if none). */
+  #leafUpperBound(leaf: number, kLo: number, kHi: number): number {
+    const base = leaf * this.#nodeCap;
+    const keyLo = this.#leafKeyLo;
+    const keyHi = this.#leafKeyHi;
+    let lo = 0;
+    let hi = this.#leafCount[leaf];
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const mHi = keyHi[base + mid];
+      if (mHi > kHi || (mHi === kHi && keyLo[base + mid] > kLo)) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
+  }
+
+  #leftmostLeaf(): number {
+    let node = this.#root;
+    for (let level = this.#height - 1; level > 0; level--) {
+      node = this.#innerChild[node * this.#nodeCap];
+    }
+    return this.#leafCount[node] === 0 ? NONE : node;
+  }
+
+  /** Inserts (k, slot) at `pos` of `leaf` (found by the last #descend), splitting if full. */
+  #insertInLeaf(leaf: number, pos: number, kLo: number, kHi: number, slot: number): void {
+    const b = this.#nodeCap;
+    const count = this.#leafCount[leaf];
+    if (count < b) {
+      this.#leafPut(leaf, pos, count, kLo, kHi, slot);
+      return;
+    }
+    const right = this.#allocLeaf(); // may replace the leaf arrays: read them after this
+    const half = b >> 1;
+    if (pos === b && this.#leafNext[leaf] === NONE) {
+      // Appending past the last key: keep the left leaf full, so ascending inserts (the
+      // common IOVA allocation pattern) fill leaves completely instead of half.
+      this.#leafCount[leaf] = b;
+      this.#leafPut(right, 0, 0, kLo, kHi, slot);
+    } else {
+      const from = leaf * b + half;
+      this.#leafKeyLo.copyWithin(right * b, from, leaf * b + b);
+      this.#leafKeyHi.copyWithin(right * b, from, leaf * b + b);
+      this.#leafSlot.copyWithin(right * b, from, leaf * b + b);
+      this.#leafCount[leaf] = half;
+      this.#leafCount[right] = b - half;
+      if (pos <= half) this.#leafPut(leaf, pos, half, kLo, kHi, slot);
+      else this.#leafPut(right, pos - half, b - half, kLo, kHi, slot);
+    }
+    const next = this.#leafNext[leaf];
+    this.#leafNext[right] = next;
+    this.#leafPrev[right] = leaf;
+    if (next !== NONE) this.#leafPrev[next] = right;
+    this.#leafNext[leaf] = right;
+    this.#insertInInner(
+      this.#height - 2,
+      this.#leafKeyLo[right * b],
+      this.#leafKeyHi[right * b],
+      right,
+    );
+  }
+
+  /** Shifts entries [pos, count) of a non-full leaf right by one and stores (k, slot) at pos. */
+  #leafPut(leaf: number, pos: number, count: number, kLo: number, kHi: number, slot: number): void {
+    const at = leaf * this.#nodeCap + pos;
+    const end = leaf * this.#nodeCap + count;
+    if (pos < count) {
+      this.#leafKeyLo.copyWithin(at + 1, at, end);
+      this.#leafKeyHi.copyWithin(at + 1, at, end);
+      this.#leafSlot.copyWithin(at + 1, at, end);
+    }
+    this.#leafKeyLo[at] = kLo;
+    this.#leafKeyHi[at] = kHi;
+    this.#leafSlot[at] = slot;
+    this.#leafCount[leaf] = count + 1;
+  }
+
+  /**
+   * Adds separator k and `child` just after path child at `level` (the node split from it).
+   * Level -1 means the root itself split: a new root is grown above it.
+   */
+  #insertInInner(level: number, kLo: number, kHi: number, child: number): void {
+    if (level < 0) {
+      const root = this.#allocInner();
+      const b = this.#nodeCap;
+      this.#innerChild[root * b] = this.#root;
+      this.#innerChild[root * b + 1] = child;
+      this.#innerKeyLo[root * b + 1] = kLo;
+      this.#innerKeyHi[root * b + 1] = kHi;
+      this.#innerCount[root] = 2;
+      this.#root = root;
+      this.#height++;
+      if (this.#height > MAX_HEIGHT) throw new Error("IntervalMap tree is too deep");
+      return;
+    }
+    const b = this.#nodeCap;
+    const node = this.#pathNode[level];
+    const pos = this.#pathIdx[level] + 1;
+    const count = this.#innerCount[node];
+    if (count < b) {
+      this.#innerPut(node, pos, count, kLo, kHi, child);
+      return;
+    }
+    const right = this.#allocInner(); // may replace the inner arrays: read them after this
+    const half = b >> 1;
+    const from = node * b + half;
+    // The separator in front of child `half` moves up; it becomes right's unused key[0].
+    const upLo = this.#innerKeyLo[from];
+    const upHi = this.#innerKeyHi[from];
+    this.#innerKeyLo.copyWithin(right * b, from, node * b + b);
+    this.#innerKeyHi.copyWithin(right * b, from, node * b + b);
+    this.#innerChild.copyWithin(right * b, from, node * b + b);
+    this.#innerCount[node] = half;
+    this.#innerCount[right] = b - half;
+    // pos == half appends to the left node: k comes from child half-1, so k < up.
+    if (pos <= half) this.#innerPut(node, pos, half, kLo, kHi, child);
+    else this.#innerPut(right, pos - half, b - half, kLo, kHi, child);
+    this.#insertInInner(level - 1, upLo, upHi, right);
+  }
+
+  /** Shifts entries [pos, count) of a non-full inner node right by one; stores (k, child). */
+  #innerPut(
+    node: number,
+    pos: number,
+    count: number,
+    kLo: number,
+    kHi: number,
+    child: number,
+  ): void {
+    const at = node * this.#nodeCap + pos;
+    const end = node * this.#nodeCap + count;
+    if (pos < count) {
+      this.#innerKeyLo.copyWithin(at + 1, at, end);
+      this.#innerKeyHi.copyWithin(at + 1, at, end);
+      this.#innerChild.copyWithin(at + 1, at, end);
+    }
+    this.#innerKeyLo[at] = kLo;
+    this.#innerKeyHi[at] = kHi;
+    this.#innerChild[at] = child;
+    this.#innerCount[node] = count + 1;
+  }
+
+  /** Removes entry `pos` of `leaf` (reached by the last #descend), freeing its slot. */
+  #removeAt(leaf: number, pos: number): void {
+    const b = this.#nodeCap;
+    const at = leaf * b + pos;
+    const slot = this.#leafSlot[at];
+    const count = this.#leafCount[leaf] - 1;
+    const end = leaf * b + count + 1;
+    this.#leafKeyLo.copyWithin(at, at + 1, end);
+    this.#leafKeyHi.copyWithin(at, at + 1, end);
+    this.#leafSlot.copyWithin(at, at + 1, end);
+    this.#leafCount[leaf] = count;
+    this.#link[slot] = this.#freeSlot;
+    this.#freeSlot = slot;
+    this.#size--;
+    if (this.#height > 1 && count < this.#minFill) this.#rebalanceLeaf(leaf);
+  }
+
+  /** Refills an underfull non-root leaf from a sibling, or merges it with one. */
+  #rebalanceLeaf(leaf: number): void {
+    const b = this.#nodeCap;
+    const level = this.#height - 2;
+    const parent = this.#pathNode[level];
+    const idx = this.#pathIdx[level];
+    const count = this.#leafCount[leaf];
+    if (idx > 0) {
+      const left = this.#innerChild[parent * b + idx - 1];
+      const leftCount = this.#leafCount[left];
+      if (leftCount > this.#minFill) {
+        // Move left's last entry to the front of this leaf; it becomes the separator.
+        const from = left * b + leftCount - 1;
+        const kLo = this.#leafKeyLo[from];
+        const kHi = this.#leafKeyHi[from];
+        this.#leafPut(leaf, 0, count, kLo, kHi, this.#leafSlot[from]);
+        this.#leafCount[left] = leftCount - 1;
+        this.#innerKeyLo[parent * b + idx] = kLo;
+        this.#innerKeyHi[parent * b + idx] = kHi;
+        return;
+      }
+      this.#mergeLeaves(left, leaf);
+      this.#removeFromInner(level, idx);
+      return;
+    }
+    const right = this.#innerChild[parent * b + 1];
+    const rightCount = this.#leafCount[right];
+    if (rightCount > this.#minFill) {
+      // Move right's first entry to the end of this leaf; right's new first is the separator.
+      const from = right * b;
+      this.#leafPut(
+        leaf,
+        count,
+        count,
+        this.#leafKeyLo[from],
+        this.#leafKeyHi[from],
+        this.#leafSlot[from],
+      );
+      this.#leafKeyLo.copyWithin(from, from + 1, from + rightCount);
+      this.#leafKeyHi.copyWithin(from, from + 1, from + rightCount);
+      this.#leafSlot.copyWithin(from, from + 1, from + rightCount);
+      this.#leafCount[right] = rightCount - 1;
+      this.#innerKeyLo[parent * b + 1] = this.#leafKeyLo[from];
+      this.#innerKeyHi[parent * b + 1] = this.#leafKeyHi[from];
+      return;
+    }
+    this.#mergeLeaves(leaf, right);
+    this.#removeFromInner(level, 1);
+  }
+
+  /** Appends `right`'s entries to `left`, unlinks `right` and frees it. */
+  #mergeLeaves(left: number, right: number): void {
+    const b = this.#nodeCap;
+    const leftCount = this.#leafCount[left];
+    const rightCount = this.#leafCount[right];
+    this.#leafKeyLo.copyWithin(left * b + leftCount, right * b, right * b + rightCount);
+    this.#leafKeyHi.copyWithin(left * b + leftCount, right * b, right * b + rightCount);
+    this.#leafSlot.copyWithin(left * b + leftCount, right * b, right * b + rightCount);
+    this.#leafCount[left] = leftCount + rightCount;
+    const next = this.#leafNext[right];
+    this.#leafNext[left] = next;
+    if (next !== NONE) this.#leafPrev[next] = left;
+    this.#freeLeafNode(right);
+  }
+
+  /** Removes separator and child `idx` (>= 1) from the path node at `level`, then rebalances. */
+  #removeFromInner(level: number, idx: number): void {
+    const b = this.#nodeCap;
+    const node = this.#pathNode[level];
+    const count = this.#innerCount[node] - 1;
+    const at = node * b + idx;
+    const end = node * b + count + 1;
+    this.#innerKeyLo.copyWithin(at, at + 1, end);
+    this.#innerKeyHi.copyWithin(at, at + 1, end);
+    this.#innerChild.copyWithin(at, at + 1, end);
+    this.#innerCount[node] = count;
+    if (level === 0) {
+      if (count === 1) {
+        // The root has a single child left: that child becomes the root.
+        this.#root = this.#innerChild[node * b];
+        this.#height--;
+        this.#freeInnerNode(node);
+      }
+      return;
+    }
+    if (count < this.#minFill) this.#rebalanceInner(level);
+  }
+
+  /** Refills the underfull path node at `level` (> 0) from a sibling, or merges it. */
+  #rebalanceInner(level: number): void {
+    const b = this.#nodeCap;
+    const node = this.#pathNode[level];
+    const parent = this.#pathNode[level - 1];
+    const idx = this.#pathIdx[level - 1];
+    const count = this.#innerCount[node];
+    const keyLo = this.#innerKeyLo;
+    const keyHi = this.#innerKeyHi;
+    const child = this.#innerChild;
+    if (idx > 0) {
+      const left = child[parent * b + idx - 1];
+      const leftCount = this.#innerCount[left];
+      if (leftCount > this.#minFill) {
+        // Rotate right through the parent: left's last child becomes this node's first.
+        const from = left * b + leftCount - 1;
+        this.#innerPut(node, 0, count, 0, 0, child[from]);
+        keyLo[node * b + 1] = keyLo[parent * b + idx];
+        keyHi[node * b + 1] = keyHi[parent * b + idx];
+        keyLo[parent * b + idx] = keyLo[from];
+        keyHi[parent * b + idx] = keyHi[from];
+        this.#innerCount[left] = leftCount - 1;
+        return;
+      }
+      this.#mergeInner(left, node, parent * b + idx);
+      this.#removeFromInner(level - 1, idx);
+      return;
+    }
+    const right = child[parent * b + 1];
+    const rightCount = this.#innerCount[right];
+    if (rightCount > this.#minFill) {
+      // Rotate left through the parent: right's first child becomes this node's last.
+      this.#innerPut(
+        node,
+        count,
+        count,
+        keyLo[parent * b + 1],
+        keyHi[parent * b + 1],
+        child[right * b],
+      );
+      keyLo[parent * b + 1] = keyLo[right * b + 1];
+      keyHi[parent * b + 1] = keyHi[right * b + 1];
+      keyLo.copyWithin(right * b, right * b + 1, right * b + rightCount);
+      keyHi.copyWithin(right * b, right * b + 1, right * b + rightCount);
+      child.copyWithin(right * b, right * b + 1, right * b + rightCount);
+      this.#innerCount[right] = rightCount - 1;
+      return;
+    }
+    this.#mergeInner(node, right, parent * b + 1);
+    this.#removeFromInner(level - 1, 1);
+  }
+
+  /** Appends `right`'s children to `left`, pulling down the parent separator at `sepAt`. */
+  #mergeInner(left: number, right: number, sepAt: number): void {
+    const b = this.#nodeCap;
+    const leftCount = this.#innerCount[left];
+    const rightCount = this.#innerCount[right];
+    const to = left * b + leftCount;
+    this.#innerKeyLo.copyWithin(to, right * b, right * b + rightCount);
+    this.#innerKeyHi.copyWithin(to, right * b, right * b + rightCount);
+    this.#innerChild.copyWithin(to, right * b, right * b + rightCount);
+    // Right's key[0] is unused; the parent's separator is the bound between the two.
+    this.#innerKeyLo[to] = this.#innerKeyLo[sepAt];
+    this.#innerKeyHi[to] = this.#innerKeyHi[sepAt];
+    this.#innerCount[left] = leftCount + rightCount;
+    this.#freeInnerNode(right);
+  }
+
+  #allocSlot(): number {
+    let slot = this.#freeSlot;
+    if (slot !== NONE) {
+      this.#freeSlot = this.#link[slot];
+    } else {
+      if (this.#slotHigh === this.#slotCap) this.#growSlots();
+      slot = this.#slotHigh++;
+    }
+    this.#link[slot] = LIVE;
+    return slot;
+  }
+
+  #growSlots(): void {
+    if (this.#slotCap >= MAX_SLOTS) {
+      throw new RangeError(`IntervalMap cannot hold more than ${MAX_SLOTS} intervals`);
+    }
+    const cap = Math.min(this.#slotCap * 2, MAX_SLOTS);
+    this.#startLo = growU32(this.#startLo, cap);
+    this.#startHi = growU32(this.#startHi, cap);
+    this.#endLo = growU32(this.#endLo, cap);
+    this.#endHi = growU32(this.#endHi, cap);
+    this.#physLo = growU32(this.#physLo, cap);
+    this.#physHi = growU32(this.#physHi, cap);
+    this.#flags = growU32(this.#flags, cap);
+    this.#link = growI32(this.#link, cap);
+    this.#slotCap = cap;
+  }
+
+  #allocLeaf(): number {
+    let leaf = this.#freeLeaf;
+    if (leaf !== NONE) {
+      this.#freeLeaf = this.#leafNext[leaf];
+    } else {
+      if (this.#leafHigh === this.#leafPool) {
+        const pool = this.#leafPool * 2;
+        const b = this.#nodeCap;
+        this.#leafKeyLo = growU32(this.#leafKeyLo, pool * b);
+        this.#leafKeyHi = growU32(this.#leafKeyHi, pool * b);
+        this.#leafSlot = growI32(this.#leafSlot, pool * b);
+        this.#leafCount = growU16(this.#leafCount, pool);
+        this.#leafNext = growI32(this.#leafNext, pool);
+        this.#leafPrev = growI32(this.#leafPrev, pool);
+        this.#leafPool = pool;
+      }
+      leaf = this.#leafHigh++;
+    }
+    this.#leafCount[leaf] = 0;
+    this.#leafNext[leaf] = NONE;
+    this.#leafPrev[leaf] = NONE;
+    return leaf;
+  }
+
+  #freeLeafNode(leaf: number): void {
+    this.#leafNext[leaf] = this.#freeLeaf;
+    this.#freeLeaf = leaf;
+  }
+
+  #allocInner(): number {
+    let node = this.#freeInner;
+    if (node !== NONE) {
+      this.#freeInner = this.#innerChild[node * this.#nodeCap];
+    } else {
+      if (this.#innerHigh === this.#innerPool) {
+        const pool = this.#innerPool * 2;
+        const b = this.#nodeCap;
+        this.#innerKeyLo = growU32(this.#innerKeyLo, pool * b);
+        this.#innerKeyHi = growU32(this.#innerKeyHi, pool * b);
+        this.#innerChild = growI32(this.#innerChild, pool * b);
+        this.#innerCount = growU16(this.#innerCount, pool);
+        this.#innerPool = pool;
+      }
+      node = this.#innerHigh++;
+    }
+    this.#innerCount[node] = 0;
+    return node;
+  }
+
+  #freeInnerNode(node: number): void {
+    this.#innerChild[node * this.#nodeCap] = this.#freeInner;
+    this.#freeInner = node;
+  }
+}
