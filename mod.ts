@@ -1,0 +1,114 @@
+/**
+ * viommu: a guest-side virtio-iommu driver for Deno, written against raw registers and DMA
+ * memory. This entry point is the library core: the driver, the virtio transports and their
+ * interfaces. It needs no permissions and no FFI. The mock device for tests lives in
+ * `./testing.ts`; real hardware backends in `./host.ts`.
+ *
+ * @example Drive the mock virtio-iommu over virtio-mmio
+ * ```ts
+ * import { MAP_READ, MAP_WRITE, MmioTransport, VirtioIommu } from "./mod.ts";
+ * import { MmioDevice, MockIommuDevice, SimulatedMemory } from "./testing.ts";
+ *
+ * const memory = new SimulatedMemory();
+ * const device = new MockIommuDevice();
+ * const iommu = await VirtioIommu.create(MmioTransport.create(new MmioDevice(device, memory)), memory);
+ * await iommu.attach(1, 0x08);
+ * await iommu.map(1, 0x10000, 0x20000, 0x1000, MAP_READ | MAP_WRITE);
+ * console.log(device.translate(0x08, 0x10010n, "read")); // { ok: true, address: 0x20010n, ... }
+ * await iommu.close();
+ * ```
+ *
+ * @module
+ */
+
+// Register access, DMA memory and the transport interface.
+export {
+  checkAccess,
+  MemoryRegisters,
+  read64,
+  RegisterAccessError,
+  type RegisterSpace,
+  write64,
+} from "./transport/registers.ts";
+export {
+  type DmaAllocator,
+  DmaError,
+  type DmaRegion,
+  formatAddress,
+  joinAddress,
+  regionAddress,
+} from "./transport/dma.ts";
+export { SimulatedMemory, type SimulatedMemoryOptions } from "./transport/memory.ts";
+export {
+  type QueueAddresses,
+  type Transport,
+  TransportError,
+  type TransportKind,
+} from "./transport/transport.ts";
+export { MmioTransport } from "./transport/mmio.ts";
+export {
+  type PciBarAccessor,
+  type PciCapLocation,
+  type PciLayout,
+  PciTransport,
+} from "./transport/pci.ts";
+
+// Generic virtio: status, features, initialisation, split virtqueue.
+export * from "./driver/status.ts";
+export * from "./driver/features.ts";
+export {
+  beginInit,
+  checkNeedsReset,
+  DeviceInitError,
+  DeviceNeedsResetError,
+  failDevice,
+  finishInit,
+  type InitOptions,
+  type InitStep,
+  negotiateFeatures,
+  readConfigStable,
+  resetDevice,
+} from "./driver/init.ts";
+export {
+  type DmaBuffer,
+  SplitVirtqueue,
+  VirtqueueError,
+  type VirtqueueOptions,
+} from "./driver/virtqueue.ts";
+export { IntervalMap, type IntervalMapOptions } from "./driver/interval_map.ts";
+
+// The virtio-iommu driver.
+export {
+  type AttachOptions,
+  type DomainInfo,
+  type IommuInfo,
+  MAP_MMIO,
+  MAP_READ,
+  MAP_WRITE,
+  type MapOptions,
+  type MappingInfo,
+  SUPPORTED_FEATURES,
+  VirtioIommu,
+  type VirtioIommuOptions,
+} from "./driver/iommu/device.ts";
+export { type Address } from "./driver/iommu/address.ts";
+export { granuleShift, type IommuConfig, IommuConfigError } from "./driver/iommu/config.ts";
+export {
+  DeviceResetError,
+  IommuError,
+  type IommuStatus,
+  RequestTimeoutError,
+  statusName,
+} from "./driver/iommu/errors.ts";
+export { decodeFault, type FaultEvent, type FaultReason } from "./driver/iommu/events.ts";
+export {
+  mergeReservedRegions,
+  parseProbeProperties,
+  type ProbeParseOptions,
+  type ProbeResult,
+  type ReservedKind,
+  type ReservedRegion,
+  ReservedRegionConflictError,
+  type UnknownProperty,
+} from "./driver/iommu/probe.ts";
+export * as wire from "./driver/iommu/wire.ts";

@@ -1,0 +1,55 @@
+/**
+ * The mock virtio-iommu device and the device-side harness, for testing code against a device
+ * that behaves like QEMU's without a VM. The mock is strict: it records every spec rule a
+ * driver breaks in `core.violations`.
+ *
+ * @example Check that a driver broke no rule
+ * ```ts
+ * import { MmioTransport, VirtioIommu } from "./mod.ts";
+ * import { MmioDevice, MockIommuDevice, SimulatedMemory } from "./testing.ts";
+ *
+ * const memory = new SimulatedMemory();
+ * const mmio = new MmioDevice(new MockIommuDevice({ endpoints: [{ id: 1 }] }), memory);
+ * const iommu = await VirtioIommu.create(MmioTransport.create(mmio), memory);
+ * await iommu.attach(3, 1);
+ * if (mmio.core.violations.length > 0) throw new Error(mmio.core.violations.join("\n"));
+ * await iommu.close();
+ * ```
+ *
+ * @module
+ */
+
+export { SimulatedMemory, type SimulatedMemoryOptions } from "./transport/memory.ts";
+export type {
+  Chain,
+  ChainSegment,
+  DeviceContext,
+  DeviceModel,
+  DeviceQueue,
+} from "./transport/mock/device.ts";
+export {
+  type CoreFaults,
+  VirtioCore,
+  type VirtioCoreOptions,
+} from "./transport/mock/virtio_core.ts";
+export { SplitDeviceQueue } from "./transport/mock/device_queue.ts";
+export { MmioDevice, type MmioDeviceOptions } from "./transport/mock/mmio_device.ts";
+export {
+  type PciCapSpec,
+  PciFunction,
+  type PciFunctionOptions,
+} from "./transport/mock/pci_device.ts";
+export {
+  type MockDomainInfo,
+  MockIommuDevice,
+  type MockMappingInfo,
+  type TranslateResult,
+} from "./transport/mock/iommu_device.ts";
+export type {
+  AddressRange,
+  DomainRange,
+  EndpointConfig,
+  MockIommuOptions,
+  ReservedRegionConfig,
+} from "./transport/mock/iommu_options.ts";
+export type { IommuFault } from "./transport/mock/iommu_events.ts";
