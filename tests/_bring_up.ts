@@ -34,6 +34,7 @@ export function echoRoundTrip(t: Transport, memory: SimulatedMemory, ring: HandR
   ring.setDesc(head, input, 16, 1, second); // NEXT
   ring.setDesc(second, output, 16, 2); // WRITE
   const before = ring.usedIdx();
+  ring.setUsedEvent(before); // with EVENT_IDX: interrupt me for this very buffer
   ring.publish(head);
   t.notify(0);
   assert.equal(ring.usedIdx(), (before + 1) & 0xffff);

@@ -1,0 +1,27 @@
+/**
+ * Argument checks shared by the virtio-mmio and virtio-pci transports.
+ *
+ * @module
+ */
+
+import { TransportError } from "./transport.ts";
+
+/** Throws RangeError unless `index` is a valid 16-bit queue index. */
+export function checkQueueIndex(index: number): void {
+  if (!Number.isInteger(index) || index < 0 || index > 0xffff) {
+    throw new RangeError(`Queue index ${index} is not an integer in 0..65535`);
+  }
+}
+
+/**
+ * Checks a split queue size: a power of two (RangeError otherwise, virtio 1.3 §2.7) no larger
+ * than the device's maximum `max` (TransportError otherwise).
+ */
+export function checkQueueSize(index: number, size: number, max: number): void {
+  if (!Number.isInteger(size) || size <= 0 || (size & (size - 1)) !== 0 || size > 32768) {
+    throw new RangeError(`Queue ${index} size ${size} is not a power of two in 1..32768`);
+  }
+  if (size > max) {
+    throw new TransportError(`Queue ${index} size ${size} exceeds the device's maximum ${max}`);
+  }
+}
