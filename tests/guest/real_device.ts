@@ -1,46 +1,124 @@
 /**
- * Runs INSIDE the QEMU guest (see tests/real_device_test.ts): drives the real virtio-iommu-pci
- * at 0000:00:02.0 through the sysfs backend and prints one JSON report line prefixed with
- * `REPORT ` for the host-side test to assert on.
+ * Runs INSIDE the QEMU guest (see tests/real_device_test.ts, which boots it with
+ * `-device edu`): drives the real virtio-iommu-pci at 0000:00:02.0 through the sysfs backend
+ * and prints one JSON report line prefixed with `REPORT ` for the host-side test to assert on.
+ * Each step records its own result or error, so one failure does not hide the rest.
+ *
+ * Steps: raw config/BAR reads; full init; VIOT parsed and every PCI device resolved; PROBE of
+ * a real endpoint and of a missing one; the edu proof (DMA through a mapped IOVA, then blocked
+ * after UNMAP with a MAPPING fault); DETACH; a MAP+UNMAP timing.
  *
  * @module
  */
 
-import { openSysfsPci } from "../../transport/host/sysfs_pci.ts";
+import { openSysfsPci, type SysfsPciDevice } from "../../transport/host/sysfs_pci.ts";
+import { PagemapDma } from "../../transport/host/pagemap.ts";
+import { PciTransport } from "../../transport/pci.ts";
 import type { RegisterSpace } from "../../transport/registers.ts";
+import { regionAddress } from "../../transport/dma.ts";
+import { MAP_READ, MAP_WRITE, VirtioIommu } from "../../driver/iommu/device.ts";
+import { IommuError } from "../../driver/iommu/errors.ts";
+import type { FaultEvent } from "../../driver/iommu/events.ts";
+import { parseViot, viotPciEndpoint } from "../../driver/topology/viot.ts";
 
 /** The virtio-iommu's address in the default q35 guest. */
 const IOMMU_BDF = "0000:00:02.0";
+/** edu's PCI IDs (QEMU hw/misc/edu.c). */
+const EDU_VENDOR = 0x1234;
+const EDU_DEVICE = 0x11e8;
+/** edu BAR0 registers (QEMU docs/specs/edu.rst). */
+const EDU_ALIVE = 0x04;
+const EDU_DMA_SRC = 0x80;
+const EDU_DMA_DST = 0x88;
+const EDU_DMA_COUNT = 0x90;
+const EDU_DMA_CMD = 0x98;
+/** cmd bit 0: start (reads back 1 while running); bit 1: direction, 1 = edu buffer → RAM. */
+const EDU_CMD_RUN = 0x1;
+const EDU_CMD_TO_RAM = 0x2;
+/** edu's internal DMA buffer address. */
+const EDU_BUFFER = 0x40000;
+/** IOVAs below edu's 28-bit DMA mask. */
+const IOVA_SRC = 0x10_0000n;
+const IOVA_DST = 0x20_0000n;
+const DOMAIN = 1;
+const COPY_BYTES = 256;
 
-/** One vendor-specific (virtio) capability. */
-interface VirtioCap {
-  cfgType: number;
-  bar: number;
-  offset: number;
-  length: number;
-}
+/** The report: plain JSON (bigints become hex strings). */
+const report: Record<string, unknown> = {};
 
-/** Walks the capability list and returns the virtio vendor capabilities (virtio 1.3 §4.1.4). */
-function virtioCaps(config: RegisterSpace): VirtioCap[] {
-  const caps: VirtioCap[] = [];
-  let at = config.read8(0x34) & 0xfc;
-  for (let guard = 0; at !== 0 && guard < 48; guard++) {
-    if (config.read8(at) === 0x09) {
-      caps.push({
-        cfgType: config.read8(at + 3),
-        bar: config.read8(at + 4),
-        offset: config.read32(at + 8),
-        length: config.read32(at + 12),
-      });
-    }
-    at = config.read8(at + 1) & 0xfc;
+/** Runs `fn` as step `name`, recording its result (or error) and duration. */
+async function step(name: string, fn: () => unknown): Promise<void> {
+  const start = performance.now();
+  try {
+    const result = await fn();
+    report[name] = { ok: true, ms: Math.round(performance.now() - start), result };
+  } catch (err) {
+    const e = err as Error & { status?: string };
+    report[name] = {
+      ok: false,
+      ms: Math.round(performance.now() - start),
+      error: `${e.name}: ${e.message}`,
+      status: e.status,
+    };
   }
-  return caps;
 }
 
-/** Collects the report. */
-function main(): Record<string, unknown> {
-  const report: Record<string, unknown> = {};
+/** Lists the guest's PCI devices as `{ bdf, vendor, device }`. */
+function pciDevices(): { bdf: string; vendor: number; device: number }[] {
+  const devices = [];
+  for (const entry of Deno.readDirSync("/sys/bus/pci/devices")) {
+    const dir = `/sys/bus/pci/devices/${entry.name}`;
+    devices.push({
+      bdf: entry.name,
+      vendor: Number(Deno.readTextFileSync(`${dir}/vendor`).trim()),
+      device: Number(Deno.readTextFileSync(`${dir}/device`).trim()),
+    });
+  }
+  return devices.sort((a, b) => a.bdf.localeCompare(b.bdf));
+}
+
+/** Returns the 16-bit requester ID (bus << 8 | devfn) of `dddd:bb:dd.f`. */
+function requesterId(bdf: string): number {
+  const [, bus, slotFn] = bdf.split(":");
+  const [slot, fn] = slotFn.split(".");
+  return (parseInt(bus, 16) << 8) | (parseInt(slot, 16) << 3) | parseInt(fn, 16);
+}
+
+/** Sleeps `ms` milliseconds. */
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Starts an edu DMA and waits until it finishes (cmd bit 0 clears); returns the wait in ms. */
+async function eduDma(bar: RegisterSpace, src: number, dst: number, cmd: number): Promise<number> {
+  bar.write32(EDU_DMA_SRC, src);
+  bar.write32(EDU_DMA_SRC + 4, 0);
+  bar.write32(EDU_DMA_DST, dst);
+  bar.write32(EDU_DMA_DST + 4, 0);
+  bar.write32(EDU_DMA_COUNT, COPY_BYTES);
+  bar.write32(EDU_DMA_COUNT + 4, 0);
+  const start = performance.now();
+  bar.write32(EDU_DMA_CMD, cmd | EDU_CMD_RUN);
+  while ((bar.read32(EDU_DMA_CMD) & EDU_CMD_RUN) !== 0) {
+    if (performance.now() - start > 5000) throw new Error("edu DMA did not finish within 5 s");
+    await sleep(2);
+  }
+  return Math.round(performance.now() - start);
+}
+
+/**
+ * Waits for the first fault, then collects the rest of the burst (QEMU reports one fault per
+ * blocked access, and edu's 256-byte DMA may be several accesses).
+ */
+async function drainFaults(io: VirtioIommu): Promise<FaultEvent[]> {
+  const first = await io.nextFault(3000);
+  if (first === null) return [];
+  await sleep(50);
+  return [first, ...io.takeFaults()];
+}
+
+/** Runs every step. */
+async function main(): Promise<void> {
   const sysfs = `/sys/bus/pci/devices/${IOMMU_BDF}`;
   let driver: string | null = null;
   try {
@@ -50,30 +128,156 @@ function main(): Record<string, unknown> {
   }
   report.driverBefore = driver;
   report.virtioPciLoaded = Deno.readTextFileSync("/proc/modules").includes("virtio_pci");
-  const dev = openSysfsPci(IOMMU_BDF);
-  try {
-    report.vendor = dev.config.read16(0);
-    report.device = dev.config.read16(2);
-    report.command = dev.config.read16(4);
-    const caps = virtioCaps(dev.config);
-    report.caps = caps;
-    const common = caps.find((c) => c.cfgType === 1);
-    if (common) {
-      const bar = dev.bar(common.bar);
-      if (bar) {
-        bar.write32(common.offset + 0x00, 0);
-        const lo = bar.read32(common.offset + 0x04);
-        bar.write32(common.offset + 0x00, 1);
-        const hi = bar.read32(common.offset + 0x04);
-        report.deviceFeatures = "0x" +
-          ((BigInt(hi) << 32n) | BigInt(lo)).toString(16).padStart(16, "0");
-        report.numQueues = bar.read16(common.offset + 0x12);
-      }
+  const devices = pciDevices();
+  report.devices = devices;
+
+  let dev: SysfsPciDevice | null = null;
+  let iommu: VirtioIommu | null = null;
+  const dma = new PagemapDma();
+
+  await step("open", () => {
+    dev = openSysfsPci(IOMMU_BDF);
+    return {
+      vendor: dev.config.read16(0),
+      device: dev.config.read16(2),
+      command: dev.config.read16(4),
+    };
+  });
+
+  await step("transport", () => {
+    const d = dev!;
+    const transport = new PciTransport(d.config, (i) => d.bar(i));
+    return {
+      deviceId: transport.deviceId,
+      numQueues: transport.numQueues,
+      layout: transport.layout,
+    };
+  });
+
+  await step("init", async () => {
+    const d = dev!;
+    const transport = new PciTransport(d.config, (i) => d.bar(i));
+    report.offeredFeatures = transport.readDeviceFeatures();
+    iommu = await VirtioIommu.create(transport, dma, { timeoutMs: 5000 });
+    return iommu.info;
+  });
+
+  await step("viot", () => {
+    const viot = parseViot(Deno.readFileSync("/sys/firmware/acpi/tables/VIOT"));
+    const endpoints: Record<string, number | null> = {};
+    for (const d of devices) {
+      const match = viotPciEndpoint(viot, { segment: 0, bdf: requesterId(d.bdf) });
+      endpoints[d.bdf] = match ? match.endpointId : null;
     }
-  } finally {
-    dev.close();
-  }
-  return report;
+    return { iommus: viot.iommus, pciRanges: viot.pciRanges, endpoints };
+  });
+
+  const edu = devices.find((d) => d.vendor === EDU_VENDOR && d.device === EDU_DEVICE);
+  const eduEndpoint = edu ? requesterId(edu.bdf) : -1;
+  report.edu = edu ? { bdf: edu.bdf, endpoint: eduEndpoint } : null;
+
+  await step("probeEdu", () => iommu!.probe(eduEndpoint));
+  await step("probeMissing", async () => {
+    // 00:1f.7 does not exist in the default q35 guest.
+    try {
+      await iommu!.probe(0x00ff);
+      return { status: "OK" };
+    } catch (err) {
+      if (err instanceof IommuError) return { status: err.status, code: err.code };
+      throw err;
+    }
+  });
+
+  await step("eduProof", async () => {
+    if (!edu) throw new Error("no edu device (boot with -device edu)");
+    const eduDev = openSysfsPci(edu.bdf);
+    const result: Record<string, unknown> = {};
+    try {
+      const bar = eduDev.bar(0);
+      if (!bar) throw new Error("edu has no BAR0");
+      bar.write32(EDU_ALIVE, 0x12345678);
+      result.alive = bar.read32(EDU_ALIVE) === (~0x12345678 >>> 0);
+
+      const src = dma.alloc(4096);
+      const dst = dma.alloc(4096);
+      for (let i = 0; i < COPY_BYTES; i++) src.bytes[i] = (i * 7 + 3) & 0xff;
+      result.srcPhys = regionAddress(src);
+      result.dstPhys = regionAddress(dst);
+
+      const io = iommu!;
+      await io.attach(DOMAIN, eduEndpoint);
+      await io.map(DOMAIN, IOVA_SRC, regionAddress(src), 0x1000n, MAP_READ);
+      await io.map(DOMAIN, IOVA_DST, regionAddress(dst), 0x1000n, MAP_READ | MAP_WRITE);
+      result.mappings = io.mappings(DOMAIN);
+
+      // RAM (IOVA_SRC) → edu buffer, then edu buffer → RAM (IOVA_DST).
+      result.readMs = await eduDma(bar, Number(IOVA_SRC), EDU_BUFFER, 0);
+      result.writeMs = await eduDma(bar, EDU_BUFFER, Number(IOVA_DST), EDU_CMD_TO_RAM);
+      let same = 0;
+      for (let i = 0; i < COPY_BYTES; i++) if (dst.bytes[i] === src.bytes[i]) same++;
+      result.bytesArrived = same;
+      result.faultsWhileMapped = io.takeFaults();
+
+      // A write through the read-only IOVA_SRC mapping is blocked (permission fault).
+      src.bytes.fill(0xaa, 0, COPY_BYTES);
+      result.readOnlyWriteMs = await eduDma(bar, EDU_BUFFER, Number(IOVA_SRC), EDU_CMD_TO_RAM);
+      let changed = 0;
+      for (let i = 0; i < COPY_BYTES; i++) if (src.bytes[i] !== 0xaa) changed++;
+      result.bytesChangedInReadOnly = changed;
+      result.readOnlyFaults = await drainFaults(io);
+
+      await io.unmap(DOMAIN, IOVA_DST, 0x1000n);
+      dst.bytes.fill(0);
+      result.blockedWriteMs = await eduDma(bar, EDU_BUFFER, Number(IOVA_DST), EDU_CMD_TO_RAM);
+      let nonZero = 0;
+      for (let i = 0; i < COPY_BYTES; i++) if (dst.bytes[i] !== 0) nonZero++;
+      result.bytesAfterUnmap = nonZero;
+      result.unmapFaults = await drainFaults(io);
+
+      await io.unmap(DOMAIN, IOVA_SRC, 0x1000n);
+      await io.detach(DOMAIN, eduEndpoint);
+      result.domainsAfterDetach = io.domains();
+      dma.free(src);
+      dma.free(dst);
+    } finally {
+      eduDev.close();
+    }
+    return result;
+  });
+
+  await step("mapUnmapTiming", async () => {
+    // A domain with no endpoint attached still takes MAP/UNMAP; the driver only sends them once
+    // an endpoint is attached, so attach edu to a fresh domain for the duration.
+    const io = iommu!;
+    const domain = 2;
+    await io.attach(domain, eduEndpoint);
+    const page = dma.alloc(4096);
+    const phys = regionAddress(page);
+    const warm = 16;
+    const rounds = 64;
+    let start = 0;
+    for (let i = 0; i < warm + rounds; i++) {
+      if (i === warm) start = performance.now();
+      await io.map(domain, 0x100_0000n, phys, 0x1000n, MAP_READ | MAP_WRITE);
+      await io.unmap(domain, 0x100_0000n, 0x1000n);
+    }
+    const usPerPair = Math.round(((performance.now() - start) * 1000) / rounds);
+    await io.detach(domain, eduEndpoint);
+    dma.free(page);
+    return { rounds, usPerPair };
+  });
+
+  await step("close", async () => {
+    if (iommu) await (iommu as VirtioIommu).close();
+    dev?.close();
+    dma.close();
+  });
 }
 
-console.log("REPORT " + JSON.stringify(main()));
+/** JSON replacer: bigints as hex strings. */
+function replacer(_key: string, value: unknown): unknown {
+  return typeof value === "bigint" ? "0x" + value.toString(16) : value;
+}
+
+await main();
+console.log("REPORT " + JSON.stringify(report, replacer));
