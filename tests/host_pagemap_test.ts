@@ -1,0 +1,72 @@
+import assert from "node:assert/strict";
+import { PagemapDma, physicalAddress } from "../transport/host/pagemap.ts";
+import { pointerAddress } from "../transport/host/ffi.ts";
+import { DmaError, regionAddress } from "../transport/dma.ts";
+
+/** Whether this process runs as root (pagemap shows frame numbers only to root). */
+function isRoot(): boolean {
+  try {
+    return /^Uid:\s+0\s/m.test(Deno.readTextFileSync("/proc/self/status"));
+  } catch {
+    return false;
+  }
+}
+
+const root = isRoot();
+if (!root) console.log("host_pagemap_test: not root, the PagemapDma tests are skipped");
+
+Deno.test({
+  name: "PagemapDma.alloc() returns zeroed regions whose address matches /proc/self/pagemap",
+  ignore: !root,
+  fn(): void {
+    const dma = new PagemapDma();
+    try {
+      const region = dma.alloc(100);
+      assert.ok(region.bytes.every((b) => b === 0));
+      const virt = pointerAddress(Deno.UnsafePointer.of(region.bytes)!);
+      assert.equal(physicalAddress(virt), regionAddress(region));
+      region.view.setUint32(0, 0xabcd1234, true);
+      assert.equal(region.bytes[0], 0x34);
+    } finally {
+      dma.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "PagemapDma.alloc() honours alignment and keeps multi-page regions contiguous",
+  ignore: !root,
+  fn(): void {
+    const dma = new PagemapDma();
+    try {
+      dma.alloc(24);
+      const aligned = dma.alloc(5000, 8192);
+      assert.equal(regionAddress(aligned) % 8192n, 0n);
+      const base = pointerAddress(Deno.UnsafePointer.of(aligned.bytes)!);
+      assert.equal(physicalAddress(base + 4096n), regionAddress(aligned) + 4096n);
+    } finally {
+      dma.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "PagemapDma.free() rejects a region freed twice",
+  ignore: !root,
+  fn(): void {
+    const dma = new PagemapDma();
+    try {
+      const region = dma.alloc(64);
+      dma.free(region);
+      assert.throws(() => dma.free(region), DmaError);
+    } finally {
+      dma.close();
+    }
+  },
+});
+
+Deno.test("PagemapDma.alloc() rejects a non-power-of-two alignment with RangeError", () => {
+  const dma = new PagemapDma();
+  assert.throws(() => dma.alloc(64, 3000), RangeError);
+  assert.throws(() => dma.alloc(0), RangeError);
+});
