@@ -45,6 +45,10 @@ const MAX_HEIGHT = 32;
 const LIVE = -2;
 /** "No slot" / "no node". */
 const NONE = -1;
+/** Words per tree entry: key lo, key hi, ref (a slot in a leaf, a child in an inner node). */
+const W = 3;
+/** Offset of the ref word within an entry. */
+const REF = 2;
 
 /** Options for {@link IntervalMap}. */
 export interface IntervalMapOptions {
@@ -72,6 +76,19 @@ function hex64(lo: number, hi: number): string {
 /** Whether (aLo, aHi) < (bLo, bHi) as unsigned 64-bit values. */
 function less(aLo: number, aHi: number, bLo: number, bHi: number): boolean {
   return aHi < bHi || (aHi === bHi && aLo < bLo);
+}
+
+/**
+ * Moves words [from, end) of `a` up by one entry (W words). A plain loop: the moves are short,
+ * and copyWithin's call overhead dominates at this size.
+ */
+function shiftUp(a: Uint32Array, from: number, end: number): void {
+  for (let i = end - 1; i >= from; i--) a[i + W] = a[i];
+}
+
+/** Moves words [from + W, end) of `a` down by one entry, over the entry at `from`. */
+function shiftDown(a: Uint32Array, from: number, end: number): void {
+  for (let i = from + W; i < end; i++) a[i - W] = a[i];
 }
 
 /** Copies `old` into a new Uint32Array of `length` elements. */
@@ -116,18 +133,17 @@ export class IntervalMap {
   #freeSlot = NONE;
   #size = 0;
 
-  // ---- B+-tree. Node `n` owns entries [n * B, n * B + count). ----
+  // ---- B+-tree. Node n owns entries [n * B, n * B + count); entry e is the three words
+  // [e * W, e * W + W) of its node kind's array: key lo, key hi, ref (slot or child). ----
   /** B: entries per node (leaf keys, or inner children). */
   readonly #nodeCap: number;
   /** A non-root node with fewer entries than this is merged or refilled from a sibling. */
   readonly #minFill: number;
 
-  // Leaves: the start address of each entry (copied from its slot, for cache locality) and
-  // the slot. Leaves form a doubly linked list in key order.
+  // Leaves: each entry is an interval's start (copied from its slot, so a search touches one
+  // array) and its slot. Leaves form a doubly linked list in key order.
   #leafPool: number;
-  #leafKeyLo: Uint32Array;
-  #leafKeyHi: Uint32Array;
-  #leafSlot: Int32Array;
+  #leaf: Uint32Array;
   #leafCount: Uint16Array;
   /** Next leaf in key order, or NONE; for a free leaf, the next free leaf. */
   #leafNext: Int32Array;
@@ -137,12 +153,10 @@ export class IntervalMap {
 
   // Inner nodes: child i covers keys k with key[i] <= k < key[i + 1]; key[0] is unused.
   // Separators may be stale lower bounds after removals; the invariant is
-  // max(child i - 1) < key[i] <= min(child i).
+  // max(child i - 1) < key[i] <= min(child i). A free inner node's entry 0 ref links to the
+  // next free inner node.
   #innerPool: number;
-  #innerKeyLo: Uint32Array;
-  #innerKeyHi: Uint32Array;
-  /** Children; for a free inner node, entry 0 links to the next free inner node. */
-  #innerChild: Int32Array;
+  #inner: Uint32Array;
   #innerCount: Uint16Array;
   #innerHigh = 0;
   #freeInner = NONE;
@@ -193,18 +207,14 @@ export class IntervalMap {
     // Leaves are at least a quarter full, usually half or more; size for half.
     const leaves = Math.ceil((initialCapacity * 2) / nodeCap) + 1;
     this.#leafPool = leaves;
-    this.#leafKeyLo = new Uint32Array(leaves * nodeCap);
-    this.#leafKeyHi = new Uint32Array(leaves * nodeCap);
-    this.#leafSlot = new Int32Array(leaves * nodeCap);
+    this.#leaf = new Uint32Array(leaves * nodeCap * W);
     this.#leafCount = new Uint16Array(leaves);
     this.#leafNext = new Int32Array(leaves);
     this.#leafPrev = new Int32Array(leaves);
 
     const inners = Math.ceil((leaves * 2) / nodeCap) + 2;
     this.#innerPool = inners;
-    this.#innerKeyLo = new Uint32Array(inners * nodeCap);
-    this.#innerKeyHi = new Uint32Array(inners * nodeCap);
-    this.#innerChild = new Int32Array(inners * nodeCap);
+    this.#inner = new Uint32Array(inners * nodeCap * W);
     this.#innerCount = new Uint16Array(inners);
 
     this.#root = this.#allocLeaf();
@@ -217,11 +227,10 @@ export class IntervalMap {
 
   /** Bytes held by the map's typed arrays (its whole footprint apart from a few fields). */
   get allocatedBytes(): number {
-    return this.#startLo.byteLength * 7 + this.#link.byteLength +
-      this.#leafKeyLo.byteLength + this.#leafKeyHi.byteLength + this.#leafSlot.byteLength +
+    return this.#startLo.byteLength * 7 + this.#link.byteLength + this.#leaf.byteLength +
       this.#leafCount.byteLength + this.#leafNext.byteLength + this.#leafPrev.byteLength +
-      this.#innerKeyLo.byteLength + this.#innerKeyHi.byteLength + this.#innerChild.byteLength +
-      this.#innerCount.byteLength + this.#pathNode.byteLength + this.#pathIdx.byteLength;
+      this.#inner.byteLength + this.#innerCount.byteLength + this.#pathNode.byteLength +
+      this.#pathIdx.byteLength;
   }
 
   /** Low half of the interval's first address. */
@@ -323,40 +332,48 @@ export class IntervalMap {
   removeRange(startLo: number, startHi: number, endLo: number, endHi: number): number {
     this.#checkRange(startLo, startHi, endLo, endHi, "remove");
     const b = this.#nodeCap;
-    let leaf = this.#descend(startLo, startHi);
-    let pos = this.#leafLowerBound(leaf, startLo, startHi);
+    const firstLeaf = this.#descend(startLo, startHi);
+    const firstPos = this.#leafLowerBound(firstLeaf, startLo, startHi);
 
     // The interval starting before `start`, if it reaches `start`, straddles it.
-    const pred = this.#slotBefore(leaf, pos);
+    const pred = this.#slotBefore(firstLeaf, firstPos);
     if (pred !== NONE && !less(this.#endLo[pred], this.#endHi[pred], startLo, startHi)) {
       return NONE;
     }
     // Count the intervals starting inside the range; only the last of them can reach past it.
     let count = 0;
+    let leaf = firstLeaf;
+    let pos = firstPos;
     for (;;) {
       if (pos === this.#leafCount[leaf]) {
         leaf = this.#leafNext[leaf];
         if (leaf === NONE) break;
         pos = 0;
       }
-      const at = leaf * b + pos;
-      if (less(endLo, endHi, this.#leafKeyLo[at], this.#leafKeyHi[at])) break;
-      const slot = this.#leafSlot[at];
+      const e = (leaf * b + pos) * W;
+      if (less(endLo, endHi, this.#leaf[e], this.#leaf[e + 1])) break;
+      const slot = this.#leaf[e + REF];
       if (less(endLo, endHi, this.#endLo[slot], this.#endHi[slot])) return NONE;
       count++;
       pos++;
     }
-    // Remove them; each removal rebalances, so find the next one afresh.
+    // Remove them. Each one is the first key >= start. The path of the first descent stays
+    // good until a removal rebalances the tree; after that, descend afresh.
+    leaf = firstLeaf;
+    pos = firstPos;
+    let pathGood = true;
     for (let i = 0; i < count; i++) {
-      leaf = this.#descend(startLo, startHi);
-      pos = this.#leafLowerBound(leaf, startLo, startHi);
+      if (!pathGood) {
+        leaf = this.#descend(startLo, startHi);
+        pos = this.#leafLowerBound(leaf, startLo, startHi);
+      }
       if (pos === this.#leafCount[leaf]) {
         // The first key >= start is the next leaf's first; descend to it so the path is right.
-        const next = this.#leafNext[leaf];
-        leaf = this.#descend(this.#leafKeyLo[next * b], this.#leafKeyHi[next * b]);
+        const e = this.#leafNext[leaf] * b * W;
+        leaf = this.#descend(this.#leaf[e], this.#leaf[e + 1]);
         pos = 0;
       }
-      this.#removeAt(leaf, pos);
+      pathGood = !this.#removeAt(leaf, pos);
     }
     if (count > 0) this.#version++;
     return count;
@@ -370,8 +387,7 @@ export class IntervalMap {
     const kLo = this.#startLo[slot];
     const kHi = this.#startHi[slot];
     const leaf = this.#descend(kLo, kHi);
-    const pos = this.#leafLowerBound(leaf, kLo, kHi);
-    this.#removeAt(leaf, pos);
+    this.#removeAt(leaf, this.#leafLowerBound(leaf, kLo, kHi));
     this.#version++;
   }
 
@@ -400,7 +416,7 @@ export class IntervalMap {
     while (leaf !== NONE) {
       const count = this.#leafCount[leaf];
       for (let i = 0; i < count; i++) {
-        fn(this.#leafSlot[leaf * b + i]);
+        fn(this.#leaf[(leaf * b + i) * W + REF]);
         if (this.#version !== version) {
           throw new Error("IntervalMap was changed during forEach()");
         }
@@ -496,11 +512,12 @@ export class IntervalMap {
       if ((!isRoot && count < this.#minFill) || count > b) {
         throw new Error(`Leaf ${node} holds ${count} entries`);
       }
+      const a = this.#leaf;
       for (let i = 0; i < count; i++) {
-        const at = node * b + i;
-        const kLo = this.#leafKeyLo[at];
-        const kHi = this.#leafKeyHi[at];
-        const slot = this.#leafSlot[at];
+        const e = (node * b + i) * W;
+        const kLo = a[e];
+        const kHi = a[e + 1];
+        const slot = a[e + REF];
         if (!this.isLive(slot)) throw new Error(`Leaf ${node} refers to dead slot ${slot}`);
         if (this.#startLo[slot] !== kLo || this.#startHi[slot] !== kHi) {
           throw new Error(`Leaf key of slot ${slot} differs from its start`);
@@ -510,7 +527,7 @@ export class IntervalMap {
         }
         const outOfOrder = (hasLb && less(kLo, kHi, lbLo, lbHi)) ||
           (hasUb && !less(kLo, kHi, ubLo, ubHi)) ||
-          (i > 0 && !less(this.#leafKeyLo[at - 1], this.#leafKeyHi[at - 1], kLo, kHi));
+          (i > 0 && !less(a[e - W], a[e - W + 1], kLo, kHi));
         if (outOfOrder) throw new Error(`Slot ${slot} is out of order in leaf ${node}`);
       }
       if (count > 0) leaves.push(node);
@@ -520,26 +537,25 @@ export class IntervalMap {
     if (count < (isRoot ? 2 : this.#minFill) || count > b) {
       throw new Error(`Inner node ${node} has ${count} children`);
     }
+    const a = this.#inner;
     let entries = 0;
     for (let i = 0; i < count; i++) {
-      const at = node * b + i;
+      const e = (node * b + i) * W;
       if (i > 0) {
-        const kLo = this.#innerKeyLo[at];
-        const kHi = this.#innerKeyHi[at];
-        const outOfOrder = (hasLb && less(kLo, kHi, lbLo, lbHi)) ||
-          (hasUb && !less(kLo, kHi, ubLo, ubHi)) ||
-          (i > 1 && !less(this.#innerKeyLo[at - 1], this.#innerKeyHi[at - 1], kLo, kHi));
+        const outOfOrder = (hasLb && less(a[e], a[e + 1], lbLo, lbHi)) ||
+          (hasUb && !less(a[e], a[e + 1], ubLo, ubHi)) ||
+          (i > 1 && !less(a[e - W], a[e - W + 1], a[e], a[e + 1]));
         if (outOfOrder) throw new Error(`Separator ${i} of inner node ${node} is out of order`);
       }
       const last = i === count - 1;
       entries += this.#checkNode(
-        this.#innerChild[at],
+        a[e + REF],
         depth + 1,
-        i === 0 ? lbLo : this.#innerKeyLo[at],
-        i === 0 ? lbHi : this.#innerKeyHi[at],
+        i === 0 ? lbLo : a[e],
+        i === 0 ? lbHi : a[e + 1],
         i === 0 ? hasLb : true,
-        last ? ubLo : this.#innerKeyLo[at + 1],
-        last ? ubHi : this.#innerKeyHi[at + 1],
+        last ? ubLo : a[e + W],
+        last ? ubHi : a[e + W + 1],
         last ? hasUb : true,
         leaves,
       );
@@ -572,7 +588,6 @@ export class IntervalMap {
     eLo: number,
     eHi: number,
   ): boolean {
-    const b = this.#nodeCap;
     // The first interval starting at or after s must start after e.
     let next = leaf;
     let at = pos;
@@ -581,8 +596,8 @@ export class IntervalMap {
       at = 0;
     }
     if (next !== NONE) {
-      const i = next * b + at;
-      if (!less(eLo, eHi, this.#leafKeyLo[i], this.#leafKeyHi[i])) return true;
+      const e = (next * this.#nodeCap + at) * W;
+      if (!less(eLo, eHi, this.#leaf[e], this.#leaf[e + 1])) return true;
     }
     // The last interval starting before s must end before s.
     const pred = this.#slotBefore(leaf, pos);
@@ -591,24 +606,23 @@ export class IntervalMap {
 
   /** The slot just before leaf position `pos` (possibly in the previous leaf), or NONE. */
   #slotBefore(leaf: number, pos: number): number {
-    if (pos > 0) return this.#leafSlot[leaf * this.#nodeCap + pos - 1];
+    if (pos > 0) return this.#leaf[(leaf * this.#nodeCap + pos - 1) * W + REF];
     const prev = this.#leafPrev[leaf];
     if (prev === NONE) return NONE;
-    return this.#leafSlot[prev * this.#nodeCap + this.#leafCount[prev] - 1];
+    return this.#leaf[(prev * this.#nodeCap + this.#leafCount[prev] - 1) * W + REF];
   }
 
   /** The slot at leaf position `pos`, or the next leaf's first if `pos` is past the end. */
   #slotAtOrAfter(leaf: number, pos: number): number {
-    if (pos < this.#leafCount[leaf]) return this.#leafSlot[leaf * this.#nodeCap + pos];
+    if (pos < this.#leafCount[leaf]) return this.#leaf[(leaf * this.#nodeCap + pos) * W + REF];
     const next = this.#leafNext[leaf];
-    return next === NONE ? NONE : this.#leafSlot[next * this.#nodeCap];
+    return next === NONE ? NONE : this.#leaf[next * this.#nodeCap * W + REF];
   }
 
   /** Walks from the root to the leaf whose key range holds k, recording the path. */
   #descend(kLo: number, kHi: number): number {
     const b = this.#nodeCap;
-    const keyLo = this.#innerKeyLo;
-    const keyHi = this.#innerKeyHi;
+    const a = this.#inner;
     let node = this.#root;
     const depth = this.#height - 1;
     for (let level = 0; level < depth; level++) {
@@ -618,13 +632,14 @@ export class IntervalMap {
       let hi = this.#innerCount[node];
       while (lo < hi) {
         const mid = (lo + hi) >>> 1;
-        const mHi = keyHi[base + mid];
-        if (mHi > kHi || (mHi === kHi && keyLo[base + mid] > kLo)) hi = mid;
+        const e = (base + mid) * W;
+        const mHi = a[e + 1];
+        if (mHi > kHi || (mHi === kHi && a[e] > kLo)) hi = mid;
         else lo = mid + 1;
       }
       this.#pathNode[level] = node;
       this.#pathIdx[level] = lo - 1;
-      node = this.#innerChild[base + lo - 1];
+      node = a[(base + lo - 1) * W + REF];
     }
     return node;
   }
@@ -632,14 +647,14 @@ export class IntervalMap {
   /** First position in `leaf` whose key is >= k (the count if none). */
   #leafLowerBound(leaf: number, kLo: number, kHi: number): number {
     const base = leaf * this.#nodeCap;
-    const keyLo = this.#leafKeyLo;
-    const keyHi = this.#leafKeyHi;
+    const a = this.#leaf;
     let lo = 0;
     let hi = this.#leafCount[leaf];
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      const mHi = keyHi[base + mid];
-      if (mHi < kHi || (mHi === kHi && keyLo[base + mid] < kLo)) lo = mid + 1;
+      const e = (base + mid) * W;
+      const mHi = a[e + 1];
+      if (mHi < kHi || (mHi === kHi && a[e] < kLo)) lo = mid + 1;
       else hi = mid;
     }
     return lo;
@@ -648,14 +663,14 @@ export class IntervalMap {
   /** First position in `leaf` whose key is > k (the count if none). */
   #leafUpperBound(leaf: number, kLo: number, kHi: number): number {
     const base = leaf * this.#nodeCap;
-    const keyLo = this.#leafKeyLo;
-    const keyHi = this.#leafKeyHi;
+    const a = this.#leaf;
     let lo = 0;
     let hi = this.#leafCount[leaf];
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      const mHi = keyHi[base + mid];
-      if (mHi > kHi || (mHi === kHi && keyLo[base + mid] > kLo)) hi = mid;
+      const e = (base + mid) * W;
+      const mHi = a[e + 1];
+      if (mHi > kHi || (mHi === kHi && a[e] > kLo)) hi = mid;
       else lo = mid + 1;
     }
     return lo;
@@ -664,7 +679,7 @@ export class IntervalMap {
   #leftmostLeaf(): number {
     let node = this.#root;
     for (let level = this.#height - 1; level > 0; level--) {
-      node = this.#innerChild[node * this.#nodeCap];
+      node = this.#inner[node * this.#nodeCap * W + REF];
     }
     return this.#leafCount[node] === 0 ? NONE : node;
   }
@@ -682,13 +697,9 @@ export class IntervalMap {
     if (pos === b && this.#leafNext[leaf] === NONE) {
       // Appending past the last key: keep the left leaf full, so ascending inserts (the
       // common IOVA allocation pattern) fill leaves completely instead of half.
-      this.#leafCount[leaf] = b;
       this.#leafPut(right, 0, 0, kLo, kHi, slot);
     } else {
-      const from = leaf * b + half;
-      this.#leafKeyLo.copyWithin(right * b, from, leaf * b + b);
-      this.#leafKeyHi.copyWithin(right * b, from, leaf * b + b);
-      this.#leafSlot.copyWithin(right * b, from, leaf * b + b);
+      this.#leaf.copyWithin(right * b * W, (leaf * b + half) * W, (leaf * b + b) * W);
       this.#leafCount[leaf] = half;
       this.#leafCount[right] = b - half;
       if (pos <= half) this.#leafPut(leaf, pos, half, kLo, kHi, slot);
@@ -699,26 +710,18 @@ export class IntervalMap {
     this.#leafPrev[right] = leaf;
     if (next !== NONE) this.#leafPrev[next] = right;
     this.#leafNext[leaf] = right;
-    this.#insertInInner(
-      this.#height - 2,
-      this.#leafKeyLo[right * b],
-      this.#leafKeyHi[right * b],
-      right,
-    );
+    const e = right * b * W;
+    this.#insertInInner(this.#height - 2, this.#leaf[e], this.#leaf[e + 1], right);
   }
 
   /** Shifts entries [pos, count) of a non-full leaf right by one and stores (k, slot) at pos. */
   #leafPut(leaf: number, pos: number, count: number, kLo: number, kHi: number, slot: number): void {
-    const at = leaf * this.#nodeCap + pos;
-    const end = leaf * this.#nodeCap + count;
-    if (pos < count) {
-      this.#leafKeyLo.copyWithin(at + 1, at, end);
-      this.#leafKeyHi.copyWithin(at + 1, at, end);
-      this.#leafSlot.copyWithin(at + 1, at, end);
-    }
-    this.#leafKeyLo[at] = kLo;
-    this.#leafKeyHi[at] = kHi;
-    this.#leafSlot[at] = slot;
+    const a = this.#leaf;
+    const e = (leaf * this.#nodeCap + pos) * W;
+    if (pos < count) shiftUp(a, e, (leaf * this.#nodeCap + count) * W);
+    a[e] = kLo;
+    a[e + 1] = kHi;
+    a[e + REF] = slot;
     this.#leafCount[leaf] = count + 1;
   }
 
@@ -727,20 +730,20 @@ export class IntervalMap {
    * Level -1 means the root itself split: a new root is grown above it.
    */
   #insertInInner(level: number, kLo: number, kHi: number, child: number): void {
+    const b = this.#nodeCap;
     if (level < 0) {
       const root = this.#allocInner();
-      const b = this.#nodeCap;
-      this.#innerChild[root * b] = this.#root;
-      this.#innerChild[root * b + 1] = child;
-      this.#innerKeyLo[root * b + 1] = kLo;
-      this.#innerKeyHi[root * b + 1] = kHi;
+      const e = root * b * W;
+      this.#inner[e + REF] = this.#root;
+      this.#inner[e + W] = kLo;
+      this.#inner[e + W + 1] = kHi;
+      this.#inner[e + W + REF] = child;
       this.#innerCount[root] = 2;
       this.#root = root;
       this.#height++;
       if (this.#height > MAX_HEIGHT) throw new Error("IntervalMap tree is too deep");
       return;
     }
-    const b = this.#nodeCap;
     const node = this.#pathNode[level];
     const pos = this.#pathIdx[level] + 1;
     const count = this.#innerCount[node];
@@ -750,13 +753,11 @@ export class IntervalMap {
     }
     const right = this.#allocInner(); // may replace the inner arrays: read them after this
     const half = b >> 1;
-    const from = node * b + half;
+    const from = (node * b + half) * W;
     // The separator in front of child `half` moves up; it becomes right's unused key[0].
-    const upLo = this.#innerKeyLo[from];
-    const upHi = this.#innerKeyHi[from];
-    this.#innerKeyLo.copyWithin(right * b, from, node * b + b);
-    this.#innerKeyHi.copyWithin(right * b, from, node * b + b);
-    this.#innerChild.copyWithin(right * b, from, node * b + b);
+    const upLo = this.#inner[from];
+    const upHi = this.#inner[from + 1];
+    this.#inner.copyWithin(right * b * W, from, (node * b + b) * W);
     this.#innerCount[node] = half;
     this.#innerCount[right] = b - half;
     // pos == half appends to the left node: k comes from child half-1, so k < up.
@@ -774,80 +775,71 @@ export class IntervalMap {
     kHi: number,
     child: number,
   ): void {
-    const at = node * this.#nodeCap + pos;
-    const end = node * this.#nodeCap + count;
-    if (pos < count) {
-      this.#innerKeyLo.copyWithin(at + 1, at, end);
-      this.#innerKeyHi.copyWithin(at + 1, at, end);
-      this.#innerChild.copyWithin(at + 1, at, end);
-    }
-    this.#innerKeyLo[at] = kLo;
-    this.#innerKeyHi[at] = kHi;
-    this.#innerChild[at] = child;
+    const a = this.#inner;
+    const e = (node * this.#nodeCap + pos) * W;
+    if (pos < count) shiftUp(a, e, (node * this.#nodeCap + count) * W);
+    a[e] = kLo;
+    a[e + 1] = kHi;
+    a[e + REF] = child;
     this.#innerCount[node] = count + 1;
   }
 
-  /** Removes entry `pos` of `leaf` (reached by the last #descend), freeing its slot. */
-  #removeAt(leaf: number, pos: number): void {
-    const b = this.#nodeCap;
-    const at = leaf * b + pos;
-    const slot = this.#leafSlot[at];
+  /**
+   * Removes entry `pos` of `leaf` (reached by the last #descend), freeing its slot. Returns
+   * whether the tree was rebalanced (which makes the recorded path stale).
+   */
+  #removeAt(leaf: number, pos: number): boolean {
+    const a = this.#leaf;
+    const e = (leaf * this.#nodeCap + pos) * W;
+    const slot = a[e + REF];
     const count = this.#leafCount[leaf] - 1;
-    const end = leaf * b + count + 1;
-    this.#leafKeyLo.copyWithin(at, at + 1, end);
-    this.#leafKeyHi.copyWithin(at, at + 1, end);
-    this.#leafSlot.copyWithin(at, at + 1, end);
+    if (pos < count) shiftDown(a, e, (leaf * this.#nodeCap + count + 1) * W);
     this.#leafCount[leaf] = count;
     this.#link[slot] = this.#freeSlot;
     this.#freeSlot = slot;
     this.#size--;
-    if (this.#height > 1 && count < this.#minFill) this.#rebalanceLeaf(leaf);
+    if (this.#height === 1 || count >= this.#minFill) return false;
+    this.#rebalanceLeaf(leaf);
+    return true;
   }
 
   /** Refills an underfull non-root leaf from a sibling, or merges it with one. */
   #rebalanceLeaf(leaf: number): void {
     const b = this.#nodeCap;
+    const a = this.#leaf;
+    const inner = this.#inner;
     const level = this.#height - 2;
     const parent = this.#pathNode[level];
     const idx = this.#pathIdx[level];
     const count = this.#leafCount[leaf];
     if (idx > 0) {
-      const left = this.#innerChild[parent * b + idx - 1];
+      const left = inner[(parent * b + idx - 1) * W + REF];
       const leftCount = this.#leafCount[left];
       if (leftCount > this.#minFill) {
         // Move left's last entry to the front of this leaf; it becomes the separator.
-        const from = left * b + leftCount - 1;
-        const kLo = this.#leafKeyLo[from];
-        const kHi = this.#leafKeyHi[from];
-        this.#leafPut(leaf, 0, count, kLo, kHi, this.#leafSlot[from]);
+        const from = (left * b + leftCount - 1) * W;
+        const kLo = a[from];
+        const kHi = a[from + 1];
+        this.#leafPut(leaf, 0, count, kLo, kHi, a[from + REF]);
         this.#leafCount[left] = leftCount - 1;
-        this.#innerKeyLo[parent * b + idx] = kLo;
-        this.#innerKeyHi[parent * b + idx] = kHi;
+        inner[(parent * b + idx) * W] = kLo;
+        inner[(parent * b + idx) * W + 1] = kHi;
         return;
       }
       this.#mergeLeaves(left, leaf);
       this.#removeFromInner(level, idx);
       return;
     }
-    const right = this.#innerChild[parent * b + 1];
+    const right = inner[(parent * b + 1) * W + REF];
     const rightCount = this.#leafCount[right];
     if (rightCount > this.#minFill) {
       // Move right's first entry to the end of this leaf; right's new first is the separator.
-      const from = right * b;
-      this.#leafPut(
-        leaf,
-        count,
-        count,
-        this.#leafKeyLo[from],
-        this.#leafKeyHi[from],
-        this.#leafSlot[from],
-      );
-      this.#leafKeyLo.copyWithin(from, from + 1, from + rightCount);
-      this.#leafKeyHi.copyWithin(from, from + 1, from + rightCount);
-      this.#leafSlot.copyWithin(from, from + 1, from + rightCount);
+      const from = right * b * W;
+      this.#leafPut(leaf, count, count, a[from], a[from + 1], a[from + REF]);
+      shiftDown(a, from, (right * b + rightCount) * W);
       this.#leafCount[right] = rightCount - 1;
-      this.#innerKeyLo[parent * b + 1] = this.#leafKeyLo[from];
-      this.#innerKeyHi[parent * b + 1] = this.#leafKeyHi[from];
+      inner[(parent * b + 1) * W] = a[from];
+      inner[(parent * b + 1) * W + 1] = a[from + 1];
       return;
     }
     this.#mergeLeaves(leaf, right);
@@ -859,9 +851,7 @@ export class IntervalMap {
     const b = this.#nodeCap;
     const leftCount = this.#leafCount[left];
     const rightCount = this.#leafCount[right];
-    this.#leafKeyLo.copyWithin(left * b + leftCount, right * b, right * b + rightCount);
-    this.#leafKeyHi.copyWithin(left * b + leftCount, right * b, right * b + rightCount);
-    this.#leafSlot.copyWithin(left * b + leftCount, right * b, right * b + rightCount);
+    this.#leaf.copyWithin((left * b + leftCount) * W, right * b * W, (right * b + rightCount) * W);
     this.#leafCount[left] = leftCount + rightCount;
     const next = this.#leafNext[right];
     this.#leafNext[left] = next;
@@ -874,16 +864,14 @@ export class IntervalMap {
     const b = this.#nodeCap;
     const node = this.#pathNode[level];
     const count = this.#innerCount[node] - 1;
-    const at = node * b + idx;
-    const end = node * b + count + 1;
-    this.#innerKeyLo.copyWithin(at, at + 1, end);
-    this.#innerKeyHi.copyWithin(at, at + 1, end);
-    this.#innerChild.copyWithin(at, at + 1, end);
+    if (idx < count) {
+      shiftDown(this.#inner, (node * b + idx) * W, (node * b + count + 1) * W);
+    }
     this.#innerCount[node] = count;
     if (level === 0) {
       if (count === 1) {
         // The root has a single child left: that child becomes the root.
-        this.#root = this.#innerChild[node * b];
+        this.#root = this.#inner[node * b * W + REF];
         this.#height--;
         this.#freeInnerNode(node);
       }
@@ -895,67 +883,61 @@ export class IntervalMap {
   /** Refills the underfull path node at `level` (> 0) from a sibling, or merges it. */
   #rebalanceInner(level: number): void {
     const b = this.#nodeCap;
+    const a = this.#inner;
     const node = this.#pathNode[level];
     const parent = this.#pathNode[level - 1];
     const idx = this.#pathIdx[level - 1];
     const count = this.#innerCount[node];
-    const keyLo = this.#innerKeyLo;
-    const keyHi = this.#innerKeyHi;
-    const child = this.#innerChild;
+    const sep = (parent * b + idx) * W;
     if (idx > 0) {
-      const left = child[parent * b + idx - 1];
+      const left = a[sep - W + REF];
       const leftCount = this.#innerCount[left];
       if (leftCount > this.#minFill) {
-        // Rotate right through the parent: left's last child becomes this node's first.
-        const from = left * b + leftCount - 1;
-        this.#innerPut(node, 0, count, 0, 0, child[from]);
-        keyLo[node * b + 1] = keyLo[parent * b + idx];
-        keyHi[node * b + 1] = keyHi[parent * b + idx];
-        keyLo[parent * b + idx] = keyLo[from];
-        keyHi[parent * b + idx] = keyHi[from];
+        // Rotate right through the parent: left's last child becomes this node's first, the
+        // parent's separator comes down in front of the old first child, and left's last
+        // separator goes up.
+        const from = (left * b + leftCount - 1) * W;
+        this.#innerPut(node, 0, count, 0, 0, a[from + REF]);
+        const e = node * b * W;
+        a[e + W] = a[sep];
+        a[e + W + 1] = a[sep + 1];
+        a[sep] = a[from];
+        a[sep + 1] = a[from + 1];
         this.#innerCount[left] = leftCount - 1;
         return;
       }
-      this.#mergeInner(left, node, parent * b + idx);
+      this.#mergeInner(left, node, sep);
       this.#removeFromInner(level - 1, idx);
       return;
     }
-    const right = child[parent * b + 1];
+    const rsep = sep + W; // the separator in front of the right sibling
+    const right = a[rsep + REF];
     const rightCount = this.#innerCount[right];
     if (rightCount > this.#minFill) {
       // Rotate left through the parent: right's first child becomes this node's last.
-      this.#innerPut(
-        node,
-        count,
-        count,
-        keyLo[parent * b + 1],
-        keyHi[parent * b + 1],
-        child[right * b],
-      );
-      keyLo[parent * b + 1] = keyLo[right * b + 1];
-      keyHi[parent * b + 1] = keyHi[right * b + 1];
-      keyLo.copyWithin(right * b, right * b + 1, right * b + rightCount);
-      keyHi.copyWithin(right * b, right * b + 1, right * b + rightCount);
-      child.copyWithin(right * b, right * b + 1, right * b + rightCount);
+      const r = right * b * W;
+      this.#innerPut(node, count, count, a[rsep], a[rsep + 1], a[r + REF]);
+      a[rsep] = a[r + W];
+      a[rsep + 1] = a[r + W + 1];
+      shiftDown(a, r, (right * b + rightCount) * W);
       this.#innerCount[right] = rightCount - 1;
       return;
     }
-    this.#mergeInner(node, right, parent * b + 1);
+    this.#mergeInner(node, right, rsep);
     this.#removeFromInner(level - 1, 1);
   }
 
-  /** Appends `right`'s children to `left`, pulling down the parent separator at `sepAt`. */
-  #mergeInner(left: number, right: number, sepAt: number): void {
+  /** Appends `right`'s children to `left`, pulling down the parent separator at word `sep`. */
+  #mergeInner(left: number, right: number, sep: number): void {
     const b = this.#nodeCap;
+    const a = this.#inner;
     const leftCount = this.#innerCount[left];
     const rightCount = this.#innerCount[right];
-    const to = left * b + leftCount;
-    this.#innerKeyLo.copyWithin(to, right * b, right * b + rightCount);
-    this.#innerKeyHi.copyWithin(to, right * b, right * b + rightCount);
-    this.#innerChild.copyWithin(to, right * b, right * b + rightCount);
+    const to = (left * b + leftCount) * W;
+    a.copyWithin(to, right * b * W, (right * b + rightCount) * W);
     // Right's key[0] is unused; the parent's separator is the bound between the two.
-    this.#innerKeyLo[to] = this.#innerKeyLo[sepAt];
-    this.#innerKeyHi[to] = this.#innerKeyHi[sepAt];
+    a[to] = a[sep];
+    a[to + 1] = a[sep + 1];
     this.#innerCount[left] = leftCount + rightCount;
     this.#freeInnerNode(right);
   }
@@ -995,10 +977,7 @@ export class IntervalMap {
     } else {
       if (this.#leafHigh === this.#leafPool) {
         const pool = this.#leafPool * 2;
-        const b = this.#nodeCap;
-        this.#leafKeyLo = growU32(this.#leafKeyLo, pool * b);
-        this.#leafKeyHi = growU32(this.#leafKeyHi, pool * b);
-        this.#leafSlot = growI32(this.#leafSlot, pool * b);
+        this.#leaf = growU32(this.#leaf, pool * this.#nodeCap * W);
         this.#leafCount = growU16(this.#leafCount, pool);
         this.#leafNext = growI32(this.#leafNext, pool);
         this.#leafPrev = growI32(this.#leafPrev, pool);
@@ -1020,14 +999,12 @@ export class IntervalMap {
   #allocInner(): number {
     let node = this.#freeInner;
     if (node !== NONE) {
-      this.#freeInner = this.#innerChild[node * this.#nodeCap];
+      // The link is stored in a Uint32Array: `| 0` turns 0xffffffff back into NONE.
+      this.#freeInner = this.#inner[node * this.#nodeCap * W + REF] | 0;
     } else {
       if (this.#innerHigh === this.#innerPool) {
         const pool = this.#innerPool * 2;
-        const b = this.#nodeCap;
-        this.#innerKeyLo = growU32(this.#innerKeyLo, pool * b);
-        this.#innerKeyHi = growU32(this.#innerKeyHi, pool * b);
-        this.#innerChild = growI32(this.#innerChild, pool * b);
+        this.#inner = growU32(this.#inner, pool * this.#nodeCap * W);
         this.#innerCount = growU16(this.#innerCount, pool);
         this.#innerPool = pool;
       }
@@ -1038,7 +1015,7 @@ export class IntervalMap {
   }
 
   #freeInnerNode(node: number): void {
-    this.#innerChild[node * this.#nodeCap] = this.#freeInner;
+    this.#inner[node * this.#nodeCap * W + REF] = this.#freeInner;
     this.#freeInner = node;
   }
 }

@@ -371,6 +371,12 @@ Deno.test("IntervalMap keeps its tree valid through ascending bulk insert and ra
   }
   assert.equal(m.size, 0);
   m.checkInvariants();
+  // Regrow past the old size: freed nodes are reused, then fresh ones allocated after them.
+  for (let i = 0; i < 7000; i++) {
+    assert.notEqual(m.insert(0xffff_0000, i, 0xffff_ffff, i, 0, i, 2), -1);
+  }
+  m.checkInvariants();
+  assert.equal(m.find(0xffff_8000, 6999), m.firstAtOrAfter(0, 6999));
 });
 
 // ---- Randomized comparison with a naive bigint reference. ----
