@@ -1,17 +1,9 @@
 import assert from "node:assert/strict";
 import { PagemapDma, physicalAddress } from "../transport/host/pagemap.ts";
-import { pointerAddress } from "../transport/host/ffi.ts";
+import { isRoot, pointerAddress } from "../transport/host/ffi.ts";
 import { DmaError, regionAddress } from "../transport/dma.ts";
 
-/** Whether this process runs as root (pagemap shows frame numbers only to root). */
-function isRoot(): boolean {
-  try {
-    return /^Uid:\s+0\s/m.test(Deno.readTextFileSync("/proc/self/status"));
-  } catch {
-    return false;
-  }
-}
-
+// pagemap shows frame numbers only to root.
 const root = isRoot();
 if (!root) console.log("host_pagemap_test: not root, the PagemapDma tests are skipped");
 

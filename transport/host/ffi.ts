@@ -76,6 +76,7 @@ const SYMBOLS = {
   pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   ioctlInt: { name: "ioctl", parameters: ["i32", "u64", "u64"], result: "i32" },
+  geteuid: { parameters: [], result: "u32" },
   __errno_location: { parameters: [], result: "pointer" },
   strerror: { parameters: ["i32"], result: "pointer" },
 } as const;
@@ -103,6 +104,11 @@ export function libc(): Libc {
     }
   }
   return library.symbols;
+}
+
+/** Returns whether the process runs with effective user ID 0 (root). */
+export function isRoot(): boolean {
+  return libc().geteuid() === 0;
 }
 
 /** Returns the calling thread's errno (read right after a failed call). */
