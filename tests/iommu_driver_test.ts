@@ -42,7 +42,7 @@ async function refused(f: Fixture, run: () => Promise<unknown>): Promise<IommuEr
 /** Runs `body` on a fresh fixture and closes it; checks the mock saw no rule broken. */
 async function withIommu(
   kind: "mmio" | "pci",
-  body: (f: Fixture) => Promise<void>,
+  body: (f: Fixture) => Promise<void> | void,
   mockOptions: Parameters<typeof setup>[1] = {},
   driverOptions: Parameters<typeof setup>[2] = {},
 ): Promise<void> {
@@ -696,7 +696,7 @@ for (const kind of KINDS) {
   t(
     "VirtioIommu reports a DOMAIN fault for an unattached endpoint with bypass 0",
     () =>
-      withIommu(kind, async ({ iommu, device }) => {
+      withIommu(kind, ({ iommu, device }) => {
         iommu.setBypass(false);
         assert.equal(read(device, 0x18, 0xabc000n), "DOMAIN");
         const faults = iommu.takeFaults();
@@ -744,7 +744,7 @@ for (const kind of KINDS) {
   t(
     "VirtioIommu re-posts event buffers: 40 faults through an 8-entry event queue",
     () =>
-      withIommu(kind, async ({ iommu, device }) => {
+      withIommu(kind, ({ iommu, device }) => {
         assert.equal(iommu.info.eventQueueSize, 8);
         iommu.setBypass(false);
         const got: bigint[] = [];
@@ -761,7 +761,7 @@ for (const kind of KINDS) {
   t(
     "VirtioIommu delivers faults the device held while the event queue was full",
     () =>
-      withIommu(kind, async ({ iommu, device }) => {
+      withIommu(kind, ({ iommu, device }) => {
         iommu.setBypass(false);
         for (let i = 0; i < 20; i++) device.translate(0x08, BigInt(i) << 12n, "read");
         assert.equal(device.faultsPending, 12);
