@@ -428,6 +428,7 @@ export class VirtioIommu {
   #request(readLen: number, encode: (view: DataView, offset: number) => void): Promise<void> {
     this.#open();
     const q = this.#requests;
+    if (q.broken) return Promise.reject(q.broken); // map()/unmap() reject, never throw
     const slot = q.tryTakeSlot();
     if (slot >= 0) {
       const view = q.view(slot);
