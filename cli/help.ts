@@ -1,0 +1,82 @@
+/**
+ * Help texts of `viommu` and its subcommands.
+ *
+ * @module
+ */
+
+import type { Subcommand } from "./args.ts";
+import { SHELL_HELP } from "./shell.ts";
+
+const DEVICE_OPTIONS = `device options:
+  --device mock|pci:SSSS:BB:DD.F   the device (default mock: QEMU q35's virtio-iommu-pci)
+  --topology-layout spec|draft     config layout; draft has the 2020 built-in topology
+  --timeout MS                     request timeout (default 2000; 5000 on a real device)
+mock device options (flags override --mock-config):
+  --mock-config FILE.json          options as JSON, e.g. {"endpoints":[0,8],"probeSize":512}
+  --transport pci|mmio             the mock's transport (default pci)
+  --endpoints 0,8,0x10,0x18        endpoint IDs, each with the MSI region 0xfee00000-0xfeefffff
+  --page-size-mask N               default 0xfffffffffffff000
+  --features N                     offered feature bits (default QEMU 7.2's 0x10130000077)
+  --probe-size N                   default 512 (0: no properties)
+  --input-range START-END          default the whole 64-bit space
+  --domain-range START-END         default 0-0xffffffff
+  --queue-size N                   both queues (default 256)
+  --no-bypass                      boot with bypass = 0
+  --qemu-compat                    reproduce QEMU 7.2's deviations from the spec
+output:
+  --json                           machine output (64-bit values as "0x…" strings)
+  -h, --help                       this help
+exit codes: 0 ok, 1 request failed, 2 usage error
+`;
+
+const MAIN = `viommu: drive a virtio-iommu (virtio 1.3 §5.13) from userspace
+
+usage: viommu <command> [options]
+
+commands:
+  info              transport, negotiated features, config fields, queues
+  topology          the resolved topology: device, requester ID, alias, endpoint ID, group
+  probe <endpoint>  the endpoint's properties and reserved regions
+  shell             a request shell (interactive on a terminal, line by line otherwise)
+  help <command>    help on a command
+
+${DEVICE_OPTIONS}`;
+
+const COMMANDS: Record<Subcommand, string> = {
+  info: `usage: viommu info [options]
+
+Initialises the device and shows the transport, the negotiated features by name, the config
+fields (virtio 1.3 §5.13.4) and the queue sizes.
+
+${DEVICE_OPTIONS}`,
+  topology: `usage: viommu topology [options]
+
+Shows which endpoint ID each PCI function gets: device, requester ID, DMA alias, endpoint ID
+and isolation group. The mock is QEMU's q35 guest (endpoint ID = BDF through its VIOT, or the
+draft built-in topology with --topology-layout draft); a real device reads sysfs and
+/sys/firmware/acpi/tables/VIOT.
+
+${DEVICE_OPTIONS}`,
+  probe: `usage: viommu probe <endpoint> [options]
+
+Sends PROBE for <endpoint> (decimal or 0x hex) and shows its reserved regions. Exits 1 when
+the device refuses (for example NOENT for an endpoint it does not know).
+
+${DEVICE_OPTIONS}`,
+  shell: `usage: viommu shell [options]
+
+A request shell: one command per line, one result per line. Interactive with history on a
+terminal; otherwise reads standard input line by line (exit code 0 when every line
+succeeded, 1 when a request failed, 2 when a line was malformed). With --json each result
+is one JSON object: {"cmd":"map","ok":true,...} or
+{"cmd":"map","ok":false,"status":"RANGE","message":"..."} (status DRIVER for a request the
+driver refused to send, USAGE for a malformed line).
+
+${SHELL_HELP}
+${DEVICE_OPTIONS}`,
+};
+
+/** The help for `command`, or the overview when null. */
+export function helpText(command: Subcommand | null): string {
+  return command === null ? MAIN : COMMANDS[command];
+}

@@ -1,0 +1,167 @@
+/**
+ * `viommu topology`: which endpoint ID each PCI function gets, through which topology source,
+ * and its isolation group. For the mock, the PCI tree of QEMU's q35 guest (one function per
+ * endpoint ID, endpoint = BDF, the IOMMU at 00:02.0) with QEMU's VIOT, or with the draft's
+ * built-in topology read from the device (`--topology-layout draft`). For a real device, the
+ * sysfs PCI tree with `/sys/firmware/acpi/tables/VIOT`.
+ *
+ * @module
+ */
+
+import { probeBuiltinTopology } from "../driver/topology/builtin.ts";
+import {
+  describeBuiltin,
+  describeViot,
+  type TopologyDescription,
+} from "../driver/topology/description.ts";
+import {
+  parseBdf,
+  type PciDevice,
+  pciDeviceFromConfig,
+  PciTree,
+} from "../driver/topology/pci_tree.ts";
+import {
+  type IsolationGroup,
+  isolationGroups,
+  resolveTopology,
+  type TopologyTable,
+} from "../driver/topology/resolve.ts";
+import { parseViot } from "../driver/topology/viot.ts";
+import type { MockIommuOptions } from "../transport/mock/iommu_options.ts";
+import {
+  type DeviceSpec,
+  mockBdfEnd,
+  mockEndpointIds,
+  openHostPci,
+  plugMock,
+  Q35_IOMMU_BDF,
+} from "./device.ts";
+import { heading, hex, type Painter, table } from "./format.ts";
+import { q35Viot } from "./q35_viot.ts";
+
+/** Where the kernel exposes the firmware's VIOT. */
+export const SYSFS_VIOT = "/sys/firmware/acpi/tables/VIOT";
+const SYSFS_PCI = "/sys/bus/pci/devices";
+
+/** The resolved topology and where it came from. */
+export interface TopologyReport {
+  /** `viot` or `builtin`. */
+  source: "viot" | "builtin";
+  /** The resolved table. */
+  table: TopologyTable;
+  /** Isolation groups. */
+  groups: IsolationGroup[];
+}
+
+/**
+ * The mock's PCI tree: one function on segment 0 per endpoint ID (bus = id >> 8, devfn = id &
+ * 0xff), plus the IOMMU at 00:02.0; 00:00.0 is q35's host bridge.
+ */
+export function mockPciTree(options: MockIommuOptions): PciTree {
+  const ids = new Set(mockEndpointIds(options).filter((id) => id <= 0xffff));
+  ids.add(Q35_IOMMU_BDF);
+  const devices: PciDevice[] = [...ids].sort((a, b) => a - b).map((id) => ({
+    segment: 0,
+    bus: id >> 8,
+    devfn: id & 0xff,
+    type: id === 0 ? "host-bridge" : "endpoint",
+    isPcie: false,
+  }));
+  return new PciTree(devices);
+}
+
+/** Reads and resolves the topology of the device `spec` names. */
+export async function readTopology(spec: DeviceSpec): Promise<TopologyReport> {
+  let tree: PciTree;
+  let description: TopologyDescription;
+  if (spec.kind === "mock") {
+    tree = mockPciTree(spec.options);
+    if (spec.layout === "draft") {
+      const plugged = plugMock(spec);
+      const builtin = probeBuiltinTopology(plugged.transport, { layout: "draft" });
+      description = describeBuiltin(builtin ?? { items: [], skipped: 0 }, {
+        pci: { segment: 0, bdf: Q35_IOMMU_BDF },
+      });
+    } else {
+      description = describeViot(parseViot(q35Viot({ bdfEnd: mockBdfEnd(spec.options) })));
+    }
+  } else {
+    tree = sysfsPciTree();
+    if (spec.layout === "draft") {
+      const host = await openHostPci(spec.bdf);
+      try {
+        const builtin = probeBuiltinTopology(host.transport, { layout: "draft" });
+        const self = parseBdf(spec.bdf);
+        description = describeBuiltin(builtin ?? { items: [], skipped: 0 }, {
+          pci: { segment: self.segment, bdf: (self.bus << 8) | self.devfn },
+        });
+      } finally {
+        host.close();
+      }
+    } else {
+      description = describeViot(parseViot(Deno.readFileSync(SYSFS_VIOT)));
+    }
+  }
+  const resolved = resolveTopology(tree, description);
+  return {
+    source: spec.layout === "draft" ? "builtin" : "viot",
+    table: resolved,
+    groups: isolationGroups(resolved),
+  };
+}
+
+/** The PCI tree of this machine from sysfs (config space of every function). */
+export function sysfsPciTree(root: string = SYSFS_PCI): PciTree {
+  const devices: PciDevice[] = [];
+  for (const entry of Deno.readDirSync(root)) {
+    const address = parseBdf(entry.name);
+    devices.push(pciDeviceFromConfig(address, Deno.readFileSync(`${root}/${entry.name}/config`)));
+  }
+  return new PciTree(devices);
+}
+
+/** The report as a JSON object (the CLI adds `cmd` and `ok`). */
+export function topologyJson(report: TopologyReport): Record<string, unknown> {
+  return {
+    source: report.source,
+    devices: report.table.rows.map((row) => ({
+      device: row.device,
+      type: row.type,
+      requesterId: row.requesterId,
+      alias: row.alias,
+      endpointId: row.endpointId,
+      iommu: row.iommu,
+      group: row.group,
+      note: row.note,
+    })),
+    mmio: report.table.mmio.map((m) => ({
+      address: m.address,
+      endpointId: m.endpointId,
+      iommu: m.iommu,
+    })),
+    groups: report.groups.map((g) => ({
+      id: g.id,
+      iommu: g.iommu,
+      devices: g.devices,
+      endpointIds: g.endpointIds,
+    })),
+  };
+}
+
+/** The report as a table for people. */
+export function formatTopology(report: TopologyReport, painter: Painter): string {
+  const rows = report.table.rows.map((row) => [
+    row.device,
+    hex(row.requesterId),
+    row.alias === row.requesterId ? "-" : hex(row.alias),
+    row.endpointId === null ? painter.paint("dim", "-") : hex(row.endpointId),
+    row.group === null ? "-" : String(row.group),
+    row.note ?? "",
+  ]);
+  let out = heading(painter, `Topology (${report.source === "viot" ? "ACPI VIOT" : "built-in"})`);
+  out += table(painter, ["device", "requester", "alias", "endpoint", "group", "note"], rows);
+  for (const m of report.table.mmio) {
+    out += `mmio ${hex(m.address)}  endpoint ${hex(m.endpointId)}  (${m.iommu})\n`;
+  }
+  return out;
+}
