@@ -1,0 +1,50 @@
+/**
+ * Every example runs as its own program (`deno run`, no permissions) and prints the line that
+ * shows its idea worked. The real-device example only has to explain itself and exit 0 off a
+ * guest.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+
+/** Runs `examples/<name>` with no permission and returns its exit code and output. */
+async function runExample(name: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  const path = new URL(`../examples/${name}`, import.meta.url).pathname;
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", path],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const decoder = new TextDecoder();
+  return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };
+}
+
+/** Each example and a line its output must contain. */
+const EXPECTED: [string, RegExp][] = [
+  ["demo.ts", /fault MAPPING/],
+  ["attach_map.ts", /-> lands at physical 0x[0-9a-f]+080\n[\s\S]*after unmap: fault MAPPING/],
+  ["reserved_regions.ts", /reserved region: msi 0xfee00000-0xfeefffff/],
+  ["topology.ts", /group 3 must share one domain: 0000:01:00\.0, 0000:02:01\.0, 0000:02:02\.0/],
+  ["faults.ts", /fault: MAPPING endpoint 0x8 write at 0x4000/],
+  ["batching.ts", /mappings in domain 1: 128/],
+  ["real_device.ts", /real_device: skipped, .*--allow-read/],
+];
+
+for (const [name, expected] of EXPECTED) {
+  Deno.test(`examples/${name} runs without permissions and prints its result`, async () => {
+    const { code, stdout, stderr } = await runExample(name);
+    assert.equal(code, 0, `exit ${code}\n${stderr}`);
+    assert.match(stdout, expected);
+  });
+}
+
+Deno.test("every example in examples/ is covered by this test", () => {
+  const files = [...Deno.readDirSync(new URL("../examples/", import.meta.url))]
+    .filter((entry) => entry.isFile && entry.name.endsWith(".ts"))
+    .map((entry) => entry.name)
+    .sort();
+  assert.deepEqual(files, EXPECTED.map(([name]) => name).sort());
+});
