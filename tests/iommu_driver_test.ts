@@ -9,11 +9,13 @@ import { MAP_MMIO, MAP_READ, MAP_WRITE } from "../driver/iommu/device.ts";
 import { DeviceResetError, IommuError } from "../driver/iommu/errors.ts";
 import {
   MAP_VIRT_START,
+  UNMAP_VIRT_END,
   VIRTIO_IOMMU_F_BYPASS_CONFIG,
   VIRTIO_IOMMU_F_MMIO,
   VIRTIO_IOMMU_F_PROBE,
   VIRTIO_IOMMU_T_ATTACH,
   VIRTIO_IOMMU_T_MAP,
+  VIRTIO_IOMMU_T_UNMAP,
 } from "../driver/iommu/wire.ts";
 import type { MockIommuDevice } from "../transport/mock/iommu_device.ts";
 import { QEMU_IOMMU_FEATURES } from "../transport/mock/iommu_options.ts";
@@ -501,6 +503,25 @@ for (const kind of KINDS) {
         await refused(f, () => f.iommu.unmap(1, 0x11000, 0x4000));
         assert.equal(f.device.mappings(1).length, 1);
         assert.equal(f.iommu.mappings(1).length, 1);
+      }),
+  );
+
+  t(
+    "VirtioIommu.unmap() surfaces the mock's RANGE for a split it did not see; nothing removed",
+    () =>
+      withIommu(kind, async (f) => {
+        await f.iommu.attach(1, 0x08);
+        await f.iommu.map(1, 0x10000, 0x20000, 0x2000, RW);
+        const original = f.device.handle.bind(f.device);
+        f.device.handle = (chain) => {
+          const seg = chain.readable[0];
+          if (f.memory.bytes[seg.offset] === VIRTIO_IOMMU_T_UNMAP) {
+            f.memory.view.setUint32(seg.offset + UNMAP_VIRT_END, 0x10fff, true);
+          }
+          return original(chain);
+        };
+        await rejectsWith(f.iommu.unmap(1, 0x10000, 0x2000), "RANGE");
+        assert.equal(f.device.mappings(1).length, 1, "atomic UNMAP: nothing removed");
       }),
   );
 
