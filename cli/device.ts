@@ -438,8 +438,7 @@ export interface HostPci {
  * is imported here, on demand, so that the mock path loads no FFI code and needs no permission.
  */
 export async function openHostPci(bdf: string): Promise<HostPci> {
-  const { openSysfsPci } = await import("../transport/host/sysfs_pci.ts");
-  const { PagemapDma } = await import("../transport/host/pagemap.ts");
+  const { openSysfsPci, PagemapDma } = await import("../host.ts");
   const device = openSysfsPci(bdf);
   let dma;
   try {

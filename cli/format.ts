@@ -59,11 +59,9 @@ function writeAll(target: { writeSync(p: Uint8Array): number }, bytes: Uint8Arra
 /** Whether colour should be used for `output`: a TTY, and `NO_COLOR` unset. */
 export function wantsColor(output: CliOutput): boolean {
   if (!output.isTerminal) return false;
-  try {
-    return !Deno.env.get("NO_COLOR");
-  } catch {
-    return true; // No --allow-env: keep colour on a terminal.
-  }
+  // Ask for NO_COLOR only when it may be read: never prompt just to decide on colour.
+  const env = Deno.permissions.querySync({ name: "env", variable: "NO_COLOR" });
+  return env.state !== "granted" || !Deno.env.get("NO_COLOR");
 }
 
 /** Formats a number or bigint as `0x…`. */

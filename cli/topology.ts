@@ -14,12 +14,7 @@ import {
   describeViot,
   type TopologyDescription,
 } from "../driver/topology/description.ts";
-import {
-  parseBdf,
-  type PciDevice,
-  pciDeviceFromConfig,
-  PciTree,
-} from "../driver/topology/pci_tree.ts";
+import { parseBdf, type PciDevice, PciTree } from "../driver/topology/pci_tree.ts";
 import {
   type IsolationGroup,
   isolationGroups,
@@ -41,7 +36,6 @@ import { q35Viot } from "./q35_viot.ts";
 
 /** Where the kernel exposes the firmware's VIOT. */
 export const SYSFS_VIOT = "/sys/firmware/acpi/tables/VIOT";
-const SYSFS_PCI = "/sys/bus/pci/devices";
 
 /** The resolved topology and where it came from. */
 export interface TopologyReport {
@@ -86,7 +80,9 @@ export async function readTopology(spec: DeviceSpec): Promise<TopologyReport> {
       description = describeViot(parseViot(q35Viot({ bdfEnd: mockBdfEnd(spec.options) })));
     }
   } else {
-    tree = sysfsPciTree();
+    // The sysfs readers are loaded on demand: the mock path reads no file.
+    const sysfs = await import("../transport/host/sysfs_topology.ts");
+    tree = await sysfs.readSysfsPciTree();
     if (spec.layout === "draft") {
       const host = await openHostPci(spec.bdf);
       try {
@@ -99,7 +95,11 @@ export async function readTopology(spec: DeviceSpec): Promise<TopologyReport> {
         host.close();
       }
     } else {
-      description = describeViot(parseViot(Deno.readFileSync(SYSFS_VIOT)));
+      const viot = await sysfs.readSysfsViot();
+      if (viot === null) {
+        throw new Error(`This machine has no ACPI VIOT (${SYSFS_VIOT}): no topology to resolve`);
+      }
+      description = describeViot(viot);
     }
   }
   const resolved = resolveTopology(tree, description);
@@ -108,16 +108,6 @@ export async function readTopology(spec: DeviceSpec): Promise<TopologyReport> {
     table: resolved,
     groups: isolationGroups(resolved),
   };
-}
-
-/** The PCI tree of this machine from sysfs (config space of every function). */
-export function sysfsPciTree(root: string = SYSFS_PCI): PciTree {
-  const devices: PciDevice[] = [];
-  for (const entry of Deno.readDirSync(root)) {
-    const address = parseBdf(entry.name);
-    devices.push(pciDeviceFromConfig(address, Deno.readFileSync(`${root}/${entry.name}/config`)));
-  }
-  return new PciTree(devices);
 }
 
 /** The report as a JSON object (the CLI adds `cmd` and `ok`). */

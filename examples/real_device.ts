@@ -53,8 +53,7 @@ if (reason !== null) {
 }
 
 // Loaded only here: the host backend uses FFI.
-const { openSysfsPci } = await import("../transport/host/sysfs_pci.ts");
-const { PagemapDma } = await import("../transport/host/pagemap.ts");
+const { openSysfsPci, PagemapDma } = await import("../host.ts");
 
 const pci = openSysfsPci(BDF);
 const dma = new PagemapDma();
