@@ -97,6 +97,8 @@ const OPTIONS = {
 
 /** Parses `args` (without the program name). Throws {@link UsageError}. */
 export function parseCommandLine(args: string[]): ParsedCommand {
+  // `deno task cli -- info` hands the `--` on: a leading one is not an end-of-options marker.
+  if (args[0] === "--") args = args.slice(1);
   let parsed;
   try {
     parsed = parseArgs({ args, options: OPTIONS, allowPositionals: true, strict: true });

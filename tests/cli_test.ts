@@ -83,6 +83,11 @@ Deno.test("parseCommandLine() takes flags before or after the subcommand", () =>
   assert.equal(a.flags.json, true);
   assert.equal(a.flags.endpoints, "8");
   assert.equal(a.flags.device, "mock");
+  // `deno task cli -- probe 8 --json` passes the `--` through.
+  const task = parseCommandLine(["--", "probe", "8", "--json"]);
+  assert.equal(task.command, "probe");
+  assert.deepEqual(task.positionals, ["8"]);
+  assert.equal(task.flags.json, true);
   const help = parseCommandLine(["help", "shell"]);
   assert.equal(help.command, "shell");
   assert.equal(help.flags.help, true);
