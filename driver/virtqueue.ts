@@ -1,0 +1,660 @@
+/**
+ * The driver side of a split virtqueue (virtio 1.3 §2.7): descriptor free list, chains with the
+ * device-readable part before the device-writable one, indirect descriptor tables, EVENT_IDX
+ * and the NO_INTERRUPT / NO_NOTIFY flags, and a driver-side shadow of every chain in flight so
+ * that each used element the device returns is checked before it is trusted.
+ *
+ * The hot path ({@link SplitVirtqueue.add2}, {@link SplitVirtqueue.publish},
+ * {@link SplitVirtqueue.hasUsed}, {@link SplitVirtqueue.popUsed}) allocates nothing and uses no
+ * `bigint`: 64-bit addresses travel as two 32-bit halves.
+ *
+ * @module
+ */
+
+import type { DmaAllocator, DmaRegion } from "../transport/dma.ts";
+import {
+  AVAIL_ALIGN,
+  AVAIL_FLAGS,
+  AVAIL_IDX,
+  AVAIL_RING,
+  availEventOffset,
+  availRingSize,
+  DESC_ADDR,
+  DESC_ALIGN,
+  DESC_FLAGS,
+  DESC_LEN,
+  DESC_NEXT,
+  DESC_SIZE,
+  descTableSize,
+  MAX_QUEUE_SIZE,
+  needEvent,
+  USED_ALIGN,
+  USED_ELEM_SIZE,
+  USED_FLAGS,
+  USED_IDX,
+  USED_RING,
+  usedEventOffset,
+  usedRingSize,
+  VIRTQ_AVAIL_F_NO_INTERRUPT,
+  VIRTQ_DESC_F_INDIRECT,
+  VIRTQ_DESC_F_NEXT,
+  VIRTQ_DESC_F_WRITE,
+  VIRTQ_USED_F_NO_NOTIFY,
+} from "../transport/ring_layout.ts";
+import type { QueueAddresses } from "../transport/transport.ts";
+
+/** Options for {@link SplitVirtqueue}; set each one only when the feature was negotiated. */
+export interface VirtqueueOptions {
+  /** VIRTIO_F_EVENT_IDX (bit 29) was negotiated: use `used_event` / `avail_event` (§2.7.10). */
+  eventIdx?: boolean;
+  /** VIRTIO_F_INDIRECT_DESC (bit 28) was negotiated: put chains in indirect tables (§2.7.5.3). */
+  indirect?: boolean;
+  /**
+   * Entries of each preallocated indirect table (default 8, at least 2, clamped to the queue
+   * size). A chain with more buffers than this falls back to direct descriptors.
+   */
+  maxIndirect?: number;
+}
+
+/** One buffer of a chain passed to {@link SplitVirtqueue.add}. */
+export interface DmaBuffer {
+  /** Low 32 bits of the buffer's device-visible address. */
+  addrLo: number;
+  /** High 32 bits of the buffer's device-visible address. */
+  addrHi: number;
+  /** Length in bytes (1 to 2^32 − 1). */
+  length: number;
+}
+
+/**
+ * Thrown when the device broke a split ring rule (an id, length or index in the used ring that
+ * the driver cannot accept). The queue is then {@link SplitVirtqueue.broken} until
+ * {@link SplitVirtqueue.reset}; the caller should reset the device.
+ */
+export class VirtqueueError extends Error {
+  /** Index of the queue the device broke. */
+  readonly queueIndex: number;
+  /** Creates the error for queue `queueIndex` with a message naming the bad value. */
+  constructor(queueIndex: number, message: string) {
+    super(message);
+    this.name = "VirtqueueError";
+    this.queueIndex = queueIndex;
+  }
+}
+
+/** Default number of entries of one indirect table. */
+const DEFAULT_MAX_INDIRECT = 8;
+/** 2^32: the weight of an address's high half, and the longest chain in bytes (§2.7.5.2). */
+const TWO_POW_32 = 0x1_0000_0000;
+/** Shadow state of a descriptor that is free or not the head of a chain. */
+const HEAD_FREE = 0;
+/** Shadow state of a chain head added to the avail ring but not yet published. */
+const HEAD_ADDED = 1;
+/** Shadow state of a chain head published to the device and not yet returned. */
+const HEAD_PUBLISHED = 2;
+/** Whether this platform is little-endian, so 16-bit typed arrays match the wire format. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** Rounds `n` up to a multiple of `align` (a power of two). */
+function alignUp(n: number, align: number): number {
+  return (n + align - 1) & ~(align - 1);
+}
+
+/** Whether `n` is an integer in 0..2^32 − 1 (a valid u32). Allocation-free. */
+function isU32(n: number): boolean {
+  return (n >>> 0) === n;
+}
+
+/**
+ * A split virtqueue, driver side, in one DMA region (descriptor table, avail ring, used ring)
+ * plus, with indirect descriptors, a second region of per-descriptor indirect tables.
+ *
+ * Used-buffer notifications start disabled (the driver polls); see
+ * {@link SplitVirtqueue.setInterrupts}.
+ *
+ * @example Queue a request and collect the device's answer
+ * ```ts
+ * import { SplitVirtqueue } from "./virtqueue.ts";
+ * import { SimulatedMemory } from "../transport/memory.ts";
+ *
+ * const memory = new SimulatedMemory();
+ * const vq = new SplitVirtqueue(0, 8, memory);
+ * const req = memory.alloc(64);
+ * const head = vq.add2(req.addrLo, req.addrHi, 16, req.addrLo + 16, req.addrHi, 48);
+ * const notify = vq.publish(); // then transport.notify(0) when true
+ * // ... the device answers; later:
+ * if (vq.hasUsed()) {
+ *   const id = vq.popUsed(); // === head
+ *   console.log(id, vq.usedLen);
+ * }
+ * console.log(head, notify);
+ * vq.destroy();
+ * ```
+ */
+export class SplitVirtqueue {
+  /** Queue index on the device. */
+  readonly index: number;
+  /** Number of descriptors (a power of two, 1 to 32768). */
+  readonly size: number;
+  /** Device-visible addresses of the three parts, for `Transport.enableQueue`. */
+  readonly addresses: QueueAddresses;
+  /** Entries of each indirect table; 0 when indirect descriptors are not used. */
+  readonly maxIndirect: number;
+  /** Whether VIRTIO_F_EVENT_IDX is in use. */
+  readonly eventIdx: boolean;
+
+  #dma: DmaAllocator;
+  #region: DmaRegion;
+  #view: DataView;
+  /** 16-bit little-endian view over the region for Atomics on idx/flags/event fields, or null. */
+  #u16: Uint16Array | null;
+  #indirectRegion: DmaRegion | null;
+  #indirectView: DataView | null;
+  #mask: number;
+
+  #availOff: number;
+  #usedOff: number;
+  #usedEventOff: number;
+  #availEventOff: number;
+
+  /** Shadow `next` links: the free list, and the links of each chain in flight. */
+  #next: Uint16Array;
+  /** Ring descriptors held by the chain whose head is `i` (valid while `#state[i]` ≠ FREE). */
+  #chainCount: Uint16Array;
+  /** Per descriptor: {@link HEAD_FREE} (free or not a head), {@link HEAD_ADDED}, {@link HEAD_PUBLISHED}. */
+  #state: Uint8Array;
+  /** Shadow of the avail ring slots, so publish() never reads shared memory back. */
+  #availShadow: Uint16Array;
+  /** Device-writable bytes of the chain whose head is `i`. */
+  #writable: Float64Array;
+  #freeHead = 0;
+  #numFree: number;
+  #inFlight = 0;
+  /** Chains published and not yet returned. */
+  #published = 0;
+
+  /** Driver's free-running avail idx (next value to publish). */
+  #availIdx = 0;
+  /** avail.idx at the last publish(). */
+  #publishedIdx = 0;
+  /** Next used idx the driver will consume. */
+  #lastUsed = 0;
+  #usedLen = 0;
+  #interrupts = false;
+  #broken = false;
+  #destroyed = false;
+
+  /**
+   * Allocates and initialises queue `index` with `size` descriptors from `dma`. Throws
+   * RangeError when `size` is not a power of two in 1..32768 or `index` is not a u16.
+   */
+  constructor(index: number, size: number, dma: DmaAllocator, options: VirtqueueOptions = {}) {
+    if (!Number.isInteger(index) || index < 0 || index > 0xffff) {
+      throw new RangeError(`Queue index ${index} is not in 0..65535`);
+    }
+    // §2.7: "Queue Size ... is a power of 2 ... maximum Queue Size value is 32768".
+    if (!Number.isInteger(size) || size < 1 || size > MAX_QUEUE_SIZE || (size & (size - 1)) !== 0) {
+      throw new RangeError(`Queue size ${size} is not a power of two in 1..${MAX_QUEUE_SIZE}`);
+    }
+    let maxIndirect = 0;
+    if (options.indirect) {
+      const wanted = options.maxIndirect ?? DEFAULT_MAX_INDIRECT;
+      if (!Number.isInteger(wanted) || wanted < 2 || wanted > MAX_QUEUE_SIZE) {
+        throw new RangeError(`maxIndirect ${wanted} is not in 2..${MAX_QUEUE_SIZE}`);
+      }
+      // A chain may not be longer than the queue (§2.7.5.2), so bigger tables would be unused.
+      maxIndirect = Math.min(wanted, size);
+      if (maxIndirect < 2) maxIndirect = 0;
+    }
+    this.index = index;
+    this.size = size;
+    this.maxIndirect = maxIndirect;
+    this.eventIdx = options.eventIdx === true;
+    this.#dma = dma;
+    this.#mask = size - 1;
+
+    // Part alignment, §2.7 table "Virtqueue Part Alignment": desc 16, avail 2, used 4. The
+    // region itself is page-aligned, so offset 0 satisfies the descriptor table.
+    const descOff = alignUp(0, DESC_ALIGN);
+    this.#availOff = alignUp(descOff + descTableSize(size), AVAIL_ALIGN);
+    this.#usedOff = alignUp(this.#availOff + availRingSize(size), USED_ALIGN);
+    const total = this.#usedOff + usedRingSize(size);
+    this.#usedEventOff = this.#availOff + usedEventOffset(size);
+    this.#availEventOff = this.#usedOff + availEventOffset(size);
+
+    this.#region = dma.alloc(total, 4096);
+    this.#view = this.#region.view;
+    const bytes = this.#region.bytes;
+    this.#u16 = LITTLE_ENDIAN && bytes.byteOffset % 2 === 0
+      ? new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 1)
+      : null;
+    if (maxIndirect > 0) {
+      try {
+        this.#indirectRegion = dma.alloc(size * maxIndirect * DESC_SIZE, 4096);
+      } catch (error) {
+        dma.free(this.#region);
+        throw error;
+      }
+      this.#indirectView = this.#indirectRegion.view;
+    } else {
+      this.#indirectRegion = null;
+      this.#indirectView = null;
+    }
+
+    const r = this.#region;
+    this.addresses = {
+      descLo: addLo(r.addrLo, descOff),
+      descHi: addHi(r.addrLo, r.addrHi, descOff),
+      driverLo: addLo(r.addrLo, this.#availOff),
+      driverHi: addHi(r.addrLo, r.addrHi, this.#availOff),
+      deviceLo: addLo(r.addrLo, this.#usedOff),
+      deviceHi: addHi(r.addrLo, r.addrHi, this.#usedOff),
+    };
+
+    this.#next = new Uint16Array(size);
+    this.#chainCount = new Uint16Array(size);
+    this.#state = new Uint8Array(size);
+    this.#availShadow = new Uint16Array(size);
+    this.#writable = new Float64Array(size);
+    this.#numFree = size;
+    this.#initState();
+  }
+
+  /** Number of free descriptors. */
+  get numFree(): number {
+    return this.#numFree;
+  }
+
+  /** Number of chains added and not yet returned by {@link SplitVirtqueue.popUsed}. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** Length the device reported for the element last returned by {@link SplitVirtqueue.popUsed}. */
+  get usedLen(): number {
+    return this.#usedLen;
+  }
+
+  /** Whether the device broke a ring rule (a {@link VirtqueueError} was thrown) since the last reset. */
+  get broken(): boolean {
+    return this.#broken;
+  }
+
+  /**
+   * Adds a chain of one device-readable buffer (`rLo`/`rHi`, `rLen` bytes) followed by one
+   * device-writable buffer (`wLo`/`wHi`, `wLen` bytes); a zero length omits that part. Returns
+   * the head descriptor id, or -1 when the ring has no room (the caller waits for
+   * {@link SplitVirtqueue.popUsed}). Not visible to the device until
+   * {@link SplitVirtqueue.publish}. Allocation-free.
+   */
+  add2(rLo: number, rHi: number, rLen: number, wLo: number, wHi: number, wLen: number): number {
+    this.#checkLive();
+    if (!isU32(rLen) || !isU32(wLen)) {
+      throw new RangeError(`Cannot add buffers of ${rLen} and ${wLen} bytes: not u32 lengths`);
+    }
+    if (rLen === 0 && wLen === 0) {
+      throw new TypeError("Cannot add a chain with no buffers (both lengths are 0)");
+    }
+    if (
+      (rLen !== 0 && (!isU32(rLo) || !isU32(rHi))) || (wLen !== 0 && (!isU32(wLo) || !isU32(wHi)))
+    ) {
+      throw new RangeError("Cannot add a buffer whose address halves are not u32");
+    }
+    // §2.7.5.2: a chain is at most 2^32 bytes in total.
+    if (rLen + wLen > TWO_POW_32) {
+      throw new RangeError(`Cannot add a chain of ${rLen + wLen} bytes: more than 2^32`);
+    }
+    const n = (rLen !== 0 ? 1 : 0) + (wLen !== 0 ? 1 : 0);
+    if (n > this.size) {
+      throw new RangeError(`Cannot add a chain of ${n} buffers to a queue of size ${this.size}`);
+    }
+    const view = this.#view;
+    if (n === 2 && this.maxIndirect >= 2) {
+      if (this.#numFree < 1) return -1;
+      const head = this.#freeHead;
+      this.#freeHead = this.#next[head];
+      const tv = this.#indirectView as DataView;
+      const toff = head * this.maxIndirect * DESC_SIZE;
+      writeDesc(tv, toff, rLo, rHi, rLen, VIRTQ_DESC_F_NEXT, 1);
+      writeDesc(tv, toff + DESC_SIZE, wLo, wHi, wLen, VIRTQ_DESC_F_WRITE, 0);
+      this.#writeIndirectHead(head, 2);
+      return this.#commit(head, 1, wLen);
+    }
+    if (this.#numFree < n) return -1;
+    const head = this.#freeHead;
+    if (n === 2) {
+      // Readable first, then writable (§2.7.4.2 MUST).
+      const second = this.#next[head];
+      this.#freeHead = this.#next[second];
+      writeDesc(view, head * DESC_SIZE, rLo, rHi, rLen, VIRTQ_DESC_F_NEXT, second);
+      writeDesc(view, second * DESC_SIZE, wLo, wHi, wLen, VIRTQ_DESC_F_WRITE, 0);
+    } else {
+      this.#freeHead = this.#next[head];
+      if (rLen !== 0) writeDesc(view, head * DESC_SIZE, rLo, rHi, rLen, 0, 0);
+      else writeDesc(view, head * DESC_SIZE, wLo, wHi, wLen, VIRTQ_DESC_F_WRITE, 0);
+    }
+    return this.#commit(head, n, wLen);
+  }
+
+  /**
+   * Adds a chain of `readable` buffers followed by `writable` buffers (device-readable before
+   * device-writable, virtio 1.3 §2.7.4.2). Returns the head id, or -1 when the ring has no
+   * room. Throws TypeError for an empty chain, RangeError for a chain longer than the queue,
+   * a zero or non-u32 length, or more than 2^32 bytes in total.
+   */
+  add(readable: readonly DmaBuffer[], writable: readonly DmaBuffer[]): number {
+    this.#checkLive();
+    const nr = readable.length;
+    const n = nr + writable.length;
+    if (n === 0) throw new TypeError("Cannot add a chain with no buffers");
+    // §2.7.5.2: "A driver MUST NOT create a descriptor chain longer than the Queue Size".
+    if (n > this.size) {
+      throw new RangeError(`Cannot add a chain of ${n} buffers to a queue of size ${this.size}`);
+    }
+    let total = 0;
+    let wTotal = 0;
+    for (let i = 0; i < n; i++) {
+      const b = i < nr ? readable[i] : writable[i - nr];
+      if (!isU32(b.addrLo) || !isU32(b.addrHi)) {
+        throw new RangeError(`Cannot add buffer ${i}: address halves are not u32`);
+      }
+      if (!isU32(b.length) || b.length === 0) {
+        throw new RangeError(`Cannot add buffer ${i} of ${b.length} bytes: not in 1..2^32-1`);
+      }
+      total += b.length;
+      if (i >= nr) wTotal += b.length;
+    }
+    if (total > TWO_POW_32) {
+      throw new RangeError(`Cannot add a chain of ${total} bytes: more than 2^32`);
+    }
+
+    if (n >= 2 && n <= this.maxIndirect) {
+      if (this.#numFree < 1) return -1;
+      const head = this.#freeHead;
+      this.#freeHead = this.#next[head];
+      const tv = this.#indirectView as DataView;
+      const toff = head * this.maxIndirect * DESC_SIZE;
+      for (let i = 0; i < n; i++) {
+        const b = i < nr ? readable[i] : writable[i - nr];
+        const last = i === n - 1;
+        const flags = (last ? 0 : VIRTQ_DESC_F_NEXT) | (i >= nr ? VIRTQ_DESC_F_WRITE : 0);
+        writeDesc(tv, toff + i * DESC_SIZE, b.addrLo, b.addrHi, b.length, flags, last ? 0 : i + 1);
+      }
+      this.#writeIndirectHead(head, n);
+      return this.#commit(head, 1, wTotal);
+    }
+
+    if (this.#numFree < n) return -1;
+    const head = this.#freeHead;
+    let d = head;
+    for (let i = 0; i < n; i++) {
+      const b = i < nr ? readable[i] : writable[i - nr];
+      const last = i === n - 1;
+      const flags = (last ? 0 : VIRTQ_DESC_F_NEXT) | (i >= nr ? VIRTQ_DESC_F_WRITE : 0);
+      // The free list is linked through #next, so the chain's links are the list's links.
+      const next = this.#next[d];
+      writeDesc(this.#view, d * DESC_SIZE, b.addrLo, b.addrHi, b.length, flags, last ? 0 : next);
+      d = next;
+    }
+    this.#freeHead = d;
+    return this.#commit(head, n, wTotal);
+  }
+
+  /**
+   * Makes every chain added since the last call visible to the device by writing avail.idx
+   * after the descriptors and ring slots (virtio 1.3 §2.7.13), then returns whether the device
+   * wants an available-buffer notification (§2.7.10): with EVENT_IDX,
+   * `needEvent(avail_event, new, old)`; otherwise `!(used.flags & NO_NOTIFY)`. Returns false
+   * when nothing was added. Allocation-free.
+   */
+  publish(): boolean {
+    this.#checkLive();
+    const next = this.#availIdx;
+    const old = this.#publishedIdx;
+    if (next === old) return false;
+    // §2.7.13 step 3: a write barrier before avail.idx (the seq-cst store orders the ring writes
+    // before it), then a full barrier before reading the device's suppression fields (a
+    // seq-cst store followed by a seq-cst load).
+    this.#store16(this.#availOff + AVAIL_IDX, next);
+    for (let i = old; i !== next; i = (i + 1) & 0xffff) {
+      this.#state[this.#availShadow[i & this.#mask]] = HEAD_PUBLISHED;
+      this.#published++;
+    }
+    this.#publishedIdx = next;
+    if (this.eventIdx) return needEvent(this.#load16(this.#availEventOff), next, old);
+    return (this.#load16(this.#usedOff + USED_FLAGS) & VIRTQ_USED_F_NO_NOTIFY) === 0;
+  }
+
+  /** Whether the device has put elements in the used ring that were not popped yet. */
+  hasUsed(): boolean {
+    this.#checkLive();
+    return this.#load16(this.#usedOff + USED_IDX) !== this.#lastUsed;
+  }
+
+  /**
+   * Pops one used element: returns its head id and sets {@link SplitVirtqueue.usedLen}, or
+   * returns -1 when there is none; frees the chain's descriptors. Everything read from the used
+   * ring is checked against the driver's shadow first; a bad used.idx, id or len throws
+   * {@link VirtqueueError} and leaves the queue {@link SplitVirtqueue.broken} (further calls
+   * throw again until {@link SplitVirtqueue.reset}). Allocation-free.
+   */
+  popUsed(): number {
+    this.#checkLive();
+    // Acquire: read used.idx before the element it covers (§2.7.13, device writes len first).
+    const usedIdx = this.#load16(this.#usedOff + USED_IDX);
+    const last = this.#lastUsed;
+    if (usedIdx === last) return -1;
+    const pending = (usedIdx - last) & 0xffff;
+    if (pending > this.size) {
+      this.#fail(
+        `Queue ${this.index}: used.idx moved from ${last} to ${usedIdx}, ` +
+          `${pending} entries, more than the queue size ${this.size}`,
+      );
+    }
+    if (pending > this.#published) {
+      this.#fail(
+        `Queue ${this.index}: used.idx moved from ${last} to ${usedIdx}, ` +
+          `${pending} entries, more than the ${this.#published} published chains in flight`,
+      );
+    }
+    const elem = this.#usedOff + USED_RING + (last & this.#mask) * USED_ELEM_SIZE;
+    const id = this.#view.getUint32(elem, true);
+    const len = this.#view.getUint32(elem + 4, true);
+    if (id >= this.size) {
+      this.#fail(
+        `Queue ${this.index}: used id ${id} at used idx ${last} is not below ${this.size}`,
+      );
+    }
+    const state = this.#state[id];
+    if (state !== HEAD_PUBLISHED) {
+      this.#fail(
+        `Queue ${this.index}: used id ${id} at used idx ${last} is not the head of a chain ` +
+          (state === HEAD_ADDED
+            ? "published to the device"
+            : "in flight (never submitted, already completed, or not a head)"),
+      );
+    }
+    const count = this.#chainCount[id];
+    // §2.7.8.1: the device MUST have written at least len bytes into the writable part.
+    if (len > this.#writable[id]) {
+      this.#fail(
+        `Queue ${this.index}: used len ${len} for id ${id} exceeds the ` +
+          `${this.#writable[id]} writable bytes of its chain`,
+      );
+    }
+
+    // Free the chain: walk the shadow links (never the shared table) to its tail.
+    let tail = id;
+    for (let i = 1; i < count; i++) tail = this.#next[tail];
+    this.#next[tail] = this.#freeHead;
+    this.#freeHead = id;
+    this.#numFree += count;
+    this.#state[id] = HEAD_FREE;
+    this.#writable[id] = 0;
+    this.#inFlight--;
+    this.#published--;
+    this.#lastUsed = (last + 1) & 0xffff;
+    this.#usedLen = len;
+    if (this.eventIdx) this.#writeUsedEvent();
+    return id;
+  }
+
+  /**
+   * Turns used-buffer notifications on or off (virtio 1.3 §2.7.10). Without EVENT_IDX this
+   * clears or sets avail.flags NO_INTERRUPT. With EVENT_IDX avail.flags stays 0 (§2.7.7.1)
+   * and used_event is written instead, and refreshed by every popUsed(): enabled → the last
+   * seen used idx, so the next used element interrupts; disabled → last seen − 1 (mod 2^16),
+   * the value the device's used.idx is farthest from: it cannot reach it before the driver
+   * pops again, since at most `size` (≤ 32768) elements can be outstanding.
+   *
+   * Returns true when the used ring is empty after the change; false means elements arrived
+   * meanwhile, so a caller about to wait for an interrupt must poll first.
+   */
+  setInterrupts(enabled: boolean): boolean {
+    this.#checkLive();
+    this.#interrupts = enabled;
+    if (this.eventIdx) this.#writeUsedEvent();
+    else this.#store16(this.#availOff + AVAIL_FLAGS, enabled ? 0 : VIRTQ_AVAIL_F_NO_INTERRUPT);
+    // The seq-cst store above is a full barrier before this re-check of used.idx.
+    return !this.hasUsed();
+  }
+
+  /**
+   * Puts the queue back into its initial state after a device reset: all descriptors free,
+   * indices 0, ring memory and indirect tables zeroed, interrupts disabled, not broken.
+   * Returns the head ids that were in flight (ascending), whose requests the caller must fail
+   * or resubmit. The device must not be using the queue (reset it first).
+   */
+  reset(): number[] {
+    this.#checkLive();
+    const lost: number[] = [];
+    for (let i = 0; i < this.size; i++) {
+      if (this.#state[i] !== HEAD_FREE) lost.push(i);
+    }
+    this.#region.bytes.fill(0);
+    this.#indirectRegion?.bytes.fill(0);
+    this.#chainCount.fill(0);
+    this.#state.fill(HEAD_FREE);
+    this.#availShadow.fill(0);
+    this.#writable.fill(0);
+    this.#numFree = this.size;
+    this.#inFlight = 0;
+    this.#published = 0;
+    this.#availIdx = 0;
+    this.#publishedIdx = 0;
+    this.#lastUsed = 0;
+    this.#usedLen = 0;
+    this.#interrupts = false;
+    this.#broken = false;
+    this.#initState();
+    return lost;
+  }
+
+  /** Frees the queue's DMA memory. The queue must not be used afterwards; a second call does nothing. */
+  destroy(): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    this.#dma.free(this.#region);
+    if (this.#indirectRegion !== null) this.#dma.free(this.#indirectRegion);
+  }
+
+  /** Initial free list and flags; the ring memory is zero (fresh or just cleared). */
+  #initState(): void {
+    // Free list 0 → 1 → … → size−1.
+    for (let i = 0; i < this.size; i++) this.#next[i] = (i + 1) & this.#mask;
+    this.#freeHead = 0;
+    // §2.7.8: used.flags starts 0 — the used ring memory is zeroed, nothing to write.
+    if (this.eventIdx) {
+      // §2.7.7.1: with EVENT_IDX avail.flags MUST be 0; suppress via used_event instead.
+      this.#writeUsedEvent();
+    } else {
+      // The driver polls by default: ask the device not to interrupt (§2.7.7).
+      this.#store16(this.#availOff + AVAIL_FLAGS, VIRTQ_AVAIL_F_NO_INTERRUPT);
+    }
+  }
+
+  /** Writes the ring descriptor `head` that points at its indirect table of `n` entries. */
+  #writeIndirectHead(head: number, n: number): void {
+    const r = this.#indirectRegion as DmaRegion;
+    const off = head * this.maxIndirect * DESC_SIZE;
+    let lo = r.addrLo + off;
+    let hi = r.addrHi;
+    if (lo >= TWO_POW_32) {
+      lo -= TWO_POW_32;
+      hi = (hi + 1) >>> 0;
+    }
+    // §2.7.5.3.1: INDIRECT is never combined with NEXT on the ring descriptor.
+    writeDesc(this.#view, head * DESC_SIZE, lo, hi, n * DESC_SIZE, VIRTQ_DESC_F_INDIRECT, 0);
+  }
+
+  /** Records chain `head` in the shadow and puts it in the next avail ring slot. */
+  #commit(head: number, count: number, writable: number): number {
+    this.#numFree -= count;
+    this.#chainCount[head] = count;
+    this.#state[head] = HEAD_ADDED;
+    this.#writable[head] = writable;
+    this.#inFlight++;
+    // §2.7.13.2: ring slot = idx mod size; avail.idx itself is only written by publish().
+    const slot = this.#availIdx & this.#mask;
+    this.#availShadow[slot] = head;
+    this.#view.setUint16(this.#availOff + AVAIL_RING + slot * 2, head, true);
+    this.#availIdx = (this.#availIdx + 1) & 0xffff;
+    return head;
+  }
+
+  /** Writes used_event for the current interrupt state (EVENT_IDX only). */
+  #writeUsedEvent(): void {
+    const value = this.#interrupts ? this.#lastUsed : (this.#lastUsed - 1) & 0xffff;
+    this.#store16(this.#usedEventOff, value);
+  }
+
+  /** Marks the queue broken and throws a {@link VirtqueueError}. */
+  #fail(message: string): never {
+    this.#broken = true;
+    throw new VirtqueueError(this.index, message);
+  }
+
+  #checkLive(): void {
+    if (this.#destroyed) throw new TypeError(`Queue ${this.index} was destroyed`);
+  }
+
+  /** Seq-cst 16-bit load at byte offset `off` of the ring region. */
+  #load16(off: number): number {
+    const u16 = this.#u16;
+    return u16 !== null ? Atomics.load(u16, off >> 1) : this.#view.getUint16(off, true);
+  }
+
+  /** Seq-cst 16-bit store at byte offset `off` of the ring region. */
+  #store16(off: number, value: number): void {
+    const u16 = this.#u16;
+    if (u16 !== null) Atomics.store(u16, off >> 1, value);
+    else this.#view.setUint16(off, value, true);
+  }
+}
+
+/** Writes one 16-byte descriptor at `off` in `view` (§2.7.5). Allocation-free. */
+function writeDesc(
+  view: DataView,
+  off: number,
+  lo: number,
+  hi: number,
+  len: number,
+  flags: number,
+  next: number,
+): void {
+  view.setUint32(off + DESC_ADDR, lo, true);
+  view.setUint32(off + DESC_ADDR + 4, hi, true);
+  view.setUint32(off + DESC_LEN, len, true);
+  view.setUint16(off + DESC_FLAGS, flags, true);
+  view.setUint16(off + DESC_NEXT, next, true);
+}
+
+/** Low half of address `lo`/… plus `off`. */
+function addLo(lo: number, off: number): number {
+  return (lo + off) % TWO_POW_32;
+}
+
+/** High half of address `lo`/`hi` plus `off`, with the carry. */
+function addHi(lo: number, hi: number, off: number): number {
+  return (hi + Math.floor((lo + off) / TWO_POW_32)) >>> 0;
+}
