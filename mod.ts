@@ -112,3 +112,17 @@ export {
   type UnknownProperty,
 } from "./driver/iommu/probe.ts";
 export * as wire from "./driver/iommu/wire.ts";
+
+// Topology: which endpoint ID a device has (built-in draft topology, ACPI VIOT, device tree).
+export {
+  TopologyError,
+  type TopologyErrorCode,
+  type TopologySource,
+} from "./driver/topology/errors.ts";
+export * from "./driver/topology/builtin.ts";
+export * from "./driver/topology/viot.ts";
+export * from "./driver/topology/fdt.ts";
+export * from "./driver/topology/pci_tree.ts";
+export * from "./driver/topology/description.ts";
+export * from "./driver/topology/resolve.ts";
+export * from "./driver/topology/deferral.ts";

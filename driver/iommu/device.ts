@@ -17,16 +17,7 @@ import {
   VIRTIO_F_VERSION_1,
 } from "../features.ts";
 import { beginInit, failDevice, finishInit } from "../init.ts";
-import {
-  type Address,
-  compare,
-  halves,
-  hex,
-  isAligned,
-  join,
-  lastOf,
-  split,
-} from "./address.ts";
+import { type Address, compare, halves, hex, isAligned, join, lastOf, split } from "./address.ts";
 import { granuleShift, type IommuConfig, readIommuConfig } from "./config.ts";
 import { type DomainRecord, DomainTable } from "./domains.ts";
 import { DeviceResetError, driverError, IommuError } from "./errors.ts";
@@ -108,6 +99,11 @@ export interface VirtioIommuOptions {
   features?: bigint;
   /** Time a request may take before it rejects with RequestTimeoutError, in ms (default 2000). */
   timeoutMs?: number;
+  /**
+   * How long to busy-poll for answers after each notification before sleeping on timers, in
+   * ms (default 2; 0 never spins).
+   */
+  spinMs?: number;
   /** Largest queue size to use; the device's maximum is used when smaller (default 256). */
   maxQueueSize?: number;
   /** Allow IDENTITY reserved regions next to endpoints without one (seed 004 N + I). */
@@ -184,8 +180,8 @@ function floorPow2(n: number): number {
  *
  * @example Attach, map, translate on the mock device
  * ```ts
- * import { MmioDevice, MockIommuDevice, SimulatedMemory } from "./testing.ts";
- * import { MAP_READ, MAP_WRITE, MmioTransport, VirtioIommu } from "./mod.ts";
+ * import { MmioDevice, MockIommuDevice, SimulatedMemory } from "../../testing.ts";
+ * import { MAP_READ, MAP_WRITE, MmioTransport, VirtioIommu } from "../../mod.ts";
  *
  * const memory = new SimulatedMemory();
  * const device = new MockIommuDevice();
@@ -266,6 +262,7 @@ export class VirtioIommu {
       const indirect = hasFeature(this.#features, VIRTIO_F_INDIRECT_DESC);
       this.#requests = new RequestQueue(t, this.#dma, this.#queueSize(REQUEST_QUEUE), {
         timeoutMs: this.#options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+        spinMs: this.#options.spinMs,
         eventIdx,
         indirect,
       });
@@ -509,8 +506,9 @@ export class VirtioIommu {
 
   /**
    * Attaches `endpoint` to `domain` (virtio 1.3 §5.13.6.3), creating the domain on the device.
-   * An endpoint attached elsewhere moves (the device detaches it implicitly). When the domain
-   * had no endpoint, its remembered mappings are replayed, as Linux does.
+   * An endpoint attached elsewhere moves (the device detaches it implicitly); one already in
+   * `domain` stays, and nothing is sent. When the domain had no endpoint, its remembered
+   * mappings are replayed, as Linux does.
    */
   async attach(domain: number, endpoint: number, options: AttachOptions = {}): Promise<void> {
     this.#checkDomain(domain);
@@ -530,6 +528,9 @@ export class VirtioIommu {
         }a bypass domain`,
       );
     }
+    // Already there: nothing to do. (Re-sending would make QEMU 7.2 detach the endpoint first,
+    // destroying a single-endpoint domain and its mappings.)
+    if (record?.endpoints.has(endpoint)) return;
     if (record && !bypass) this.#checkReservedCompatible(record, endpoint);
     await this.#sendAttach(domain, endpoint, bypass ? VIRTIO_IOMMU_ATTACH_F_BYPASS : 0);
     const fresh = this.#domains.attached(domain, bypass, endpoint);

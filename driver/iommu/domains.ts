@@ -61,6 +61,7 @@ export class DomainTable {
    */
   attached(id: number, bypass: boolean, endpoint: number): boolean {
     const previous = this.#endpointDomain.get(endpoint);
+    if (previous === id) return false;
     if (previous !== undefined) this.#domains.get(previous)?.endpoints.delete(endpoint);
     const record = this.ensure(id, bypass);
     const fresh = record.endpoints.size === 0;

@@ -24,6 +24,11 @@ export const SLOT_SIZE = 64;
 /** Slots per DMA chunk: a chunk is one 4 KiB page, so each stays physically contiguous. */
 const SLOTS_PER_CHUNK = 4096 / SLOT_SIZE;
 
+/** Default busy-poll after a notification, in ms. */
+const DEFAULT_SPIN_MS = 2;
+/** Busy-poll of each timer-driven poll, in ms. */
+const SPIN_SLICE_MS = 0.2;
+
 const FREE = 0;
 const IN_FLIGHT = 1;
 /** Timed out: the caller was told, the device still owns the buffers until it returns them. */
@@ -33,6 +38,11 @@ const ABANDONED = 2;
 export interface RequestQueueOptions {
   /** Default time a request may take before it rejects with RequestTimeoutError (ms). */
   timeoutMs: number;
+  /**
+   * How long to busy-poll for answers right after a notification before falling back to
+   * timers, in ms (default 2). 0 polls with timers only.
+   */
+  spinMs?: number;
   /** Negotiated EVENT_IDX. */
   eventIdx: boolean;
   /** Negotiated INDIRECT_DESC. */
@@ -76,6 +86,7 @@ export class RequestQueue {
   #pollTimer: ReturnType<typeof setTimeout> | undefined;
   #broken: Error | null = null;
   #timeoutMs: number;
+  #spinMs: number;
   #flushBound = (): void => this.#flush();
   #pollBound = (): void => this.#poll();
 
@@ -89,6 +100,7 @@ export class RequestQueue {
     this.#transport = transport;
     this.#dma = dma;
     this.#timeoutMs = options.timeoutMs;
+    this.#spinMs = options.spinMs ?? DEFAULT_SPIN_MS;
     this.vq = new SplitVirtqueue(REQUEST_QUEUE, size, dma, {
       eventIdx: options.eventIdx,
       indirect: options.indirect,
@@ -239,6 +251,7 @@ export class RequestQueue {
     // Publish avail.idx; notify unless the device suppressed it (virtio 1.3 §2.7.10).
     if (this.vq.publish()) this.#transport.notify(REQUEST_QUEUE);
     this.collect();
+    if (this.#inFlight > 0) this.#spin(this.#spinMs);
     if (this.#inFlight > 0) this.#startPolling();
   }
 
@@ -288,6 +301,24 @@ export class RequestQueue {
     else this.#freeSlots[this.#freeCount++] = slot;
   }
 
+  /**
+   * Busy-polls the used ring for up to `ms`, until nothing is in flight. A device in another
+   * thread (QEMU's) answers in microseconds, far below a timer's millisecond granularity.
+   */
+  #spin(ms: number): void {
+    if (ms <= 0) return;
+    let until = 0;
+    for (let i = 0; this.#inFlight > 0 && this.#broken === null; i++) {
+      this.collect();
+      // Reading the clock costs more than reading used.idx: look at it every 32 rounds.
+      if ((i & 31) === 0) {
+        const now = performance.now();
+        if (until === 0) until = now + ms;
+        else if (now >= until) return;
+      }
+    }
+  }
+
   #startPolling(): void {
     if (this.#pollTimer !== undefined) return;
     this.#pollTimer = setTimeout(this.#pollBound, 0);
@@ -296,11 +327,7 @@ export class RequestQueue {
   #poll(): void {
     this.#pollTimer = undefined;
     if (this.#broken) return;
-    // A busy device usually answers within microseconds: spin briefly before sleeping.
-    const spinUntil = performance.now() + 0.2;
-    while (this.collect() === 0 && this.#inFlight > 0 && performance.now() < spinUntil) {
-      // spin
-    }
+    this.#spin(SPIN_SLICE_MS);
     if (this.#inFlight === 0 || this.#broken) return;
     if ((this.#transport.getStatus() & STATUS_DEVICE_NEEDS_RESET) !== 0) {
       this.fail(
