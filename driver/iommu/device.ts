@@ -31,6 +31,7 @@ import {
   ReservedRegionConflictError,
 } from "./probe.ts";
 import { type Completion, RequestQueue } from "./request_queue.ts";
+import type { IsolationGroup } from "../topology/resolve.ts";
 import {
   ATTACH_DOMAIN,
   ATTACH_ENDPOINT,
@@ -116,6 +117,12 @@ export interface VirtioIommuOptions {
 export interface AttachOptions {
   /** Create or join a bypass (identity) domain: ATTACH_F_BYPASS (needs BYPASS_CONFIG). */
   bypass?: boolean;
+  /**
+   * What to do when the endpoint shares an isolation group (see
+   * {@link VirtioIommu.setIsolationGroups}) with other endpoints: `"attach"` (default) attaches
+   * the whole group, `"refuse"` throws an IommuError naming the group.
+   */
+  group?: "attach" | "refuse";
 }
 
 /** Options for {@link VirtioIommu.map}. */
@@ -209,6 +216,7 @@ export class VirtioIommu {
   #faults: FaultEvent[] = [];
   #faultListeners = new Set<(event: FaultEvent) => void>();
   #closed = false;
+  #groups = new Map<number, IsolationGroup>();
   // Scratch halves for argument checking; requests are encoded before any await.
   #a = halves();
   #b = halves();
@@ -511,6 +519,33 @@ export class VirtioIommu {
    * mappings are replayed, as Linux does.
    */
   async attach(domain: number, endpoint: number, options: AttachOptions = {}): Promise<void> {
+    const group = this.#groups.get(endpoint);
+    if (group === undefined || group.endpointIds.length < 2) {
+      return this.#attachOne(domain, endpoint, options);
+    }
+    // Endpoints that cannot be isolated from each other MUST share a domain (§5.13.6.3.1,
+    // seeds 002 and 001): the whole group moves, or nothing does.
+    if ((options.group ?? "attach") === "refuse") {
+      throw driverError(
+        `Cannot attach endpoint ${endpoint} alone: it shares isolation group ${group.id} ` +
+          `(${group.devices.join(", ")}; endpoints ${group.endpointIds.join(", ")})`,
+      );
+    }
+    for (const member of group.endpointIds) await this.#attachOne(domain, member, options);
+  }
+
+  /**
+   * Tells the driver which endpoints cannot be isolated from each other (from the topology's
+   * `isolationGroups()`); attach then keeps each group in one domain.
+   */
+  setIsolationGroups(groups: Iterable<IsolationGroup>): void {
+    this.#groups.clear();
+    for (const group of groups) {
+      for (const endpoint of group.endpointIds) this.#groups.set(endpoint, group);
+    }
+  }
+
+  async #attachOne(domain: number, endpoint: number, options: AttachOptions): Promise<void> {
     this.#checkDomain(domain);
     this.#checkId(endpoint, "endpoint");
     const bypass = options.bypass ?? false;
@@ -924,7 +959,7 @@ export class VirtioIommu {
     }
     if (options.reattach ?? true) {
       for (const { domain, endpoint, bypass } of attached) {
-        await this.attach(domain, endpoint, { bypass });
+        await this.#attachOne(domain, endpoint, { bypass });
       }
     }
   }
