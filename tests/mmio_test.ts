@@ -3,7 +3,7 @@ import { MmioReg, MmioTransport } from "../transport/mmio.ts";
 import { SimulatedMemory } from "../transport/memory.ts";
 import { MmioDevice } from "../transport/mock/mmio_device.ts";
 import { MemoryRegisters } from "../transport/registers.ts";
-import { TransportError } from "../transport/transport.ts";
+import { type QueueAddresses, TransportError } from "../transport/transport.ts";
 import { ECHO_CONFIG_MAGIC, ECHO_FEATURES, EchoDevice } from "./_echo_device.ts";
 import { HandRing } from "./_hand_ring.ts";
 import { RecordingRegisters } from "./_recording.ts";
@@ -26,7 +26,7 @@ function rig(options: MmioDeviceOptions = {}): Rig {
   return { memory, model, device, regs, t: MmioTransport.create(regs) };
 }
 
-function zeroQueue(): { descLo: 0; descHi: 0; driverLo: 0; driverHi: 0; deviceLo: 0; deviceHi: 0 } {
+function zeroQueue(): QueueAddresses {
   return { descLo: 0, descHi: 0, driverLo: 0, driverHi: 0, deviceLo: 0, deviceHi: 0 };
 }
 
