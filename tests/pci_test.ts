@@ -112,6 +112,14 @@ Deno.test("PciTransport ignores unknown types, non-vendor caps, BARs > 5 and unf
   assert.equal(t.layout.common.cap, 0x40 + 6 * 16, "the seventh capability");
 });
 
+Deno.test("PciTransport ignores a capability whose bar is above 5 even if a window exists", () => {
+  const r = rig({ capsBefore: [{ cfgType: 1, bar: 7, offset: 0x2000, length: 0x100 }] });
+  // A careless accessor that would hand out a window for index 7.
+  const t = PciTransport.create(r.config, (i) => i === 7 ? r.bar4 : r.bar(i));
+  assert.equal(t.layout.common.bar, 4);
+  assert.equal(t.layout.common.offset, 0);
+});
+
 Deno.test("PciTransport's capability walk terminates on a loop", () => {
   const ok = rig({ lastNext: 0x40 });
   assert.equal(transport(ok).layout.common.offset, 0);
