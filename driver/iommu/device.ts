@@ -653,7 +653,8 @@ export class VirtioIommu {
     } catch (error) {
       return Promise.reject(error);
     }
-    const slot = record.mappings.insert(a.lo, a.hi, b.lo, b.hi, c.lo, c.hi, flags);
+    const m = record.mappings;
+    const slot = m.insert(a.lo, a.hi, b.lo, b.hi, c.lo, c.hi, flags);
     if (slot < 0) {
       return Promise.reject(
         driverError(
@@ -663,8 +664,17 @@ export class VirtioIommu {
       );
     }
     if (record.endpoints.size === 0) return Promise.resolve();
-    return this.#sendMap(domain, a.lo, a.hi, b.lo, b.hi, c.lo, c.hi, flags).catch((error) => {
-      record.mappings.remove(slot);
+    const sLo = a.lo, sHi = a.hi, eLo = b.lo, eHi = b.hi, pLo = c.lo, pHi = c.hi;
+    return this.#sendMap(domain, sLo, sHi, eLo, eHi, pLo, pHi, flags).catch((error) => {
+      // The device refused: forget the record, unless a later UNMAP already removed it and
+      // another mapping took its slot since (slots are reused).
+      const now = m.find(sLo, sHi);
+      if (
+        now >= 0 && m.startLo(now) === sLo && m.startHi(now) === sHi && m.endLo(now) === eLo &&
+        m.endHi(now) === eHi && m.physLo(now) === pLo && m.physHi(now) === pHi
+      ) {
+        m.remove(now);
+      }
       throw error;
     });
   }
@@ -745,7 +755,15 @@ export class VirtioIommu {
     } catch (error) {
       return Promise.reject(error);
     }
-    const removed = record.mappings.removeRange(a.lo, a.hi, b.lo, b.hi);
+    const m = record.mappings;
+    // Keep what is removed, to put it back if the device refuses the UNMAP.
+    const saved: number[] = [];
+    for (let s = m.firstAtOrAfter(a.lo, a.hi); s >= 0; s = m.next(s)) {
+      if (compare(m.startLo(s), m.startHi(s), b.lo, b.hi) > 0) break;
+      saved.push(m.startLo(s), m.startHi(s), m.endLo(s), m.endHi(s), m.physLo(s), m.physHi(s));
+      saved.push(m.flags(s));
+    }
+    const removed = m.removeRange(a.lo, a.hi, b.lo, b.hi);
     if (removed < 0) {
       return Promise.reject(
         driverError(
@@ -755,7 +773,21 @@ export class VirtioIommu {
       );
     }
     if (record.endpoints.size === 0) return Promise.resolve();
-    return this.#sendUnmap(domain, a.lo, a.hi, b.lo, b.hi);
+    return this.#sendUnmap(domain, a.lo, a.hi, b.lo, b.hi).catch((error) => {
+      // The device still has them (it SHOULD NOT remove anything on failure, §5.13.6.6.2).
+      for (let i = 0; i < saved.length; i += 7) {
+        m.insert(
+          saved[i],
+          saved[i + 1],
+          saved[i + 2],
+          saved[i + 3],
+          saved[i + 4],
+          saved[i + 5],
+          saved[i + 6],
+        );
+      }
+      throw error;
+    });
   }
 
   /**
