@@ -679,24 +679,26 @@ export class VirtioIommu {
     });
   }
 
-  /** Throws unless MAP/UNMAP may go to `record`; for MAP also checks reserved regions (#a-#b). */
+  /**
+   * Throws unless MAP/UNMAP may go to `record`; for MAP also checks the range in #a-#b against
+   * the reserved regions of the domain's endpoints (§5.13.6.7.1: SHOULD NOT map them).
+   */
   #checkMappable(record: DomainRecord, verb: string): void {
     if (record.bypass) {
       throw driverError(`Cannot ${verb} in domain ${record.id}: it is a bypass domain`);
     }
     if (verb !== "map") return;
-    const start = join(this.#a.lo, this.#a.hi);
-    const last = join(this.#b.lo, this.#b.hi);
-    for (const endpoint of record.endpoints) {
-      for (const r of this.#domains.reservedOf(endpoint)) {
-        if (r.start <= last && start <= r.end) {
-          throw driverError(
-            `Cannot map 0x${start.toString(16)}-0x${last.toString(16)} in domain ${record.id}: ` +
-              `overlaps the ${r.kind} region 0x${r.start.toString(16)}-0x${
-                r.end.toString(16)
-              } of endpoint ${endpoint}`,
-          );
-        }
+    const r = record.reserved;
+    const a = this.#a, b = this.#b;
+    for (let i = 0; i < r.length; i += 4) {
+      // Overlap: region.start <= last && start <= region.end.
+      if (
+        compare(r[i], r[i + 1], b.lo, b.hi) <= 0 && compare(a.lo, a.hi, r[i + 2], r[i + 3]) <= 0
+      ) {
+        throw driverError(
+          `Cannot map ${hex(a.lo, a.hi)}-${hex(b.lo, b.hi)} in domain ${record.id}: overlaps ` +
+            `the reserved region ${hex(r[i], r[i + 1])}-${hex(r[i + 2], r[i + 3])} of an endpoint`,
+        );
       }
     }
   }

@@ -20,7 +20,14 @@ export interface DomainRecord {
   readonly endpoints: Set<number>;
   /** The mappings, kept across detach of the last endpoint for replay. */
   readonly mappings: IntervalMap;
+  /**
+   * Reserved regions of the attached endpoints as u32 quadruples (startLo, startHi, endLo,
+   * endHi), so MAP can check them on its hot path without bigint.
+   */
+  reserved: Uint32Array;
 }
+
+const NO_REGIONS = new Uint32Array(0);
 
 /** The driver's domain and endpoint bookkeeping. Plain data plus a few rules. */
 export class DomainTable {
@@ -48,7 +55,13 @@ export class DomainTable {
   ensure(id: number, bypass: boolean): DomainRecord {
     let record = this.#domains.get(id);
     if (!record) {
-      record = { id, bypass, endpoints: new Set(), mappings: new IntervalMap() };
+      record = {
+        id,
+        bypass,
+        endpoints: new Set(),
+        mappings: new IntervalMap(),
+        reserved: NO_REGIONS,
+      };
       this.#domains.set(id, record);
     }
     return record;
@@ -62,17 +75,24 @@ export class DomainTable {
   attached(id: number, bypass: boolean, endpoint: number): boolean {
     const previous = this.#endpointDomain.get(endpoint);
     if (previous === id) return false;
-    if (previous !== undefined) this.#domains.get(previous)?.endpoints.delete(endpoint);
+    if (previous !== undefined) {
+      const old = this.#domains.get(previous);
+      old?.endpoints.delete(endpoint);
+      if (old) this.#refreshReserved(old);
+    }
     const record = this.ensure(id, bypass);
     const fresh = record.endpoints.size === 0;
     record.endpoints.add(endpoint);
     this.#endpointDomain.set(endpoint, id);
+    this.#refreshReserved(record);
     return fresh;
   }
 
   /** Records a successful DETACH. */
   detached(id: number, endpoint: number): void {
-    this.#domains.get(id)?.endpoints.delete(endpoint);
+    const record = this.#domains.get(id);
+    record?.endpoints.delete(endpoint);
+    if (record) this.#refreshReserved(record);
     if (this.#endpointDomain.get(endpoint) === id) this.#endpointDomain.delete(endpoint);
   }
 
@@ -95,6 +115,7 @@ export class DomainTable {
         out.push({ domain: record.id, endpoint, bypass: record.bypass });
       }
       record.endpoints.clear();
+      record.reserved = NO_REGIONS;
     }
     this.#endpointDomain.clear();
     return out;
@@ -103,6 +124,25 @@ export class DomainTable {
   /** Remembers the reserved regions PROBE reported for `endpoint`. */
   setReserved(endpoint: number, regions: ReservedRegion[]): void {
     this.#reserved.set(endpoint, regions);
+    const id = this.#endpointDomain.get(endpoint);
+    const record = id === undefined ? undefined : this.#domains.get(id);
+    if (record) this.#refreshReserved(record);
+  }
+
+  /** Recomputes `record.reserved` from its endpoints' regions. */
+  #refreshReserved(record: DomainRecord): void {
+    const quads: number[] = [];
+    for (const endpoint of record.endpoints) {
+      for (const r of this.reservedOf(endpoint)) {
+        quads.push(
+          Number(r.start & 0xffff_ffffn),
+          Number(r.start >> 32n),
+          Number(r.end & 0xffff_ffffn),
+          Number(r.end >> 32n),
+        );
+      }
+    }
+    record.reserved = quads.length === 0 ? NO_REGIONS : Uint32Array.from(quads);
   }
 
   /** The reserved regions of `endpoint` (empty when it was never probed). */
