@@ -51,7 +51,11 @@ export interface RequestQueueOptions {
 
 /** A request that is waiting for a free slot. */
 interface Waiter {
-  run(slot: number): void;
+  run(slot: number, error?: Error): void;
+  /** performance.now() after which it stops waiting (Infinity: never). */
+  deadline: number;
+  /** Its timeout, for the message. */
+  timeoutMs: number;
 }
 
 /** Names of request types for messages, by type number. */
@@ -162,13 +166,20 @@ export class RequestQueue {
 
   /**
    * Calls `run(slot)` once a slot is free, after every request already waiting (FIFO). If the
-   * queue fails first, `run(-1)` tells the waiter to reject with {@link RequestQueue.broken}.
+   * queue fails first, `run(-1)` tells the waiter to reject with {@link RequestQueue.broken};
+   * if no slot frees up within `timeoutMs` (a device that keeps every slot), `run(-1, error)`
+   * hands it a {@link RequestTimeoutError}: waiting for a slot never hangs either.
    */
-  acquire(run: (slot: number) => void): void {
+  acquire(run: (slot: number, error?: Error) => void, timeoutMs: number = this.#timeoutMs): void {
     if (this.#broken) throw this.#broken;
     const slot = this.tryTakeSlot();
-    if (slot >= 0) run(slot);
-    else this.#waiters.push({ run });
+    if (slot >= 0) {
+      run(slot);
+      return;
+    }
+    const deadline = timeoutMs > 0 ? performance.now() + timeoutMs : Infinity;
+    this.#waiters.push({ run, deadline, timeoutMs });
+    this.#startPolling();
   }
 
   /** The DataView holding slot `slot`'s bytes. */
@@ -252,7 +263,7 @@ export class RequestQueue {
     if (this.vq.publish()) this.#transport.notify(REQUEST_QUEUE);
     this.collect();
     if (this.#inFlight > 0) this.#spin(this.#spinMs);
-    if (this.#inFlight > 0) this.#startPolling();
+    if (this.#inFlight > 0 || this.#waiters.length > 0) this.#startPolling();
   }
 
   /** Collects every answer the device has put in the used ring. Returns how many settled. */
@@ -328,15 +339,35 @@ export class RequestQueue {
     this.#pollTimer = undefined;
     if (this.#broken) return;
     this.#spin(SPIN_SLICE_MS);
-    if (this.#inFlight === 0 || this.#broken) return;
+    if (this.#broken) return;
+    if (this.#inFlight === 0 && this.#waiters.length === 0) return;
     if ((this.#transport.getStatus() & STATUS_DEVICE_NEEDS_RESET) !== 0) {
       this.fail(
         new DeviceResetError("The device set DEVICE_NEEDS_RESET with requests in flight"),
       );
       return;
     }
-    this.#expire(performance.now());
-    if (this.#inFlight > 0) this.#pollTimer = setTimeout(this.#pollBound, 1);
+    const now = performance.now();
+    this.#expire(now);
+    this.#expireWaiters(now);
+    if (this.#inFlight > 0 || this.#waiters.length > 0) {
+      this.#pollTimer = setTimeout(this.#pollBound, 1);
+    }
+  }
+
+  /**
+   * Rejects waiters whose deadline passed: every slot can stay taken (timed-out requests the
+   * device never returns keep theirs), and a caller must not wait for one forever.
+   */
+  #expireWaiters(now: number): void {
+    if (!this.#waiters.some((w) => w.deadline <= now)) return;
+    const kept: Waiter[] = [];
+    const expired: Waiter[] = [];
+    for (const w of this.#waiters) (w.deadline <= now ? expired : kept).push(w);
+    this.#waiters = kept;
+    for (const w of expired) {
+      w.run(-1, new RequestTimeoutError("Queued", w.timeoutMs));
+    }
   }
 
   #expire(now: number): void {
