@@ -126,3 +126,4 @@ export * from "./driver/topology/pci_tree.ts";
 export * from "./driver/topology/description.ts";
 export * from "./driver/topology/resolve.ts";
 export * from "./driver/topology/deferral.ts";
+export { RequestBatch } from "./driver/iommu/batch.ts";

@@ -19,7 +19,8 @@ import {
 import { beginInit, failDevice, finishInit } from "../init.ts";
 import { type Address, compare, halves, hex, isAligned, join, lastOf, split } from "./address.ts";
 import { granuleShift, type IommuConfig, readIommuConfig } from "./config.ts";
-import { type DomainRecord, DomainTable } from "./domains.ts";
+import { type DomainRecord, DomainTable, SavedMappings } from "./domains.ts";
+import { type BatchHost, RequestBatch } from "./batch.ts";
 import { DeviceResetError, driverError, IommuError } from "./errors.ts";
 import { EventQueue } from "./event_queue.ts";
 import type { FaultEvent } from "./events.ts";
@@ -31,33 +32,19 @@ import {
   ReservedRegionConflictError,
 } from "./probe.ts";
 import { type Completion, RequestQueue } from "./request_queue.ts";
+import { encodeAttach, encodeDetach, encodeMap, encodeProbe, encodeUnmap } from "./requests.ts";
 import type { IsolationGroup } from "../topology/resolve.ts";
 import {
-  ATTACH_DOMAIN,
-  ATTACH_ENDPOINT,
-  ATTACH_FLAGS,
   ATTACH_SIZE,
   CONFIG_BYPASS,
-  DETACH_DOMAIN,
-  DETACH_ENDPOINT,
   DETACH_SIZE,
   EVENT_QUEUE,
-  HEAD_TYPE,
   IOMMU_FEATURE_NAMES,
-  MAP_DOMAIN,
-  MAP_FLAGS,
-  MAP_PHYS_START,
   MAP_SIZE,
-  MAP_VIRT_END,
-  MAP_VIRT_START,
-  PROBE_ENDPOINT,
   PROBE_SIZE,
   REQUEST_QUEUE,
   TAIL_SIZE,
-  UNMAP_DOMAIN,
   UNMAP_SIZE,
-  UNMAP_VIRT_END,
-  UNMAP_VIRT_START,
   VIRTIO_ID_IOMMU,
   VIRTIO_IOMMU_ATTACH_F_BYPASS,
   VIRTIO_IOMMU_F_BYPASS_CONFIG,
@@ -69,11 +56,6 @@ import {
   VIRTIO_IOMMU_MAP_F_MMIO,
   VIRTIO_IOMMU_MAP_F_READ,
   VIRTIO_IOMMU_MAP_F_WRITE,
-  VIRTIO_IOMMU_T_ATTACH,
-  VIRTIO_IOMMU_T_DETACH,
-  VIRTIO_IOMMU_T_MAP,
-  VIRTIO_IOMMU_T_PROBE,
-  VIRTIO_IOMMU_T_UNMAP,
 } from "./wire.ts";
 
 /** Endpoints may read through the mapping. */
@@ -175,6 +157,13 @@ export interface IommuInfo {
 }
 
 const DEFAULT_TIMEOUT_MS = 2000;
+
+/** A request to send, for a domain the driver does not track. */
+const PLAN_SEND_UNTRACKED = 0;
+/** Recorded only: the domain has no endpoint, so the device has no such domain now. */
+const PLAN_RECORD_ONLY = 1;
+/** Recorded, and to send. */
+const PLAN_SEND = 2;
 const DEFAULT_MAX_QUEUE = 256;
 
 /** Largest power of two ≤ n. */
@@ -459,20 +448,11 @@ export class VirtioIommu {
   }
 
   #sendAttach(domain: number, endpoint: number, flags: number): Promise<void> {
-    return this.#request(ATTACH_SIZE, (v, o) => {
-      v.setUint8(o + HEAD_TYPE, VIRTIO_IOMMU_T_ATTACH);
-      v.setUint32(o + ATTACH_DOMAIN, domain, true);
-      v.setUint32(o + ATTACH_ENDPOINT, endpoint, true);
-      v.setUint32(o + ATTACH_FLAGS, flags, true);
-    });
+    return this.#request(ATTACH_SIZE, (v, o) => encodeAttach(v, o, domain, endpoint, flags));
   }
 
   #sendDetach(domain: number, endpoint: number): Promise<void> {
-    return this.#request(DETACH_SIZE, (v, o) => {
-      v.setUint8(o + HEAD_TYPE, VIRTIO_IOMMU_T_DETACH);
-      v.setUint32(o + DETACH_DOMAIN, domain, true);
-      v.setUint32(o + DETACH_ENDPOINT, endpoint, true);
-    });
+    return this.#request(DETACH_SIZE, (v, o) => encodeDetach(v, o, domain, endpoint));
   }
 
   #sendMap(
@@ -485,28 +465,17 @@ export class VirtioIommu {
     pHi: number,
     flags: number,
   ): Promise<void> {
-    return this.#request(MAP_SIZE, (v, o) => {
-      v.setUint8(o + HEAD_TYPE, VIRTIO_IOMMU_T_MAP);
-      v.setUint32(o + MAP_DOMAIN, domain, true);
-      v.setUint32(o + MAP_VIRT_START, sLo, true);
-      v.setUint32(o + MAP_VIRT_START + 4, sHi, true);
-      v.setUint32(o + MAP_VIRT_END, eLo, true);
-      v.setUint32(o + MAP_VIRT_END + 4, eHi, true);
-      v.setUint32(o + MAP_PHYS_START, pLo, true);
-      v.setUint32(o + MAP_PHYS_START + 4, pHi, true);
-      v.setUint32(o + MAP_FLAGS, flags, true);
-    });
+    return this.#request(
+      MAP_SIZE,
+      (v, o) => encodeMap(v, o, domain, sLo, sHi, eLo, eHi, pLo, pHi, flags),
+    );
   }
 
   #sendUnmap(domain: number, sLo: number, sHi: number, eLo: number, eHi: number): Promise<void> {
-    return this.#request(UNMAP_SIZE, (v, o) => {
-      v.setUint8(o + HEAD_TYPE, VIRTIO_IOMMU_T_UNMAP);
-      v.setUint32(o + UNMAP_DOMAIN, domain, true);
-      v.setUint32(o + UNMAP_VIRT_START, sLo, true);
-      v.setUint32(o + UNMAP_VIRT_START + 4, sHi, true);
-      v.setUint32(o + UNMAP_VIRT_END, eLo, true);
-      v.setUint32(o + UNMAP_VIRT_END + 4, eHi, true);
-    });
+    return this.#request(
+      UNMAP_SIZE,
+      (v, o) => encodeUnmap(v, o, domain, sLo, sHi, eLo, eHi),
+    );
   }
 
   // ---------------------------------------------------------------------------------------
@@ -633,50 +602,76 @@ export class VirtioIommu {
     flags: number,
     options: MapOptions = {},
   ): Promise<void> {
+    let plan: number;
     try {
-      this.#open();
-      this.#checkDomain(domain);
-      this.#checkFlags(flags);
-      this.#checkRange("map", iova, size, phys);
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    if (options.split) return this.#mapSplit(domain, flags);
-    const a = this.#a, b = this.#b, c = this.#c;
-    const record = this.#domains.get(domain);
-    if (record === undefined) {
-      // Not a domain this driver created: let the device judge (typically S_NOENT).
-      return this.#sendMap(domain, a.lo, a.hi, b.lo, b.hi, c.lo, c.hi, flags);
-    }
-    try {
-      this.#checkMappable(record, "map");
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    const m = record.mappings;
-    const slot = m.insert(a.lo, a.hi, b.lo, b.hi, c.lo, c.hi, flags);
-    if (slot < 0) {
-      return Promise.reject(
-        driverError(
-          `Cannot map ${hex(a.lo, a.hi)}-${hex(b.lo, b.hi)} in domain ${domain}: ` +
-            "overlaps an existing mapping",
-        ),
-      );
-    }
-    if (record.endpoints.size === 0) return Promise.resolve();
-    const sLo = a.lo, sHi = a.hi, eLo = b.lo, eHi = b.hi, pLo = c.lo, pHi = c.hi;
-    return this.#sendMap(domain, sLo, sHi, eLo, eHi, pLo, pHi, flags).catch((error) => {
-      // The device refused: forget the record, unless a later UNMAP already removed it and
-      // another mapping took its slot since (slots are reused).
-      const now = m.find(sLo, sHi);
-      if (
-        now >= 0 && m.startLo(now) === sLo && m.startHi(now) === sHi && m.endLo(now) === eLo &&
-        m.endHi(now) === eHi && m.physLo(now) === pLo && m.physHi(now) === pHi
-      ) {
-        m.remove(now);
+      if (options.split) {
+        this.#open();
+        this.#checkDomain(domain);
+        this.#checkFlags(flags);
+        this.#checkRange("map", iova, size, phys);
+        return this.#mapSplit(domain, flags);
       }
+      plan = this.#prepareMap(domain, iova, phys, size, flags);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (plan === PLAN_RECORD_ONLY) return Promise.resolve();
+    const a = this.#a, b = this.#b, c = this.#c;
+    const sLo = a.lo, sHi = a.hi, eLo = b.lo, eHi = b.hi, pLo = c.lo, pHi = c.hi;
+    const sent = this.#sendMap(domain, sLo, sHi, eLo, eHi, pLo, pHi, flags);
+    if (plan === PLAN_SEND_UNTRACKED) return sent;
+    return sent.catch((error) => {
+      this.#forgetMap(domain, sLo, sHi, eLo, eHi, pLo, pHi);
       throw error;
     });
+  }
+
+  /**
+   * Checks a MAP and records it (virtio 1.3 §5.13.6.5), leaving iova/last/phys in #a/#b/#c.
+   * Returns what to send; throws an IommuError "DRIVER" for a refusal. Shared by
+   * {@link VirtioIommu.map} and {@link RequestBatch.map}.
+   */
+  #prepareMap(domain: number, iova: Address, phys: Address, size: Address, flags: number): number {
+    this.#open();
+    this.#checkDomain(domain);
+    this.#checkFlags(flags);
+    this.#checkRange("map", iova, size, phys);
+    const record = this.#domains.get(domain);
+    // Not a domain this driver created: let the device judge (typically S_NOENT).
+    if (record === undefined) return PLAN_SEND_UNTRACKED;
+    this.#checkMappable(record, "map");
+    const a = this.#a, b = this.#b, c = this.#c;
+    if (record.mappings.insert(a.lo, a.hi, b.lo, b.hi, c.lo, c.hi, flags) < 0) {
+      throw driverError(
+        `Cannot map ${hex(a.lo, a.hi)}-${hex(b.lo, b.hi)} in domain ${domain}: ` +
+          "overlaps an existing mapping",
+      );
+    }
+    return record.endpoints.size === 0 ? PLAN_RECORD_ONLY : PLAN_SEND;
+  }
+
+  /**
+   * Forgets the record of a MAP the device refused, unless a later UNMAP already removed it
+   * and another mapping took its place (slots are reused).
+   */
+  #forgetMap(
+    domain: number,
+    sLo: number,
+    sHi: number,
+    eLo: number,
+    eHi: number,
+    pLo: number,
+    pHi: number,
+  ): void {
+    const m = this.#domains.get(domain)?.mappings;
+    if (m === undefined) return;
+    const now = m.find(sLo, sHi);
+    if (
+      now >= 0 && m.startLo(now) === sLo && m.startHi(now) === sHi && m.endLo(now) === eLo &&
+      m.endHi(now) === eHi && m.physLo(now) === pLo && m.physHi(now) === pHi
+    ) {
+      m.remove(now);
+    }
   }
 
   /**
@@ -742,54 +737,126 @@ export class VirtioIommu {
    * inside it. Refused before sending when it would split a mapping (the spec's driver MUST).
    */
   unmap(domain: number, iova: Address, size: Address): Promise<void> {
+    const saved = new SavedMappings();
+    let plan: number;
     try {
-      this.#open();
-      this.#checkDomain(domain);
-      this.#checkRange("unmap", iova, size);
+      plan = this.#prepareUnmap(domain, iova, size, saved);
     } catch (error) {
       return Promise.reject(error);
     }
+    if (plan === PLAN_RECORD_ONLY) return Promise.resolve();
     const a = this.#a, b = this.#b;
-    const record = this.#domains.get(domain);
-    if (record === undefined) return this.#sendUnmap(domain, a.lo, a.hi, b.lo, b.hi);
-    try {
-      this.#checkMappable(record, "unmap");
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    const m = record.mappings;
-    // Keep what is removed, to put it back if the device refuses the UNMAP.
-    const saved: number[] = [];
-    for (let s = m.firstAtOrAfter(a.lo, a.hi); s >= 0; s = m.next(s)) {
-      if (compare(m.startLo(s), m.startHi(s), b.lo, b.hi) > 0) break;
-      saved.push(m.startLo(s), m.startHi(s), m.endLo(s), m.endHi(s), m.physLo(s), m.physHi(s));
-      saved.push(m.flags(s));
-    }
-    const removed = m.removeRange(a.lo, a.hi, b.lo, b.hi);
-    if (removed < 0) {
-      return Promise.reject(
-        driverError(
-          `Cannot unmap ${hex(a.lo, a.hi)}-${hex(b.lo, b.hi)} in domain ${domain}: ` +
-            "it would split a mapping",
-        ),
-      );
-    }
-    if (record.endpoints.size === 0) return Promise.resolve();
-    return this.#sendUnmap(domain, a.lo, a.hi, b.lo, b.hi).catch((error) => {
-      // The device still has them (it SHOULD NOT remove anything on failure, §5.13.6.6.2).
-      for (let i = 0; i < saved.length; i += 7) {
-        m.insert(
-          saved[i],
-          saved[i + 1],
-          saved[i + 2],
-          saved[i + 3],
-          saved[i + 4],
-          saved[i + 5],
-          saved[i + 6],
-        );
-      }
+    const sent = this.#sendUnmap(domain, a.lo, a.hi, b.lo, b.hi);
+    if (plan === PLAN_SEND_UNTRACKED) return sent;
+    return sent.catch((error) => {
+      this.#restoreMappings(domain, saved.data, 0, saved.length);
       throw error;
     });
+  }
+
+  /**
+   * Checks an UNMAP and removes the records it covers (virtio 1.3 §5.13.6.6), appending each
+   * removed mapping's 7 numbers to `saved` so a refusal can put them back. Leaves iova/last in
+   * #a/#b. Throws an IommuError "DRIVER" when it would split a mapping (the driver MUST NOT).
+   */
+  #prepareUnmap(
+    domain: number,
+    iova: Address,
+    size: Address,
+    saved: SavedMappings,
+  ): number {
+    this.#open();
+    this.#checkDomain(domain);
+    this.#checkRange("unmap", iova, size);
+    const a = this.#a, b = this.#b;
+    const record = this.#domains.get(domain);
+    if (record === undefined) return PLAN_SEND_UNTRACKED;
+    this.#checkMappable(record, "unmap");
+    const m = record.mappings;
+    // Refuse a split before touching anything: a mapping containing the first address must
+    // start there, one containing the last address must end there.
+    const first = m.find(a.lo, a.hi);
+    const last = m.find(b.lo, b.hi);
+    if (
+      (first >= 0 && (m.startLo(first) !== a.lo || m.startHi(first) !== a.hi)) ||
+      (last >= 0 && (m.endLo(last) !== b.lo || m.endHi(last) !== b.hi))
+    ) {
+      throw driverError(
+        `Cannot unmap ${hex(a.lo, a.hi)}-${hex(b.lo, b.hi)} in domain ${domain}: ` +
+          "it would split a mapping",
+      );
+    }
+    for (let s = m.firstAtOrAfter(a.lo, a.hi); s >= 0; s = m.next(s)) {
+      if (compare(m.startLo(s), m.startHi(s), b.lo, b.hi) > 0) break;
+      saved.keep(
+        m.startLo(s),
+        m.startHi(s),
+        m.endLo(s),
+        m.endHi(s),
+        m.physLo(s),
+        m.physHi(s),
+        m.flags(s),
+      );
+    }
+    m.removeRange(a.lo, a.hi, b.lo, b.hi);
+    return record.endpoints.size === 0 ? PLAN_RECORD_ONLY : PLAN_SEND;
+  }
+
+  /**
+   * Puts back mappings removed by an UNMAP the device refused (it SHOULD NOT remove anything
+   * on failure, §5.13.6.6.2): `saved[from..to)` holds 7 numbers per mapping.
+   */
+  #restoreMappings(domain: number, saved: ArrayLike<number>, from: number, to: number): void {
+    const m = this.#domains.get(domain)?.mappings;
+    if (m === undefined) return;
+    for (let i = from; i < to; i += 7) {
+      m.insert(
+        saved[i],
+        saved[i + 1],
+        saved[i + 2],
+        saved[i + 3],
+        saved[i + 4],
+        saved[i + 5],
+        saved[i + 6],
+      );
+    }
+  }
+
+  /**
+   * A reusable batch of MAP/UNMAP requests: queue many, send them with one notification per
+   * ring-full, await once. Allocation-free per request once grown; see {@link RequestBatch}.
+   */
+  batch(): RequestBatch {
+    this.#open();
+    const host: BatchHost = {
+      queue: this.#requests,
+      prepareMap: (domain, iova, phys, size, flags, out, at) => {
+        const plan = this.#prepareMap(domain, iova, phys, size, flags);
+        this.#copyOut(out, at, true);
+        return plan !== PLAN_RECORD_ONLY;
+      },
+      prepareUnmap: (domain, iova, size, out, at, saved) => {
+        const plan = this.#prepareUnmap(domain, iova, size, saved);
+        this.#copyOut(out, at, false);
+        return plan !== PLAN_RECORD_ONLY;
+      },
+      forgetMap: (domain, f, at) =>
+        this.#forgetMap(domain, f[at], f[at + 1], f[at + 2], f[at + 3], f[at + 4], f[at + 5]),
+      restoreMappings: (domain, saved, from, to) => this.#restoreMappings(domain, saved, from, to),
+    };
+    return new RequestBatch(host);
+  }
+
+  /** Copies the scratch halves #a, #b (and #c) into `out` at `at`. */
+  #copyOut(out: Uint32Array, at: number, phys: boolean): void {
+    out[at] = this.#a.lo;
+    out[at + 1] = this.#a.hi;
+    out[at + 2] = this.#b.lo;
+    out[at + 3] = this.#b.hi;
+    if (phys) {
+      out[at + 4] = this.#c.lo;
+      out[at + 5] = this.#c.hi;
+    }
   }
 
   /**
@@ -811,8 +878,7 @@ export class VirtioIommu {
     }
     const probeSize = this.#config.probeSize;
     buffer.bytes.fill(0);
-    buffer.view.setUint8(HEAD_TYPE, VIRTIO_IOMMU_T_PROBE);
-    buffer.view.setUint32(PROBE_ENDPOINT, endpoint, true);
+    encodeProbe(buffer.view, 0, endpoint);
     const q = this.#requests;
     await new Promise<void>((resolve, reject) => {
       q.acquire((slot) => {

@@ -166,3 +166,41 @@ export class DomainTable {
     return -1;
   }
 }
+
+/**
+ * Mappings taken out by an UNMAP, kept so they can be put back if the device refuses it:
+ * 7 numbers each (start, end, phys halves, flags) in a growable typed array.
+ */
+export class SavedMappings {
+  /** The saved numbers; valid up to {@link SavedMappings.length}. */
+  data: Float64Array = new Float64Array(70);
+  /** Numbers in use. */
+  length = 0;
+
+  /** Saves one mapping. Allocation-free once grown. */
+  keep(
+    sLo: number,
+    sHi: number,
+    eLo: number,
+    eHi: number,
+    pLo: number,
+    pHi: number,
+    flags: number,
+  ): void {
+    if (this.length + 7 > this.data.length) {
+      const bigger = new Float64Array(this.data.length * 2);
+      bigger.set(this.data);
+      this.data = bigger;
+    }
+    const d = this.data;
+    const n = this.length;
+    d[n] = sLo;
+    d[n + 1] = sHi;
+    d[n + 2] = eLo;
+    d[n + 3] = eHi;
+    d[n + 4] = pLo;
+    d[n + 5] = pHi;
+    d[n + 6] = flags;
+    this.length = n + 7;
+  }
+}
