@@ -206,6 +206,8 @@ export class VirtioIommu {
   #faultListeners = new Set<(event: FaultEvent) => void>();
   #closed = false;
   #groups = new Map<number, IsolationGroup>();
+  /** Attachments to restore after a reset, kept across a reset that failed before restoring. */
+  #reattach = new Map<number, { domain: number; endpoint: number; bypass: boolean }>();
   // Scratch halves for argument checking; requests are encoded before any await.
   #a = halves();
   #b = halves();
@@ -433,9 +435,10 @@ export class VirtioIommu {
     }
     // Ring full: wait our turn. Encode later, so copy nothing mutable now.
     return new Promise<void>((resolve, reject) => {
-      q.acquire((s) => {
+      q.acquire((s, error) => {
         if (s < 0) {
-          reject(q.broken ?? new DeviceResetError("The request queue failed"));
+          // Timed out waiting for a slot, or the queue failed meanwhile.
+          reject(error ?? q.broken ?? new DeviceResetError("The request queue failed"));
           return;
         }
         const view = q.view(s);
@@ -881,9 +884,9 @@ export class VirtioIommu {
     encodeProbe(buffer.view, 0, endpoint);
     const q = this.#requests;
     await new Promise<void>((resolve, reject) => {
-      q.acquire((slot) => {
+      q.acquire((slot, error) => {
         if (slot < 0) {
-          reject(q.broken ?? new DeviceResetError("The request queue failed"));
+          reject(error ?? q.broken ?? new DeviceResetError("The request queue failed"));
           return;
         }
         // Properties area of exactly probe_size bytes, then the tail (§5.13.6.7.1 MUST).
@@ -1040,7 +1043,8 @@ export class VirtioIommu {
     const error = new DeviceResetError("The device was reset with the request pending");
     this.#requests.restart(error);
     this.#events.restart();
-    const attached = this.#domains.detachAll();
+    // Endpoints a failed earlier reset left unattached are re-attached by this one too.
+    for (const a of this.#domains.detachAll()) this.#reattach.set(a.endpoint, a);
     const t = this.#transport;
     this.#features = await beginInit(t, {
       supported: this.#features,
@@ -1057,10 +1061,17 @@ export class VirtioIommu {
       failDevice(t);
       throw e;
     }
+    const attached = [...this.#reattach.values()];
+    this.#reattach.clear();
     if (options.reattach ?? true) {
+      // Every endpoint gets its chance even when one re-attach fails; the first error is thrown.
+      let first: unknown = null;
       for (const { domain, endpoint, bypass } of attached) {
-        await this.#attachOne(domain, endpoint, { bypass });
+        await this.#attachOne(domain, endpoint, { bypass }).catch((e) => {
+          first ??= e;
+        });
       }
+      if (first !== null) throw first;
     }
   }
 
