@@ -112,6 +112,20 @@ function growU16(old: Uint16Array, length: number): Uint16Array {
   return next;
 }
 
+/** Receives each interval {@link IntervalMap.removeRange} removes, before it goes. */
+export interface IntervalSink {
+  /** One removed interval: start, end, phys halves and flags. */
+  keep(
+    startLo: number,
+    startHi: number,
+    endLo: number,
+    endHi: number,
+    physLo: number,
+    physHi: number,
+    flags: number,
+  ): void;
+}
+
 /**
  * Non-overlapping inclusive intervals [start, end] over 64-bit addresses, ordered by start,
  * each carrying a 64-bit phys address and u32 flags. All addresses are (lo, hi) u32 halves.
@@ -329,7 +343,13 @@ export class IntervalMap {
    * be split, removes nothing and returns -1 (virtio 1.3 §5.13.6.6: the device SHOULD NOT
    * unmap any mapping then). Throws a RangeError if end < start.
    */
-  removeRange(startLo: number, startHi: number, endLo: number, endHi: number): number {
+  removeRange(
+    startLo: number,
+    startHi: number,
+    endLo: number,
+    endHi: number,
+    sink?: IntervalSink,
+  ): number {
     this.#checkRange(startLo, startHi, endLo, endHi, "remove");
     const b = this.#nodeCap;
     const firstLeaf = this.#descend(startLo, startHi);
@@ -372,6 +392,18 @@ export class IntervalMap {
         const e = this.#leafNext[leaf] * b * W;
         leaf = this.#descend(this.#leaf[e], this.#leaf[e + 1]);
         pos = 0;
+      }
+      if (sink !== undefined) {
+        const slot = this.#leaf[(leaf * b + pos) * W + REF];
+        sink.keep(
+          this.#startLo[slot],
+          this.#startHi[slot],
+          this.#endLo[slot],
+          this.#endHi[slot],
+          this.#physLo[slot],
+          this.#physHi[slot],
+          this.#flags[slot],
+        );
       }
       pathGood = !this.#removeAt(leaf, pos);
     }

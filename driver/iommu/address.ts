@@ -96,6 +96,7 @@ export function lastOf(
 
 /** Whether (lo, hi) is a multiple of 2^shift (shift 0..63). */
 export function isAligned(lo: number, hi: number, shift: number): boolean {
+  if (shift < 31) return (lo & ((1 << shift) - 1)) === 0;
   if (shift <= 32) return lo % 2 ** shift === 0;
   return lo === 0 && hi % 2 ** (shift - 32) === 0;
 }

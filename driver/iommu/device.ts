@@ -195,6 +195,7 @@ export class VirtioIommu {
   #features = 0n;
   #config!: IommuConfig;
   #granule = 12;
+  #mapFlags = 0;
   #inputStart = halves();
   #inputEnd = halves();
   #requests!: RequestQueue;
@@ -255,6 +256,9 @@ export class VirtioIommu {
       // Step 7: device-specific setup: config, then the two queues.
       this.#config = readIommuConfig(t, this.#features);
       this.#granule = granuleShift(this.#config.pageSizeMask);
+      // MAP flags the device accepts (§5.13.6.5.1: MMIO only with F_MMIO).
+      this.#mapFlags = VIRTIO_IOMMU_MAP_F_READ | VIRTIO_IOMMU_MAP_F_WRITE |
+        (hasFeature(this.#features, VIRTIO_IOMMU_F_MMIO) ? VIRTIO_IOMMU_MAP_F_MMIO : 0);
       split(this.#config.inputStart, "input start", this.#inputStart);
       split(this.#config.inputEnd, "input end", this.#inputEnd);
       const eventIdx = hasFeature(this.#features, VIRTIO_F_EVENT_IDX);
@@ -353,16 +357,16 @@ export class VirtioIommu {
   #checkRange(verb: string, iova: Address, size: Address, phys?: Address): void {
     const a = split(iova, "iova", this.#a);
     const s = split(size, "size", this.#d);
-    const page = 2 ** this.#granule;
-    const pageHex = "0x" + page.toString(16);
     if (!isAligned(a.lo, a.hi, this.#granule)) {
       throw driverError(
-        `Cannot ${verb} iova ${hex(a.lo, a.hi)}: not aligned to page size ${pageHex}`,
+        `Cannot ${verb} iova ${hex(a.lo, a.hi)}: not aligned to page size ${this.#pageHex()}`,
       );
     }
     if (!isAligned(s.lo, s.hi, this.#granule) || (s.lo === 0 && s.hi === 0)) {
       throw driverError(
-        `Cannot ${verb} size ${hex(s.lo, s.hi)}: not a non-zero multiple of page size ${pageHex}`,
+        `Cannot ${verb} size ${
+          hex(s.lo, s.hi)
+        }: not a non-zero multiple of page size ${this.#pageHex()}`,
       );
     }
     if (!lastOf(a.lo, a.hi, s.lo, s.hi, this.#b)) {
@@ -385,7 +389,7 @@ export class VirtioIommu {
       const p = split(phys, "phys", this.#c);
       if (!isAligned(p.lo, p.hi, this.#granule)) {
         throw driverError(
-          `Cannot ${verb} phys ${hex(p.lo, p.hi)}: not aligned to page size ${pageHex}`,
+          `Cannot ${verb} phys ${hex(p.lo, p.hi)}: not aligned to page size ${this.#pageHex()}`,
         );
       }
       if (!lastOf(p.lo, p.hi, s.lo, s.hi, this.#d)) {
@@ -394,9 +398,13 @@ export class VirtioIommu {
     }
   }
 
+  /** The granule as `0x…`, for messages. */
+  #pageHex(): string {
+    return "0x" + (2n ** BigInt(this.#granule)).toString(16);
+  }
+
   #checkFlags(flags: number): void {
-    const allowed = VIRTIO_IOMMU_MAP_F_READ | VIRTIO_IOMMU_MAP_F_WRITE |
-      (hasFeature(this.#features, VIRTIO_IOMMU_F_MMIO) ? VIRTIO_IOMMU_MAP_F_MMIO : 0);
+    const allowed = this.#mapFlags;
     if (!Number.isInteger(flags) || flags < 0 || (flags & ~allowed) !== 0) {
       throw driverError(
         `Cannot map with flags 0x${flags.toString(16)}: the device accepts 0x${
@@ -775,33 +783,13 @@ export class VirtioIommu {
     const record = this.#domains.get(domain);
     if (record === undefined) return PLAN_SEND_UNTRACKED;
     this.#checkMappable(record, "unmap");
-    const m = record.mappings;
-    // Refuse a split before touching anything: a mapping containing the first address must
-    // start there, one containing the last address must end there.
-    const first = m.find(a.lo, a.hi);
-    const last = m.find(b.lo, b.hi);
-    if (
-      (first >= 0 && (m.startLo(first) !== a.lo || m.startHi(first) !== a.hi)) ||
-      (last >= 0 && (m.endLo(last) !== b.lo || m.endHi(last) !== b.hi))
-    ) {
+    // Atomic like the device's UNMAP: a range that would split a mapping removes nothing.
+    if (record.mappings.removeRange(a.lo, a.hi, b.lo, b.hi, saved) < 0) {
       throw driverError(
         `Cannot unmap ${hex(a.lo, a.hi)}-${hex(b.lo, b.hi)} in domain ${domain}: ` +
           "it would split a mapping",
       );
     }
-    for (let s = m.firstAtOrAfter(a.lo, a.hi); s >= 0; s = m.next(s)) {
-      if (compare(m.startLo(s), m.startHi(s), b.lo, b.hi) > 0) break;
-      saved.keep(
-        m.startLo(s),
-        m.startHi(s),
-        m.endLo(s),
-        m.endHi(s),
-        m.physLo(s),
-        m.physHi(s),
-        m.flags(s),
-      );
-    }
-    m.removeRange(a.lo, a.hi, b.lo, b.hi);
     return record.endpoints.size === 0 ? PLAN_RECORD_ONLY : PLAN_SEND;
   }
 

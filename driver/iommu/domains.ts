@@ -7,7 +7,7 @@
  * @module
  */
 
-import { IntervalMap } from "../interval_map.ts";
+import { IntervalMap, type IntervalSink } from "../interval_map.ts";
 import type { ReservedRegion } from "./probe.ts";
 
 /** One domain as the driver knows it. */
@@ -171,7 +171,7 @@ export class DomainTable {
  * Mappings taken out by an UNMAP, kept so they can be put back if the device refuses it:
  * 7 numbers each (start, end, phys halves, flags) in a growable typed array.
  */
-export class SavedMappings {
+export class SavedMappings implements IntervalSink {
   /** The saved numbers; valid up to {@link SavedMappings.length}. */
   data: Float64Array = new Float64Array(70);
   /** Numbers in use. */

@@ -243,7 +243,9 @@ export class RequestQueue {
     this.#state[slot] = IN_FLIGHT;
     this.#writeLen[slot] = writeLen;
     this.#done[slot] = done;
-    this.#deadline[slot] = timeoutMs > 0 ? performance.now() + timeoutMs : Infinity;
+    // The clock is read lazily, by the first timer-driven poll that finds the request still in
+    // flight: reading it per request costs more than the rest of a batched send.
+    this.#deadline[slot] = timeoutMs > 0 ? -timeoutMs : Infinity;
     this.#inFlight++;
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
@@ -372,7 +374,15 @@ export class RequestQueue {
 
   #expire(now: number): void {
     for (let slot = 0; slot < this.slots; slot++) {
-      if (this.#state[slot] !== IN_FLIGHT || this.#deadline[slot] > now) continue;
+      if (this.#state[slot] !== IN_FLIGHT) continue;
+      const deadline = this.#deadline[slot];
+      if (deadline < 0) {
+        // First look at this request since it was sent (see send()): start its clock. It was
+        // sent at most one busy-poll (#spinMs) ago.
+        this.#deadline[slot] = now - deadline;
+        continue;
+      }
+      if (deadline > now) continue;
       const done = this.#done[slot];
       this.#done[slot] = null;
       this.#state[slot] = ABANDONED;
