@@ -11,7 +11,7 @@
 import type { Address } from "./address.ts";
 import { type IommuError, type IommuStatus, statusName } from "./errors.ts";
 import type { Completion, RequestQueue } from "./request_queue.ts";
-import { encodeMap, encodeUnmap } from "./requests.ts";
+import { encodeMap, encodeUnmap, zeroSlot } from "./requests.ts";
 import { SavedMappings } from "./domains.ts";
 import { MAP_SIZE, UNMAP_SIZE, VIRTIO_IOMMU_S_OK } from "./wire.ts";
 
@@ -213,7 +213,7 @@ export class RequestBatch {
         const f = this.#fields;
         const at = i * FIELDS;
         if (this.#ops[i] === OP_MAP) {
-          zero(v, o, MAP_SIZE);
+          zeroSlot(v, o, MAP_SIZE);
           encodeMap(
             v,
             o,
@@ -228,7 +228,7 @@ export class RequestBatch {
           );
           q.send(slot, MAP_SIZE, this.#doneBound);
         } else {
-          zero(v, o, UNMAP_SIZE);
+          zeroSlot(v, o, UNMAP_SIZE);
           encodeUnmap(v, o, f[at], f[at + 1], f[at + 2], f[at + 3], f[at + 4]);
           q.send(slot, UNMAP_SIZE, this.#doneBound);
         }
@@ -301,9 +301,4 @@ export class RequestBatch {
     this.#saved.length = 0;
     if (this.#errors.length > 0) this.#errors.length = 0;
   }
-}
-
-/** Zeroes `n` bytes (a multiple of 4) of a slot before encoding (reserved fields stay 0). */
-function zero(v: DataView, o: number, n: number): void {
-  for (let i = 0; i < n; i += 4) v.setUint32(o + i, 0, true);
 }

@@ -32,7 +32,14 @@ import {
   ReservedRegionConflictError,
 } from "./probe.ts";
 import { type Completion, RequestQueue } from "./request_queue.ts";
-import { encodeAttach, encodeDetach, encodeMap, encodeProbe, encodeUnmap } from "./requests.ts";
+import {
+  encodeAttach,
+  encodeDetach,
+  encodeMap,
+  encodeProbe,
+  encodeUnmap,
+  zeroSlot,
+} from "./requests.ts";
 import type { IsolationGroup } from "../topology/resolve.ts";
 import {
   ATTACH_SIZE,
@@ -418,42 +425,45 @@ export class VirtioIommu {
   // Sending.
 
   /** Sends the request in `slot` and returns a promise that settles with its outcome. */
-  #settle(slot: number, readLen: number, ext?: DmaRegion, writeLen?: number): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const done: Completion = (error) => (error ? reject(error) : resolve());
-      this.#requests.send(slot, readLen, done, ext, writeLen);
-    });
-  }
-
   /**
    * Encodes with `encode(view, offset)` in a free slot (waiting FIFO when none is free) and
    * sends. The encoder runs synchronously when a slot is free, so scratch state is safe.
+   * `undo` runs before the promise rejects (to take back the driver's records).
    */
-  #request(readLen: number, encode: (view: DataView, offset: number) => void): Promise<void> {
+  #request(
+    readLen: number,
+    encode: (view: DataView, offset: number) => void,
+    undo?: () => void,
+  ): Promise<void> {
     this.#open();
     const q = this.#requests;
-    if (q.broken) return Promise.reject(q.broken); // map()/unmap() reject, never throw
-    const slot = q.tryTakeSlot();
-    if (slot >= 0) {
-      const view = q.view(slot);
-      const offset = q.offset(slot);
-      new Uint8Array(view.buffer, view.byteOffset + offset, readLen).fill(0);
-      encode(view, offset);
-      return this.#settle(slot, readLen);
+    if (q.broken) {
+      undo?.();
+      return Promise.reject(q.broken); // map()/unmap() reject, never throw
     }
-    // Ring full: wait our turn. Encode later, so copy nothing mutable now.
     return new Promise<void>((resolve, reject) => {
+      const done: Completion = (error) => {
+        if (error === null) return resolve();
+        undo?.();
+        reject(error);
+      };
+      const slot = q.tryTakeSlot();
+      if (slot >= 0) {
+        zeroSlot(q.view(slot), q.offset(slot), readLen);
+        encode(q.view(slot), q.offset(slot));
+        q.send(slot, readLen, done);
+        return;
+      }
+      // Ring full: wait our turn; encode when a slot is ours.
       q.acquire((s, error) => {
         if (s < 0) {
           // Timed out waiting for a slot, or the queue failed meanwhile.
-          reject(error ?? q.broken ?? new DeviceResetError("The request queue failed"));
+          done(error ?? q.broken ?? new DeviceResetError("The request queue failed"), s);
           return;
         }
-        const view = q.view(s);
-        const offset = q.offset(s);
-        new Uint8Array(view.buffer, view.byteOffset + offset, readLen).fill(0);
-        encode(view, offset);
-        q.send(s, readLen, (error) => (error ? reject(error) : resolve()));
+        zeroSlot(q.view(s), q.offset(s), readLen);
+        encode(q.view(s), q.offset(s));
+        q.send(s, readLen, done);
       });
     });
   }
@@ -475,17 +485,27 @@ export class VirtioIommu {
     pLo: number,
     pHi: number,
     flags: number,
+    undo?: () => void,
   ): Promise<void> {
     return this.#request(
       MAP_SIZE,
       (v, o) => encodeMap(v, o, domain, sLo, sHi, eLo, eHi, pLo, pHi, flags),
+      undo,
     );
   }
 
-  #sendUnmap(domain: number, sLo: number, sHi: number, eLo: number, eHi: number): Promise<void> {
+  #sendUnmap(
+    domain: number,
+    sLo: number,
+    sHi: number,
+    eLo: number,
+    eHi: number,
+    undo?: () => void,
+  ): Promise<void> {
     return this.#request(
       UNMAP_SIZE,
       (v, o) => encodeUnmap(v, o, domain, sLo, sHi, eLo, eHi),
+      undo,
     );
   }
 
@@ -629,12 +649,20 @@ export class VirtioIommu {
     if (plan === PLAN_RECORD_ONLY) return Promise.resolve();
     const a = this.#a, b = this.#b, c = this.#c;
     const sLo = a.lo, sHi = a.hi, eLo = b.lo, eHi = b.hi, pLo = c.lo, pHi = c.hi;
-    const sent = this.#sendMap(domain, sLo, sHi, eLo, eHi, pLo, pHi, flags);
-    if (plan === PLAN_SEND_UNTRACKED) return sent;
-    return sent.catch((error) => {
-      this.#forgetMap(domain, sLo, sHi, eLo, eHi, pLo, pHi);
-      throw error;
-    });
+    if (plan === PLAN_SEND_UNTRACKED) {
+      return this.#sendMap(domain, sLo, sHi, eLo, eHi, pLo, pHi, flags);
+    }
+    return this.#sendMap(
+      domain,
+      sLo,
+      sHi,
+      eLo,
+      eHi,
+      pLo,
+      pHi,
+      flags,
+      () => this.#forgetMap(domain, sLo, sHi, eLo, eHi, pLo, pHi),
+    );
   }
 
   /**
@@ -757,12 +785,15 @@ export class VirtioIommu {
     }
     if (plan === PLAN_RECORD_ONLY) return Promise.resolve();
     const a = this.#a, b = this.#b;
-    const sent = this.#sendUnmap(domain, a.lo, a.hi, b.lo, b.hi);
-    if (plan === PLAN_SEND_UNTRACKED) return sent;
-    return sent.catch((error) => {
-      this.#restoreMappings(domain, saved.data, 0, saved.length);
-      throw error;
-    });
+    if (plan === PLAN_SEND_UNTRACKED) return this.#sendUnmap(domain, a.lo, a.hi, b.lo, b.hi);
+    return this.#sendUnmap(
+      domain,
+      a.lo,
+      a.hi,
+      b.lo,
+      b.hi,
+      () => this.#restoreMappings(domain, saved.data, 0, saved.length),
+    );
   }
 
   /**

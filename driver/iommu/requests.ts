@@ -96,3 +96,8 @@ export function encodeProbe(v: DataView, o: number, endpoint: number): void {
   v.setUint8(o + HEAD_TYPE, VIRTIO_IOMMU_T_PROBE);
   v.setUint32(o + PROBE_ENDPOINT, endpoint, true);
 }
+
+/** Zeroes the `length` bytes (a multiple of 4) of a slot before encoding: reserved fields are 0. */
+export function zeroSlot(v: DataView, o: number, length: number): void {
+  for (let i = 0; i < length; i += 4) v.setUint32(o + i, 0, true);
+}
