@@ -75,7 +75,7 @@ export {
   VirtqueueError,
   type VirtqueueOptions,
 } from "./driver/virtqueue.ts";
-export { IntervalMap, type IntervalMapOptions } from "./driver/interval_map.ts";
+export { IntervalMap, type IntervalMapOptions, type IntervalSink } from "./driver/interval_map.ts";
 
 // The virtio-iommu driver.
 export {

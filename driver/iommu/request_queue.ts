@@ -203,7 +203,7 @@ export class RequestQueue {
     done: Completion,
     ext?: DmaRegion,
     writeLen = TAIL_SIZE,
-    timeoutMs = this.#timeoutMs,
+    timeoutMs: number = this.#timeoutMs,
   ): void {
     let head: number;
     if (ext === undefined) {
