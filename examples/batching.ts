@@ -40,6 +40,13 @@ const batched = performance.now() - start;
 console.log(`${PAGES} MAPs one by one: ${serial.toFixed(1)} ms; batched: ${batched.toFixed(1)} ms`);
 console.log(`mappings in domain 1: ${iommu.mappings(1).length}`);
 
+// A RequestBatch does the same without a promise per request: queue, submit once, read each
+// request's status. It is reusable and allocates nothing per request once grown.
+const batch = iommu.batch();
+for (let i = 0; i < PAGES; i++) batch.unmap(1, 0x800_0000 + i * 0x1000, 0x1000);
+const failed = await batch.submit();
+console.log(`RequestBatch: ${batch.length} UNMAPs, ${failed} failed, first is ${batch.status(0)}`);
+
 // One range can also be split into the largest page sizes the device allows, one MAP each.
 await iommu.map(1, 0x4000_0000, 0x4000_0000, 0x20_1000, MAP_READ, { split: true });
 console.log(`after a split 2 MiB + 4 KiB map: ${iommu.mappings(1).length} mappings`);
