@@ -53,3 +53,10 @@ export type {
   ReservedRegionConfig,
 } from "./transport/mock/iommu_options.ts";
 export type { IommuFault } from "./transport/mock/iommu_events.ts";
+export {
+  FAULT_KINDS,
+  type FaultKind,
+  type FaultPlan,
+  FaultRandom,
+  FaultyDevice,
+} from "./transport/mock/faults.ts";
