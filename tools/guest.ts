@@ -4,22 +4,42 @@
  * copy and passes back its output and exit code.
  *
  * ```sh
- * deno task guest -- [--qemu "<extra QEMU args>"] [--timeout <s>] [--verbose] -- <command...>
+ * deno task guest -- [--kernel 6.1|6.12] [--linux-iommu] [--qemu "<extra QEMU args>"]
+ *   [--timeout <s>] [--verbose] -- <command...>
  * deno task guest -- --qemu "-device edu" -- deno run -A tests/guest/real_device.ts
+ * deno task guest -- --kernel 6.12 --linux-iommu --qemu "-device edu" -- deno run -A tests/guest/vfio.ts
  * ```
  *
- * Needs qemu-system-x86_64, busybox-static and a kernel in `.cache/guest/vmlinuz-*`;
- * `.ci/install-guest-deps` installs them. Permissions: read/write (the cache), run (qemu,
+ * `--kernel 6.12` boots bookworm-backports' kernel; by default the runner unbinds its built-in
+ * virtio-pci from the virtio-iommu so our driver owns it, and `--linux-iommu` instead loads
+ * Linux's virtio-iommu and VFIO modules (see `LINUX_IOMMU_MODULES` in tools/qemu.ts).
+ *
+ * Needs qemu-system-x86_64, busybox-static and a kernel in `.cache/guest/vmlinuz-*` (6.12:
+ * `.cache/guest/6.12/`); `.ci/install-guest-deps` installs them. Permissions: read/write (the cache), run (qemu,
  * busybox, git, ldd), env.
  *
  * @module
  */
 
 import { GuestSetupError } from "./initramfs.ts";
-import { runGuest, splitArgs } from "./qemu.ts";
+import {
+  GUEST_KERNELS,
+  type GuestKernel,
+  type IommuDriverChoice,
+  runGuest,
+  splitArgs,
+} from "./qemu.ts";
+
+/** The usage line. */
+const USAGE = "Usage: deno task guest -- [--kernel 6.1|6.12] [--linux-iommu] " +
+  '[--qemu "<extra QEMU args>"] [--timeout s] [--verbose] -- <command...>';
 
 /** Parsed command line of the runner. */
 export interface GuestCommandLine {
+  /** The kernel to boot. */
+  kernel: GuestKernel;
+  /** Who drives the virtio-iommu. */
+  iommuDriver: IommuDriverChoice;
   /** Extra QEMU arguments. */
   qemuArgs: string[];
   /** Timeout in seconds. */
@@ -30,10 +50,15 @@ export interface GuestCommandLine {
   command: string[];
 }
 
-/** Parses `[--qemu "<args>"] [--timeout s] [--verbose] -- <command...>`. */
+/**
+ * Parses `[--kernel 6.1|6.12] [--linux-iommu] [--qemu "<args>"] [--timeout s] [--verbose]
+ * -- <command...>`.
+ */
 export function parseCommandLine(argv: string[]): GuestCommandLine {
   const args = argv[0] === "--" ? argv.slice(1) : argv.slice();
   const parsed: GuestCommandLine = {
+    kernel: "6.1",
+    iommuDriver: "userspace",
     qemuArgs: [],
     timeoutSeconds: 170,
     verbose: false,
@@ -55,6 +80,15 @@ export function parseCommandLine(argv: string[]): GuestCommandLine {
       const value = Number(args[++i]);
       if (!Number.isFinite(value) || value <= 0) throw new TypeError("--timeout needs seconds");
       parsed.timeoutSeconds = value;
+    } else if (arg === "--kernel" || arg.startsWith("--kernel=")) {
+      const value = arg === "--kernel" ? args[++i] : arg.slice("--kernel=".length);
+      const kernel = GUEST_KERNELS.find((k) => k === value);
+      if (kernel === undefined) {
+        throw new TypeError(`--kernel needs one of ${GUEST_KERNELS.join(", ")}`);
+      }
+      parsed.kernel = kernel;
+    } else if (arg === "--linux-iommu") {
+      parsed.iommuDriver = "linux";
     } else if (arg === "--verbose") {
       parsed.verbose = true;
     } else {
@@ -62,10 +96,9 @@ export function parseCommandLine(argv: string[]): GuestCommandLine {
     }
   }
   parsed.command = args.slice(i);
-  if (parsed.command.length === 0) {
-    throw new TypeError(
-      'Usage: deno task guest -- [--qemu "<extra QEMU args>"] [--timeout s] [--verbose] -- <command...>',
-    );
+  if (parsed.command.length === 0) throw new TypeError(USAGE);
+  if (parsed.iommuDriver === "linux" && parsed.kernel !== "6.12") {
+    throw new TypeError("--linux-iommu needs --kernel 6.12 (6.1 has no virtio-iommu driver)");
   }
   return parsed;
 }
@@ -82,6 +115,8 @@ export async function main(argv: string[]): Promise<number> {
   const encoder = new TextEncoder();
   try {
     const result = await runGuest(parsed.command, {
+      kernel: parsed.kernel,
+      iommuDriver: parsed.iommuDriver,
       qemuArgs: parsed.qemuArgs,
       timeoutSeconds: parsed.timeoutSeconds,
       onLine(line: string): void {

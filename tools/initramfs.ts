@@ -4,7 +4,8 @@
  *
  * 1. the base: busybox, Deno's own binary, the libraries `ldd` lists for it, and `/init`;
  * 2. the project: every file `git ls-files` lists (tracked and untracked-but-not-ignored);
- * 3. the command: a tiny `/cmd` script with the command to run.
+ * 3. the command: a tiny `/cmd` script with the setup lines and the command to run;
+ * 4. optionally, kernel modules: the `.ko` files of a folder under {@link GUEST_MODULES_DIR}.
  *
  * The kernel unpacks concatenated newc archives in order, so only the small pieces are
  * rebuilt between runs. Archives are written by `busybox cpio -o -H newc` (there is no `cpio`
@@ -29,6 +30,9 @@ export const END_MARKER = "@@viommu-guest-end-7f3a";
 
 /** Where the project copy lives inside the guest. */
 export const GUEST_PROJECT_DIR = "/project";
+
+/** Where the modules piece puts its `.ko` files inside the guest. */
+export const GUEST_MODULES_DIR = "/lib/modules/viommu";
 
 /** The `/init` script: mounts, environment, runs `/cmd` between markers, powers off. */
 const INIT_SCRIPT = `#!/bin/busybox sh
@@ -61,6 +65,10 @@ export interface InitramfsInputs {
   deno: string;
   /** The command to run, as argv; joined with shell quoting into `/cmd`. */
   command: string[];
+  /** Shell lines `/cmd` runs before the command (module loading, driver unbinds). */
+  setup?: string[];
+  /** A folder of decompressed `.ko` files to put in {@link GUEST_MODULES_DIR}; none when absent. */
+  modulesDir?: string;
 }
 
 /** The pieces of a built initramfs, in boot order. */
@@ -241,15 +249,46 @@ async function buildProject(inputs: InitramfsInputs): Promise<string> {
   return path;
 }
 
-/** Builds (or reuses) the command piece: `/cmd`. */
+/** Builds (or reuses) the command piece: `/cmd` (setup lines, then the command). */
 async function buildCommand(inputs: InitramfsInputs): Promise<string> {
-  const script = inputs.command.map(shellQuote).join(" ") + "\n";
+  const setup = (inputs.setup ?? []).map((line) => line + "\n").join("");
+  const script = setup + inputs.command.map(shellQuote).join(" ") + "\n";
   const key = await sha256(script);
   const path = `${inputs.cacheDir}/cmd-${key}.cpio`;
   if (await exists(path)) return path;
   const stage = await Deno.makeTempDir({ dir: inputs.cacheDir, prefix: "stage-cmd-" });
   try {
     await Deno.writeTextFile(`${stage}/cmd`, script, { mode: 0o755 });
+    await packDirectory(inputs.busybox, stage, path);
+  } finally {
+    await Deno.remove(stage, { recursive: true });
+  }
+  return path;
+}
+
+/** Builds (or reuses) the modules piece from the `.ko` files in `modulesDir`. */
+async function buildModules(inputs: InitramfsInputs, modulesDir: string): Promise<string> {
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(modulesDir)) {
+    if (entry.isFile && entry.name.endsWith(".ko")) names.push(entry.name);
+  }
+  if (names.length === 0) {
+    throw new GuestSetupError(`No kernel modules (.ko) in ${modulesDir}`);
+  }
+  names.sort();
+  const identity: string[] = [modulesDir];
+  for (const name of names) {
+    const info = await Deno.stat(`${modulesDir}/${name}`);
+    identity.push(`${name} ${info.size} ${info.mtime?.getTime() ?? 0}`);
+  }
+  const key = await sha256(identity.join("\n"));
+  const path = `${inputs.cacheDir}/modules-${key}.cpio`;
+  if (await exists(path)) return path;
+  const stage = await Deno.makeTempDir({ dir: inputs.cacheDir, prefix: "stage-modules-" });
+  try {
+    for (const name of names) {
+      await copyInto(`${modulesDir}/${name}`, `${stage}${GUEST_MODULES_DIR}/${name}`);
+    }
     await packDirectory(inputs.busybox, stage, path);
   } finally {
     await Deno.remove(stage, { recursive: true });
@@ -273,12 +312,15 @@ function ignore(): void {}
 /** Builds the three pieces of the initramfs (reusing cached ones) and returns their paths. */
 export async function buildInitramfs(inputs: InitramfsInputs): Promise<InitramfsPieces> {
   await Deno.mkdir(inputs.cacheDir, { recursive: true });
-  const [base, project, command] = await Promise.all([
+  const [base, project, command, modules] = await Promise.all([
     buildBase(inputs),
     buildProject(inputs),
     buildCommand(inputs),
+    inputs.modulesDir === undefined ? null : buildModules(inputs, inputs.modulesDir),
   ]);
-  return { pieces: [base.path, project, command], baseCached: base.cached };
+  const pieces = [base.path, project, command];
+  if (modules !== null) pieces.push(modules);
+  return { pieces, baseCached: base.cached };
 }
 
 /** Concatenates `pieces` into the single file `output` (QEMU takes one `-initrd`). */
