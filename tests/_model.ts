@@ -202,6 +202,11 @@ export class ReferenceModel {
   #attach(d: number, ep: number): string {
     const rec = this.#drv.get(d);
     if (rec?.endpoints.has(ep)) return "OK"; // already there: nothing sent
+    // The driver will not expose a probed reserved region the domain already maps.
+    const probed = this.#probed.get(ep) ?? [];
+    if (rec?.maps.some((m) => probed.some((r) => overlaps(m.start, m.end, r.start, r.end)))) {
+      return "DRIVER";
+    }
     if (REGIONS[ep] === undefined) return "NOENT";
     // Device: moves the endpoint (implicit detach), creating the domain.
     this.#devDetach(ep);

@@ -71,3 +71,27 @@ Deno.test("VirtioIommu.attach() with group 'refuse' names the group and sends no
   assert.equal(device.endpointDomain(0x08), 6);
   await iommu.close();
 });
+
+Deno.test("VirtioIommu.attach() refuses an endpoint whose reserved region the domain already maps", async () => {
+  const { iommu, device } = await setup("mmio", {
+    endpoints: [
+      { id: 0x08, reservedRegions: [] },
+      { id: 0x10, reservedRegions: [{ start: 0xfee0_0000n, end: 0xfeef_ffffn, subtype: "msi" }] },
+    ],
+  });
+  await iommu.attach(1, 0x08);
+  // 0x08 has no reserved region, so the MSI window can be mapped for it...
+  await iommu.map(1, 0xfee0_0000, 0x1000, 0x1000, 1);
+  // ...but 0x10 reserves it (QEMU's x86 MSI region): joining would expose the doorbell.
+  await iommu.probe(0x10);
+  await assert.rejects(iommu.attach(1, 0x10), (e: unknown) => {
+    assert.ok(e instanceof IommuError && e.status === "DRIVER");
+    assert.match(e.message, /msi region 0xfee00000-0xfeefffff/);
+    return true;
+  });
+  assert.equal(device.endpointDomain(0x10), null, "nothing was sent");
+  await iommu.unmap(1, 0xfee0_0000, 0x1000);
+  await iommu.attach(1, 0x10);
+  assert.equal(device.endpointDomain(0x10), 1);
+  await iommu.close();
+});

@@ -573,6 +573,20 @@ export class VirtioIommu {
   }
 
   #checkReservedCompatible(record: DomainRecord, endpoint: number): void {
+    // The domain's mappings must stay clear of the newcomer's reserved regions (MSI doorbell,
+    // firmware memory): the driver SHOULD NOT map them (§5.13.6.7.1.1), and the device SHOULD
+    // refuse an endpoint whose properties clash with the domain (§5.13.6.3.2).
+    for (const r of this.#domains.reservedOf(endpoint)) {
+      if (r.kind === "identity") continue; // An identity region is to be mapped 1:1.
+      const sLo = Number(r.start & 0xffff_ffffn), sHi = Number(r.start >> 32n);
+      const eLo = Number(r.end & 0xffff_ffffn), eHi = Number(r.end >> 32n);
+      if (record.mappings.overlaps(sLo, sHi, eLo, eHi)) {
+        throw driverError(
+          `Cannot attach endpoint ${endpoint} to domain ${record.id}: the domain maps addresses ` +
+            `in its ${r.kind} region 0x${r.start.toString(16)}-0x${r.end.toString(16)}`,
+        );
+      }
+    }
     const lists = [...record.endpoints].filter((e) => e !== endpoint).map((e) =>
       this.#domains.reservedOf(e)
     );
