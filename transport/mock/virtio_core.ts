@@ -235,7 +235,9 @@ export class VirtioCore implements DeviceContext {
 
   #reset(): void {
     this.#statusBeforeReset = this.#status;
-    this.#resetReadsLeft = this.faults.resetReads;
+    // A slow reset shows the old status for a few reads; from status 0 there is nothing to see,
+    // and a driver that reads 0 and goes on is right.
+    this.#resetReadsLeft = this.#status === 0 ? 0 : this.faults.resetReads;
     this.#status = 0;
     this.#driverFeatures = 0n;
     this.#negotiated = 0n;
