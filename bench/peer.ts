@@ -1,0 +1,293 @@
+/**
+ * Peer benchmark: our driver against Linux's own virtio-iommu driver
+ * (drivers/iommu/virtio-iommu.c), on the same QEMU device (virtio-iommu-pci with edu as the
+ * endpoint), in the same kind of guest, from one command. Two boots:
+ *
+ * 1. Linux's driver (6.12 guest, virtio_iommu + VFIO loaded, edu bound to vfio-pci): 4 KiB
+ *    VFIO_IOMMU_MAP_DMA + VFIO_IOMMU_UNMAP_DMA pairs from Deno FFI, each ioctl one MAP or
+ *    UNMAP request sent by Linux's driver; plus a null ioctl (the syscall floor).
+ * 2. Ours (6.12 guest with virtio-pci unbound, or `--ours-kernel 6.1`): as many MAP+UNMAP pairs
+ *    through the public API, one at a time and batched.
+ *
+ * Warm-up repetitions are discarded (JIT under TCG), medians are taken over the rest, and the
+ * ratio ours/Linux is printed per mode.
+ *
+ * ```sh
+ * deno task bench:peer -- --peer linux [--pairs 512] [--reps 15] [--warmup 10] [--batch 32]
+ *   [--ours-kernel 6.12|6.1] [--smoke] [--json]
+ * ```
+ *
+ * Needs what the guest runner needs (`.ci/install-guest-deps`). Permissions: read, write (the
+ * cache), run (qemu, busybox, git, ldd), env.
+ *
+ * @module
+ */
+
+import { type GuestKernel, runGuest } from "../tools/qemu.ts";
+import { GuestSetupError } from "../tools/initramfs.ts";
+import type { PeerParams } from "./peer_guest.ts";
+
+/** Options for {@link runPeerBench}. */
+export interface PeerBenchOptions extends PeerParams {
+  /** Kernel of the boot that runs our driver (default 6.12, the same as Linux's). */
+  oursKernel?: GuestKernel;
+  /** The project root (default: the folder above `bench/`). */
+  projectRoot?: string;
+  /** Seconds before a boot is killed (default 150). */
+  timeoutSeconds?: number;
+}
+
+/** One boot's figures. */
+export interface PeerBoot {
+  /** The guest's kernel release. */
+  kernel: string;
+  /** Milliseconds from starting QEMU to the command (boot). */
+  bootMs: number;
+  /** Milliseconds of the whole run. */
+  totalMs: number;
+  /** The guest report (every measured repetition, µs per pair, per mode). */
+  report: Record<string, unknown>;
+}
+
+/** Median µs per pair (or per ioctl) of each mode, and the ratios. */
+export interface PeerSummary {
+  /** Linux, one MAP+UNMAP pair at a time (two ioctls). */
+  linuxOne: number;
+  /** Linux, N MAP ioctls then one range UNMAP ioctl, per pair. */
+  linuxBatched: number;
+  /** Linux, a null VFIO ioctl (VFIO_GET_API_VERSION). */
+  linuxNullIoctl: number;
+  /** Ours, one pair at a time (await each). */
+  oursOne: number;
+  /** Ours, RequestBatch of `batch` MAPs then `batch` UNMAPs, per pair. */
+  oursBatched: number;
+  /** Ours, Promise.all of `batch` map() calls then `batch` unmap() calls, per pair. */
+  oursPromiseAll: number;
+  /** oursOne / linuxOne (target ≤ 0.5). */
+  ratioOne: number;
+  /** oursBatched / linuxOne (target ≤ 0.3). */
+  ratioBatched: number;
+  /** oursBatched / linuxBatched (against Linux's own fewest-syscalls path). */
+  ratioBatchedVsLinuxBatched: number;
+}
+
+/** The whole result. */
+export interface PeerBenchResult {
+  /** The parameters both boots used. */
+  params: PeerParams;
+  /** Linux's boot. */
+  linux: PeerBoot;
+  /** Our boot. */
+  ours: PeerBoot;
+  /** Medians and ratios. */
+  summary: PeerSummary;
+}
+
+/** Parameters of the CI smoke run: few repetitions, seconds per boot. */
+export const SMOKE_PARAMS: PeerParams = { pairs: 128, reps: 3, warmup: 3, batch: 32 };
+/** Parameters of the full run. */
+export const FULL_PARAMS: PeerParams = { pairs: 512, reps: 15, warmup: 10, batch: 32 };
+
+/** Returns the median of `values` (which must not be empty). */
+export function median(values: readonly number[]): number {
+  if (values.length === 0) throw new RangeError("Cannot take the median of no values");
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** Boots one guest running bench/peer_guest.ts for `side` and returns its figures. */
+async function boot(
+  side: "linux" | "ours",
+  kernel: GuestKernel,
+  params: PeerParams,
+  options: PeerBenchOptions,
+): Promise<PeerBoot> {
+  const command = [
+    "deno",
+    "run",
+    "-A",
+    "bench/peer_guest.ts",
+    "--side",
+    side,
+    "--pairs",
+    String(params.pairs),
+    "--reps",
+    String(params.reps),
+    "--warmup",
+    String(params.warmup),
+    "--batch",
+    String(params.batch),
+  ];
+  const result = await runGuest(command, {
+    kernel,
+    iommuDriver: side === "linux" ? "linux" : "userspace",
+    qemuArgs: ["-device", "edu"],
+    timeoutSeconds: options.timeoutSeconds ?? 150,
+    projectRoot: options.projectRoot,
+  });
+  const line = result.lines.find((l) => l.startsWith("PEER "));
+  if (result.code !== 0 || line === undefined) {
+    throw new Error(
+      `The ${side} boot failed (exit code ${result.code}${
+        result.timedOut ? ", timed out" : ""
+      }):\n` +
+        result.lines.join("\n") + "\n--- guest console ---\n" + result.noise.slice(-30).join("\n"),
+    );
+  }
+  const report = JSON.parse(line.slice("PEER ".length)) as Record<string, unknown>;
+  return {
+    kernel: String(report.kernel),
+    bootMs: Math.round(result.bootMs),
+    totalMs: Math.round(result.totalMs),
+    report,
+  };
+}
+
+/** Rounds to two decimals. */
+function round2(value: number): number {
+  return Math.round(value * 100) / 100;
+}
+
+/** Runs both boots (Linux's first) and summarises them. */
+export async function runPeerBench(options: PeerBenchOptions): Promise<PeerBenchResult> {
+  const params: PeerParams = {
+    pairs: options.pairs,
+    reps: options.reps,
+    warmup: options.warmup,
+    batch: options.batch,
+  };
+  const linux = await boot("linux", "6.12", params, options);
+  const ours = await boot("ours", options.oursKernel ?? "6.12", params, options);
+  const m = (b: PeerBoot, key: string): number => round2(median(b.report[key] as number[]));
+  const linuxOne = m(linux, "one");
+  const linuxBatched = m(linux, "batched");
+  const oursOne = m(ours, "one");
+  const oursBatched = m(ours, "batched");
+  const summary: PeerSummary = {
+    linuxOne,
+    linuxBatched,
+    linuxNullIoctl: m(linux, "nullIoctl"),
+    oursOne,
+    oursBatched,
+    oursPromiseAll: m(ours, "promiseAll"),
+    ratioOne: round2(oursOne / linuxOne),
+    ratioBatched: round2(oursBatched / linuxOne),
+    ratioBatchedVsLinuxBatched: round2(oursBatched / linuxBatched),
+  };
+  return { params, linux, ours, summary };
+}
+
+/** Formats the result as the table the README shows. */
+export function formatTable(result: PeerBenchResult): string {
+  const s = result.summary;
+  const p = result.params;
+  const row = (mode: string, linux: string, ours: string, ratio: string, target: string): string =>
+    `| ${mode} | ${linux} | ${ours} | ${ratio} | ${target} |`;
+  const us = (v: number): string => `${v.toFixed(1)} µs`;
+  return [
+    `4 KiB MAP+UNMAP pairs, medians of ${p.reps} repetitions of ${p.pairs} pairs ` +
+    `(${p.warmup} warm-up repetitions discarded), QEMU TCG; Linux ${result.linux.kernel}, ` +
+    `ours on ${result.ours.kernel}`,
+    "",
+    row("mode", "Linux (VFIO ioctls)", "ours", "ours/Linux", "target"),
+    row("---", "---", "---", "---", "---"),
+    row("one pair at a time", us(s.linuxOne), us(s.oursOne), s.ratioOne.toFixed(2), "≤ 0.5"),
+    row(
+      `batched (${p.batch} per submit)`,
+      `${us(s.linuxOne)} (one at a time)`,
+      us(s.oursBatched),
+      s.ratioBatched.toFixed(2),
+      "≤ 0.3",
+    ),
+    row(
+      "batched, Linux's best (N MAPs, one range UNMAP)",
+      us(s.linuxBatched),
+      us(s.oursBatched),
+      s.ratioBatchedVsLinuxBatched.toFixed(2),
+      "",
+    ),
+    row(`Promise.all (${p.batch} in one tick)`, "", us(s.oursPromiseAll), "", ""),
+    row("null VFIO ioctl (syscall floor)", us(s.linuxNullIoctl), "", "", ""),
+    "",
+    `boots: Linux ${(result.linux.bootMs / 1000).toFixed(1)} s (whole run ` +
+    `${(result.linux.totalMs / 1000).toFixed(1)} s), ours ${
+      (result.ours.bootMs / 1000).toFixed(1)
+    } s ` +
+    `(whole run ${(result.ours.totalMs / 1000).toFixed(1)} s)`,
+  ].join("\n");
+}
+
+/** Parses the command line into options plus the output choice. */
+export function parsePeerArgs(argv: string[]): { options: PeerBenchOptions; json: boolean } {
+  const args = argv[0] === "--" ? argv.slice(1) : argv;
+  const smoke = args.includes("--smoke");
+  const base = smoke ? SMOKE_PARAMS : FULL_PARAMS;
+  const options: PeerBenchOptions = { ...base };
+  let json = false;
+  let peer: string | null = null;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    const value = (): string => {
+      const v = args[++i];
+      if (v === undefined) throw new TypeError(`${arg} needs a value`);
+      return v;
+    };
+    const integer = (): number => {
+      const n = Number(value());
+      if (!Number.isInteger(n) || n <= 0) throw new TypeError(`${arg} needs a positive integer`);
+      return n;
+    };
+    if (arg === "--peer") peer = value();
+    else if (arg === "--pairs") options.pairs = integer();
+    else if (arg === "--reps") options.reps = integer();
+    else if (arg === "--warmup") options.warmup = Number(value());
+    else if (arg === "--batch") options.batch = integer();
+    else if (arg === "--ours-kernel") {
+      const k = value();
+      if (k !== "6.1" && k !== "6.12") throw new TypeError("--ours-kernel needs 6.1 or 6.12");
+      options.oursKernel = k;
+    } else if (arg === "--json") json = true;
+    else if (arg === "--smoke") continue;
+    else throw new TypeError(`Unknown argument ${arg}`);
+  }
+  if (peer !== "linux") {
+    throw new TypeError(
+      "Usage: deno task bench:peer -- --peer linux [--smoke] [--json] [--pairs n] [--reps n] " +
+        "[--warmup n] [--batch n] [--ours-kernel 6.12|6.1]",
+    );
+  }
+  if (!Number.isInteger(options.warmup) || options.warmup < 0) {
+    throw new TypeError("--warmup needs a non-negative integer");
+  }
+  if (options.pairs % options.batch !== 0) {
+    throw new TypeError(`--pairs ${options.pairs} must be a multiple of --batch ${options.batch}`);
+  }
+  return { options, json };
+}
+
+/** Runs the command line; returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  let parsed: { options: PeerBenchOptions; json: boolean };
+  try {
+    parsed = parsePeerArgs(argv);
+  } catch (err) {
+    console.error((err as Error).message);
+    return 2;
+  }
+  try {
+    const result = await runPeerBench(parsed.options);
+    console.log(parsed.json ? JSON.stringify(result, null, 2) : formatTable(result));
+    return 0;
+  } catch (err) {
+    if (err instanceof GuestSetupError) {
+      console.error(err.message);
+      return 3;
+    }
+    throw err;
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

@@ -1,0 +1,250 @@
+/**
+ * The guest half of the peer benchmark (bench/peer.ts boots the guests): times 4 KiB
+ * MAP+UNMAP pairs against QEMU's virtio-iommu with edu as the endpoint, and prints one line
+ * `PEER <json>`.
+ *
+ * - `--side linux` (6.12 guest, Linux's virtio-iommu + VFIO loaded): edu bound to vfio-pci,
+ *   VFIO_IOMMU_MAP_DMA / VFIO_IOMMU_UNMAP_DMA ioctls from Deno FFI (each one MAP or UNMAP
+ *   request sent by Linux's driver), one pair at a time and "batched" (N MAPs, then one range
+ *   UNMAP: the fewest syscalls VFIO allows), plus a null ioctl (VFIO_GET_API_VERSION) as the
+ *   syscall floor.
+ * - `--side ours` (virtio-pci unbound, or the 6.1 guest): our driver's public API over the
+ *   sysfs backend, one pair at a time (await each) and batched (a reusable RequestBatch of
+ *   `--batch` MAPs, then one of as many UNMAPs), plus Promise.all batching for comparison.
+ *
+ * Each mode runs `--warmup` discarded repetitions (JIT warm-up under TCG), then `--reps`
+ * measured ones of `--pairs` pairs; the report keeps every repetition's µs per pair.
+ *
+ * @module
+ */
+
+import {
+  libc,
+  MAP_ANONYMOUS,
+  MAP_POPULATE,
+  MAP_PRIVATE,
+  mmap,
+  munmap,
+  pointerAddress,
+  PROT_READ,
+  PROT_WRITE,
+} from "../transport/host/ffi.ts";
+import { openVfioPci } from "../transport/host/vfio.ts";
+import {
+  encodeDmaMap,
+  encodeDmaUnmap,
+  VFIO_DMA_MAP_FLAG_READ,
+  VFIO_DMA_MAP_FLAG_WRITE,
+  VFIO_GET_API_VERSION,
+  VFIO_IOMMU_MAP_DMA,
+  VFIO_IOMMU_UNMAP_DMA,
+} from "../transport/host/vfio_abi.ts";
+import { openSysfsPci } from "../transport/host/sysfs_pci.ts";
+import { PagemapDma } from "../transport/host/pagemap.ts";
+import { PciTransport } from "../transport/pci.ts";
+import { MAP_READ, MAP_WRITE, VirtioIommu } from "../driver/iommu/device.ts";
+import { bindToVfioPci, boundDriver, EDU_DEVICE, EDU_VENDOR, findPciDevice } from "../tools/edu.ts";
+
+/** The benchmark's parameters. */
+export interface PeerParams {
+  /** MAP+UNMAP pairs per repetition. */
+  pairs: number;
+  /** Measured repetitions. */
+  reps: number;
+  /** Discarded repetitions before them. */
+  warmup: number;
+  /** Requests per batch (batched modes). */
+  batch: number;
+}
+
+/** First IOVA the benchmark maps (below edu's 28-bit DMA mask, clear of the allocator's). */
+const IOVA_BASE = 0x400_0000;
+const PAGE = 0x1000;
+/** The virtio-iommu's PCI IDs. */
+const VIRTIO_VENDOR = 0x1af4;
+const VIRTIO_IOMMU_DEVICE = 0x1057;
+
+/** Parses `--side`, `--pairs`, `--reps`, `--warmup`, `--batch`. */
+function parseArgs(argv: string[]): { side: "linux" | "ours"; params: PeerParams } {
+  const get = (name: string, fallback: number): number => {
+    const i = argv.indexOf(`--${name}`);
+    if (i < 0) return fallback;
+    const value = Number(argv[i + 1]);
+    if (!Number.isInteger(value) || value < 0) throw new TypeError(`--${name} needs an integer`);
+    return value;
+  };
+  const sideAt = argv.indexOf("--side");
+  const side = argv[sideAt + 1];
+  if (sideAt < 0 || (side !== "linux" && side !== "ours")) {
+    throw new TypeError("--side needs linux or ours");
+  }
+  const params = {
+    pairs: get("pairs", 256),
+    reps: get("reps", 10),
+    warmup: get("warmup", 3),
+    batch: get("batch", 32),
+  };
+  if (params.pairs % params.batch !== 0) {
+    throw new RangeError(`--pairs ${params.pairs} must be a multiple of --batch ${params.batch}`);
+  }
+  return { side, params };
+}
+
+/**
+ * Runs `once()` (which does `units` operations) `warmup + reps` times and returns the measured
+ * repetitions' µs per unit.
+ */
+async function measure(
+  params: PeerParams,
+  units: number,
+  once: () => unknown,
+): Promise<number[]> {
+  const samples: number[] = [];
+  for (let r = 0; r < params.warmup + params.reps; r++) {
+    const start = performance.now();
+    await once();
+    const us = ((performance.now() - start) * 1000) / units;
+    if (r >= params.warmup) samples.push(Math.round(us * 100) / 100);
+  }
+  return samples;
+}
+
+/** Linux's driver through VFIO type1. */
+async function linuxSide(params: PeerParams): Promise<Record<string, unknown>> {
+  const edu = findPciDevice(EDU_VENDOR, EDU_DEVICE);
+  if (edu === null) throw new Error("no edu device (boot with -device edu)");
+  const binding = await bindToVfioPci(edu);
+  const dev = openVfioPci(edu);
+  const fd = dev.containerFd;
+  const n = params.pairs;
+  const memory = mmap(
+    "bench pages",
+    n * PAGE,
+    PROT_READ | PROT_WRITE,
+    MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
+  );
+  const base = pointerAddress(memory);
+  const rw = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE;
+  // Every request encoded once, so the loop is only the ioctls.
+  const maps = Array.from(
+    { length: n },
+    (_, i) => encodeDmaMap(base + BigInt(i * PAGE), BigInt(IOVA_BASE + i * PAGE), BigInt(PAGE), rw),
+  );
+  const unmaps = Array.from(
+    { length: n },
+    (_, i) => encodeDmaUnmap(BigInt(IOVA_BASE + i * PAGE), BigInt(PAGE)),
+  );
+  const rangeUnmap = encodeDmaUnmap(BigInt(IOVA_BASE), BigInt(n * PAGE));
+  const c = libc();
+  const MAP = BigInt(VFIO_IOMMU_MAP_DMA);
+  const UNMAP = BigInt(VFIO_IOMMU_UNMAP_DMA);
+  const NULL = BigInt(VFIO_GET_API_VERSION);
+  const check = (rc: number, what: string): void => {
+    if (rc < 0) throw new Error(`${what} failed`);
+  };
+  const result: Record<string, unknown> = { binding, group: dev.group, iommuType: dev.iommuType };
+  try {
+    result.one = await measure(params, n, () => {
+      const map = maps[0], unmap = unmaps[0];
+      for (let i = 0; i < n; i++) {
+        check(c.ioctl(fd, MAP, map), "VFIO_IOMMU_MAP_DMA");
+        check(c.ioctl(fd, UNMAP, unmap), "VFIO_IOMMU_UNMAP_DMA");
+      }
+    });
+    result.batched = await measure(params, n, () => {
+      for (let i = 0; i < n; i++) check(c.ioctl(fd, MAP, maps[i]), "VFIO_IOMMU_MAP_DMA");
+      new DataView(rangeUnmap.buffer).setBigUint64(16, BigInt(n * PAGE), true);
+      check(c.ioctl(fd, UNMAP, rangeUnmap), "VFIO_IOMMU_UNMAP_DMA (range)");
+    });
+    result.nullIoctl = await measure(params, n, () => {
+      for (let i = 0; i < n; i++) check(c.ioctlInt(fd, NULL, 0n), "VFIO_GET_API_VERSION");
+    });
+  } finally {
+    munmap(memory, n * PAGE);
+    dev.close();
+  }
+  return result;
+}
+
+/** Our driver over the sysfs backend. */
+async function oursSide(params: PeerParams): Promise<Record<string, unknown>> {
+  const edu = findPciDevice(EDU_VENDOR, EDU_DEVICE);
+  const bdf = findPciDevice(VIRTIO_VENDOR, VIRTIO_IOMMU_DEVICE);
+  if (edu === null || bdf === null) throw new Error("need edu and a virtio-iommu-pci");
+  const driverOfIommu = boundDriver(bdf);
+  if (driverOfIommu !== null) throw new Error(`${bdf} is bound to ${driverOfIommu}`);
+  const [, bus, slotFn] = edu.split(":");
+  const [slot, fn] = slotFn.split(".");
+  const endpoint = (parseInt(bus, 16) << 8) | (parseInt(slot, 16) << 3) | parseInt(fn, 16);
+
+  const dev = openSysfsPci(bdf);
+  const dma = new PagemapDma();
+  const iommu = await VirtioIommu.create(new PciTransport(dev.config, (i) => dev.bar(i)), dma, {
+    timeoutMs: 5000,
+  });
+  const domain = 1;
+  await iommu.attach(domain, endpoint);
+  const n = params.pairs;
+  const b = params.batch;
+  // One batch's worth of pages; IOVA i maps page i % batch (MAP/UNMAP never touch memory).
+  const pages = dma.alloc(b * PAGE);
+  const phys = pages.addrLo + pages.addrHi * 0x1_0000_0000;
+  const rw = MAP_READ | MAP_WRITE;
+  const batch = iommu.batch();
+  const result: Record<string, unknown> = {
+    bdf,
+    endpoint,
+    requestQueueSize: iommu.info.requestQueueSize,
+    features: iommu.info.featureNames,
+  };
+  try {
+    result.one = await measure(params, n, async () => {
+      for (let i = 0; i < n; i++) {
+        await iommu.map(domain, IOVA_BASE, phys, PAGE, rw);
+        await iommu.unmap(domain, IOVA_BASE, PAGE);
+      }
+    });
+    result.batched = await measure(params, n, async () => {
+      for (let at = 0; at < n; at += b) {
+        batch.clear();
+        for (let i = at; i < at + b; i++) {
+          batch.map(domain, IOVA_BASE + i * PAGE, phys + (i - at) * PAGE, PAGE, rw);
+        }
+        if (await batch.submit() !== 0) throw new Error(`MAP batch failed: ${batch.error(0)}`);
+        batch.clear();
+        for (let i = at; i < at + b; i++) batch.unmap(domain, IOVA_BASE + i * PAGE, PAGE);
+        if (await batch.submit() !== 0) throw new Error(`UNMAP batch failed: ${batch.error(0)}`);
+      }
+    });
+    const promises: Promise<void>[] = new Array(b);
+    result.promiseAll = await measure(params, n, async () => {
+      for (let at = 0; at < n; at += b) {
+        for (let i = 0; i < b; i++) {
+          promises[i] = iommu.map(domain, IOVA_BASE + (at + i) * PAGE, phys + i * PAGE, PAGE, rw);
+        }
+        await Promise.all(promises);
+        for (let i = 0; i < b; i++) {
+          promises[i] = iommu.unmap(domain, IOVA_BASE + (at + i) * PAGE, PAGE);
+        }
+        await Promise.all(promises);
+      }
+    });
+    result.mappingsLeft = iommu.mappings(domain).length;
+  } finally {
+    await iommu.detach(domain, endpoint).catch(() => {});
+    await iommu.close();
+    dma.free(pages);
+    dma.close();
+    dev.close();
+  }
+  return result;
+}
+
+if (import.meta.main) {
+  const { side, params } = parseArgs(Deno.args);
+  const kernel = Deno.readTextFileSync("/proc/sys/kernel/osrelease").trim();
+  const start = performance.now();
+  const result = side === "linux" ? await linuxSide(params) : await oursSide(params);
+  const ms = Math.round(performance.now() - start);
+  console.log("PEER " + JSON.stringify({ side, kernel, params, ms, ...result }));
+}

@@ -1,0 +1,105 @@
+/**
+ * Smoke run of the peer benchmark (bench/peer.ts) in CI: two boots (Linux's virtio-iommu
+ * driver through VFIO on the 6.12 guest, then ours on the same kind of guest), few
+ * repetitions. Asserts that both sides measured every mode and that the summary is coherent;
+ * it prints the table but does not assert the speed targets (a smoke run is too short and TCG
+ * timing too noisy to gate CI on). Skipped without QEMU or the 6.12 kernel, except under CI.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { defaultProjectRoot, locateTools } from "../tools/qemu.ts";
+import {
+  formatTable,
+  median,
+  parsePeerArgs,
+  type PeerBenchResult,
+  runPeerBench,
+  SMOKE_PARAMS,
+} from "../bench/peer.ts";
+
+const root = defaultProjectRoot();
+const tools = locateTools(root, "6.12");
+const missing = Array.isArray(tools) ? tools : [];
+const inCi = Deno.env.get("CI") === "true";
+
+Deno.test("median() takes the middle value, or the mean of the two middle ones", () => {
+  assert.equal(median([5, 1, 3]), 3);
+  assert.equal(median([4, 1, 3, 2]), 2.5);
+  assert.throws(() => median([]), RangeError);
+});
+
+Deno.test("parsePeerArgs() needs --peer linux and checks the pairs/batch relation", () => {
+  assert.deepEqual(parsePeerArgs(["--", "--peer", "linux", "--smoke", "--json"]), {
+    options: { ...SMOKE_PARAMS },
+    json: true,
+  });
+  assert.equal(
+    parsePeerArgs(["--peer", "linux", "--ours-kernel", "6.1"]).options.oursKernel,
+    "6.1",
+  );
+  assert.throws(() => parsePeerArgs(["--smoke"]), /--peer linux/);
+  assert.throws(() => parsePeerArgs(["--peer", "bsd"]), /--peer linux/);
+  assert.throws(() => parsePeerArgs(["--peer", "linux", "--pairs", "33"]), /multiple of --batch/);
+});
+
+let pending: Promise<PeerBenchResult> | null = null;
+
+/** Runs the smoke benchmark once for every test below. */
+function smoke(): Promise<PeerBenchResult> {
+  pending ??= (async () => {
+    const start = performance.now();
+    const result = await runPeerBench({ ...SMOKE_PARAMS, projectRoot: root, timeoutSeconds: 120 });
+    console.log(formatTable(result));
+    console.log(`peer smoke: ${((performance.now() - start) / 1000).toFixed(1)} s for two boots`);
+    return result;
+  })();
+  return pending;
+}
+
+if (missing.length > 0) {
+  const why = missing.join("; ");
+  if (inCi) {
+    Deno.test("peer bench: QEMU and the 6.12 guest kernel are installed in CI", () => {
+      assert.fail(`The peer benchmark cannot run in CI: ${why} (run .ci/install-guest-deps)`);
+    });
+  } else {
+    console.log(`%cPeer benchmark smoke SKIPPED: ${why}.`, "color: yellow");
+    Deno.test({ name: `peer bench: skipped (${why})`, ignore: true, fn(): void {} });
+  }
+} else {
+  Deno.test("peer bench: Linux's side binds edu to vfio-pci and times every mode", async () => {
+    const { linux, params } = await smoke();
+    assert.match(linux.kernel, /^6\.12\./);
+    assert.equal((linux.report.binding as { driver: string }).driver, "vfio-pci");
+    for (const mode of ["one", "batched", "nullIoctl"]) {
+      const samples = linux.report[mode] as number[];
+      assert.equal(samples.length, params.reps, `${mode}: one sample per measured repetition`);
+      assert.ok(samples.every((v) => v > 0), `${mode}: positive timings`);
+    }
+  });
+
+  Deno.test("peer bench: our side drives the same device with virtio-pci unbound and leaves no mapping", async () => {
+    const { ours, params } = await smoke();
+    assert.match(ours.kernel, /^6\.12\./);
+    assert.equal(ours.report.bdf, "0000:00:02.0");
+    assert.equal(ours.report.endpoint, 0x18);
+    assert.equal(ours.report.mappingsLeft, 0);
+    for (const mode of ["one", "batched", "promiseAll"]) {
+      const samples = ours.report[mode] as number[];
+      assert.equal(samples.length, params.reps, `${mode}: one sample per measured repetition`);
+      assert.ok(samples.every((v) => v > 0), `${mode}: positive timings`);
+    }
+  });
+
+  Deno.test("peer bench: the null ioctl is cheaper than a MAP+UNMAP pair and ratios are consistent", async () => {
+    const { summary: s } = await smoke();
+    assert.ok(
+      s.linuxNullIoctl < s.linuxOne,
+      "two ioctls that send requests cost more than one null",
+    );
+    assert.equal(s.ratioOne, Math.round((s.oursOne / s.linuxOne) * 100) / 100);
+    assert.equal(s.ratioBatched, Math.round((s.oursBatched / s.linuxOne) * 100) / 100);
+  });
+}
