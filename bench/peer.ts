@@ -103,10 +103,13 @@ async function boot(
   params: PeerParams,
   options: PeerBenchOptions,
 ): Promise<PeerBoot> {
+  // One vCPU: V8's background compiler and GC threads would share it with the measured loop
+  // (and install code mid-measurement, which makes TCG retranslate); both sides run without.
   const command = [
     "deno",
     "run",
     "-A",
+    "--v8-flags=--single-threaded",
     "bench/peer_guest.ts",
     "--side",
     side,

@@ -94,9 +94,11 @@ if (missing.length > 0) {
   });
 
   Deno.test("peer bench: the null ioctl is cheaper than a MAP+UNMAP pair and ratios are consistent", async () => {
-    const { summary: s } = await smoke();
+    const { linux, summary: s } = await smoke();
+    // Best repetitions, not medians: a smoke run's few repetitions can all be JIT-noisy.
+    const best = (key: string): number => Math.min(...(linux.report[key] as number[]));
     assert.ok(
-      s.linuxNullIoctl < s.linuxOne,
+      best("nullIoctl") < best("one"),
       "two ioctls that send requests cost more than one null",
     );
     assert.equal(s.ratioOne, Math.round((s.oursOne / s.linuxOne) * 100) / 100);
