@@ -42,3 +42,4 @@ export {
   type VfioPciDevice,
   type VfioPciOptions,
 } from "./transport/host/vfio.ts";
+export type { RegionInfo } from "./transport/host/vfio_abi.ts";
