@@ -171,6 +171,13 @@ const PLAN_SEND_UNTRACKED = 0;
 const PLAN_RECORD_ONLY = 1;
 /** Recorded, and to send. */
 const PLAN_SEND = 2;
+
+/** A failed fast-path request has nothing to take back. */
+const UNDO_NONE = 0;
+/** A failed MAP takes its record back. */
+const UNDO_MAP = 1;
+/** A failed UNMAP puts back the records it removed. */
+const UNDO_UNMAP = 2;
 const DEFAULT_MAX_QUEUE = 256;
 
 /** Largest power of two ≤ n. */
@@ -214,6 +221,12 @@ export class VirtioIommu {
   #faultListeners = new Set<(event: FaultEvent) => void>();
   #closed = false;
   #groups = new Map<number, IsolationGroup>();
+  // Per-slot state of fast-path requests (see #mapFast).
+  #resolveOf: ((() => void) | null)[] = [];
+  #rejectOf: (((error: Error) => void) | null)[] = [];
+  #undoOf = new Uint8Array(0);
+  #undoFields = new Uint32Array(0);
+  #savedOf: SavedMappings[] = [];
   /** Attachments to restore after a reset, kept across a reset that failed before restoring. */
   #reattach = new Map<number, { domain: number; endpoint: number; bypass: boolean }>();
   // Scratch halves for argument checking; requests are encoded before any await.
@@ -276,6 +289,12 @@ export class VirtioIommu {
         eventIdx,
         indirect,
       });
+      const slots = this.#requests.slots;
+      this.#resolveOf = new Array(slots).fill(null);
+      this.#rejectOf = new Array(slots).fill(null);
+      this.#undoOf = new Uint8Array(slots);
+      this.#undoFields = new Uint32Array(slots * 7);
+      this.#savedOf = Array.from({ length: slots }, () => new SavedMappings());
       this.#events = new EventQueue(
         t,
         this.#dma,
@@ -647,6 +666,10 @@ export class VirtioIommu {
     flags: number,
     options: MapOptions = {},
   ): Promise<void> {
+    if (!options.split) {
+      const slot = this.#fastSlot();
+      if (slot >= 0) return this.#mapFast(slot, domain, iova, phys, size, flags);
+    }
     let plan: number;
     try {
       if (options.split) {
@@ -678,6 +701,106 @@ export class VirtioIommu {
       () => this.#forgetMap(domain, sLo, sHi, eLo, eHi, pLo, pHi),
     );
   }
+
+  // One-at-a-time fast path: with a slot free, a request is checked, recorded and encoded
+  // straight into its slot, and settles through per-slot state: one promise per request and
+  // no closure of ours, which matters most where JIT code is slow (a TCG guest).
+
+  /** A free request slot for the fast path, or -1 (queue broken, full, or callers waiting). */
+  #fastSlot(): number {
+    const q = this.#requests;
+    if (this.#closed || q === undefined || q.broken) return -1;
+    return q.tryTakeSlot();
+  }
+
+  #mapFast(
+    slot: number,
+    domain: number,
+    iova: Address,
+    phys: Address,
+    size: Address,
+    flags: number,
+  ): Promise<void> {
+    const q = this.#requests;
+    let plan: number;
+    try {
+      plan = this.#prepareMap(domain, iova, phys, size, flags);
+    } catch (error) {
+      q.release(slot);
+      return Promise.reject(error);
+    }
+    if (plan === PLAN_RECORD_ONLY) {
+      q.release(slot);
+      return Promise.resolve();
+    }
+    const v = q.view(slot), o = q.offset(slot), a = this.#a, b = this.#b, c = this.#c;
+    zeroSlot(v, o, MAP_SIZE);
+    encodeMap(v, o, domain, a.lo, a.hi, b.lo, b.hi, c.lo, c.hi, flags);
+    this.#undoOf[slot] = plan === PLAN_SEND ? UNDO_MAP : UNDO_NONE;
+    const f = this.#undoFields, at = slot * 7;
+    f[at] = domain;
+    f[at + 1] = a.lo;
+    f[at + 2] = a.hi;
+    f[at + 3] = b.lo;
+    f[at + 4] = b.hi;
+    f[at + 5] = c.lo;
+    f[at + 6] = c.hi;
+    return this.#sendFast(slot, MAP_SIZE);
+  }
+
+  #unmapFast(slot: number, domain: number, iova: Address, size: Address): Promise<void> {
+    const q = this.#requests;
+    const saved = this.#savedOf[slot];
+    saved.length = 0;
+    let plan: number;
+    try {
+      plan = this.#prepareUnmap(domain, iova, size, saved);
+    } catch (error) {
+      q.release(slot);
+      return Promise.reject(error);
+    }
+    if (plan === PLAN_RECORD_ONLY) {
+      q.release(slot);
+      return Promise.resolve();
+    }
+    const v = q.view(slot), o = q.offset(slot), a = this.#a, b = this.#b;
+    zeroSlot(v, o, UNMAP_SIZE);
+    encodeUnmap(v, o, domain, a.lo, a.hi, b.lo, b.hi);
+    this.#undoOf[slot] = plan === PLAN_SEND ? UNDO_UNMAP : UNDO_NONE;
+    this.#undoFields[slot * 7] = domain;
+    return this.#sendFast(slot, UNMAP_SIZE);
+  }
+
+  #sendFast(slot: number, readLen: number): Promise<void> {
+    const promise = new Promise<void>((resolve, reject) => {
+      this.#resolveOf[slot] = resolve;
+      this.#rejectOf[slot] = reject;
+    });
+    this.#requests.send(slot, readLen, this.#completeFast);
+    return promise;
+  }
+
+  /** Settles a fast-path request; on failure first takes back what it recorded. */
+  #completeFast: Completion = (error, slot) => {
+    const resolve = this.#resolveOf[slot];
+    const reject = this.#rejectOf[slot];
+    this.#resolveOf[slot] = null;
+    this.#rejectOf[slot] = null;
+    if (error === null) {
+      resolve?.();
+      return;
+    }
+    const undo = this.#undoOf[slot];
+    if (undo === UNDO_MAP) {
+      // From the driver's own copy: the slot is shared memory the device could have changed.
+      const f = this.#undoFields, at = slot * 7;
+      this.#forgetMap(f[at], f[at + 1], f[at + 2], f[at + 3], f[at + 4], f[at + 5], f[at + 6]);
+    } else if (undo === UNDO_UNMAP) {
+      const saved = this.#savedOf[slot];
+      this.#restoreMappings(this.#undoFields[slot * 7], saved.data, 0, saved.length);
+    }
+    reject?.(error);
+  };
 
   /**
    * Checks a MAP and records it (virtio 1.3 §5.13.6.5), leaving iova/last/phys in #a/#b/#c.
@@ -790,6 +913,9 @@ export class VirtioIommu {
    * inside it. Refused before sending when it would split a mapping (the spec's driver MUST).
    */
   unmap(domain: number, iova: Address, size: Address): Promise<void> {
+    const slot = this.#fastSlot();
+    if (slot >= 0) return this.#unmapFast(slot, domain, iova, size);
+    // Every slot busy: wait in line (this path may allocate).
     const saved = new SavedMappings();
     let plan: number;
     try {

@@ -307,6 +307,11 @@ export class RequestQueue {
     this.#release(slot);
   }
 
+  /** Gives back a slot taken with {@link RequestQueue.tryTakeSlot} and never sent. */
+  release(slot: number): void {
+    this.#release(slot);
+  }
+
   #release(slot: number): void {
     this.#state[slot] = FREE;
     const waiter = this.#waiters.shift();
