@@ -86,7 +86,7 @@ if (missing.length > 0) {
     assert.equal(ours.report.bdf, "0000:00:02.0");
     assert.equal(ours.report.endpoint, 0x18);
     assert.equal(ours.report.mappingsLeft, 0);
-    for (const mode of ["one", "batched", "promiseAll"]) {
+    for (const mode of ["one", "batched", "batchedRange", "promiseAll"]) {
       const samples = ours.report[mode] as number[];
       assert.equal(samples.length, params.reps, `${mode}: one sample per measured repetition`);
       assert.ok(samples.every((v) => v > 0), `${mode}: positive timings`);
