@@ -11,7 +11,7 @@
 import type { Address } from "./address.ts";
 import { type IommuError, type IommuStatus, statusName } from "./errors.ts";
 import type { Completion, RequestQueue } from "./request_queue.ts";
-import { encodeMap, encodeUnmap, zeroSlot } from "./requests.ts";
+import { encodeMap, encodeUnmap } from "./requests.ts";
 import { SavedMappings } from "./domains.ts";
 import { MAP_SIZE, UNMAP_SIZE, VIRTIO_IOMMU_S_OK } from "./wire.ts";
 
@@ -213,7 +213,6 @@ export class RequestBatch {
         const f = this.#fields;
         const at = i * FIELDS;
         if (this.#ops[i] === OP_MAP) {
-          zeroSlot(v, o, MAP_SIZE);
           encodeMap(
             v,
             o,
@@ -228,7 +227,6 @@ export class RequestBatch {
           );
           q.send(slot, MAP_SIZE, this.#doneBound);
         } else {
-          zeroSlot(v, o, UNMAP_SIZE);
           encodeUnmap(v, o, f[at], f[at + 1], f[at + 2], f[at + 3], f[at + 4]);
           q.send(slot, UNMAP_SIZE, this.#doneBound);
         }

@@ -32,14 +32,7 @@ import {
   ReservedRegionConflictError,
 } from "./probe.ts";
 import { type Completion, RequestQueue } from "./request_queue.ts";
-import {
-  encodeAttach,
-  encodeDetach,
-  encodeMap,
-  encodeProbe,
-  encodeUnmap,
-  zeroSlot,
-} from "./requests.ts";
+import { encodeAttach, encodeDetach, encodeMap, encodeProbe, encodeUnmap } from "./requests.ts";
 import type { IsolationGroup } from "../topology/resolve.ts";
 import {
   ATTACH_SIZE,
@@ -468,7 +461,6 @@ export class VirtioIommu {
       };
       const slot = q.tryTakeSlot();
       if (slot >= 0) {
-        zeroSlot(q.view(slot), q.offset(slot), readLen);
         encode(q.view(slot), q.offset(slot));
         q.send(slot, readLen, done);
         return;
@@ -480,7 +472,6 @@ export class VirtioIommu {
           done(error ?? q.broken ?? new DeviceResetError("The request queue failed"), s);
           return;
         }
-        zeroSlot(q.view(s), q.offset(s), readLen);
         encode(q.view(s), q.offset(s));
         q.send(s, readLen, done);
       });
@@ -734,7 +725,6 @@ export class VirtioIommu {
       return Promise.resolve();
     }
     const v = q.view(slot), o = q.offset(slot), a = this.#a, b = this.#b, c = this.#c;
-    zeroSlot(v, o, MAP_SIZE);
     encodeMap(v, o, domain, a.lo, a.hi, b.lo, b.hi, c.lo, c.hi, flags);
     this.#undoOf[slot] = plan === PLAN_SEND ? UNDO_MAP : UNDO_NONE;
     const f = this.#undoFields, at = slot * 7;
@@ -764,7 +754,6 @@ export class VirtioIommu {
       return Promise.resolve();
     }
     const v = q.view(slot), o = q.offset(slot), a = this.#a, b = this.#b;
-    zeroSlot(v, o, UNMAP_SIZE);
     encodeUnmap(v, o, domain, a.lo, a.hi, b.lo, b.hi);
     this.#undoOf[slot] = plan === PLAN_SEND ? UNDO_UNMAP : UNDO_NONE;
     this.#undoFields[slot * 7] = domain;

@@ -1,6 +1,7 @@
 /**
- * Request encoders (virtio 1.3 §5.13.6): each writes the device-readable part of one request
- * at `offset` of a zeroed slot. Allocation-free; 64-bit fields as u32 halves, low first.
+ * Request encoders (virtio 1.3 §5.13.6): each writes every byte of the device-readable part of
+ * one request at `offset` — reserved fields as zero, as the driver SHOULD — so a slot never
+ * needs clearing first. Allocation-free; 64-bit fields as u32 halves, low first.
  *
  * @module
  */
@@ -9,8 +10,10 @@ import {
   ATTACH_DOMAIN,
   ATTACH_ENDPOINT,
   ATTACH_FLAGS,
+  ATTACH_RESERVED,
   DETACH_DOMAIN,
   DETACH_ENDPOINT,
+  DETACH_RESERVED,
   HEAD_TYPE,
   MAP_DOMAIN,
   MAP_FLAGS,
@@ -18,7 +21,10 @@ import {
   MAP_VIRT_END,
   MAP_VIRT_START,
   PROBE_ENDPOINT,
+  PROBE_RESERVED,
+  PROBE_SIZE,
   UNMAP_DOMAIN,
+  UNMAP_RESERVED,
   UNMAP_VIRT_END,
   UNMAP_VIRT_START,
   VIRTIO_IOMMU_T_ATTACH,
@@ -36,17 +42,20 @@ export function encodeAttach(
   endpoint: number,
   flags: number,
 ): void {
-  v.setUint8(o + HEAD_TYPE, VIRTIO_IOMMU_T_ATTACH);
+  head(v, o, VIRTIO_IOMMU_T_ATTACH);
   v.setUint32(o + ATTACH_DOMAIN, domain, true);
   v.setUint32(o + ATTACH_ENDPOINT, endpoint, true);
   v.setUint32(o + ATTACH_FLAGS, flags, true);
+  v.setUint32(o + ATTACH_RESERVED, 0, true);
 }
 
 /** Encodes DETACH (§5.13.6.4). */
 export function encodeDetach(v: DataView, o: number, domain: number, endpoint: number): void {
-  v.setUint8(o + HEAD_TYPE, VIRTIO_IOMMU_T_DETACH);
+  head(v, o, VIRTIO_IOMMU_T_DETACH);
   v.setUint32(o + DETACH_DOMAIN, domain, true);
   v.setUint32(o + DETACH_ENDPOINT, endpoint, true);
+  v.setUint32(o + DETACH_RESERVED, 0, true);
+  v.setUint32(o + DETACH_RESERVED + 4, 0, true);
 }
 
 /** Encodes MAP of [start, end] (inclusive) to phys (§5.13.6.5). */
@@ -62,7 +71,7 @@ export function encodeMap(
   pHi: number,
   flags: number,
 ): void {
-  v.setUint8(o + HEAD_TYPE, VIRTIO_IOMMU_T_MAP);
+  head(v, o, VIRTIO_IOMMU_T_MAP);
   v.setUint32(o + MAP_DOMAIN, domain, true);
   v.setUint32(o + MAP_VIRT_START, sLo, true);
   v.setUint32(o + MAP_VIRT_START + 4, sHi, true);
@@ -83,21 +92,25 @@ export function encodeUnmap(
   eLo: number,
   eHi: number,
 ): void {
-  v.setUint8(o + HEAD_TYPE, VIRTIO_IOMMU_T_UNMAP);
+  head(v, o, VIRTIO_IOMMU_T_UNMAP);
   v.setUint32(o + UNMAP_DOMAIN, domain, true);
   v.setUint32(o + UNMAP_VIRT_START, sLo, true);
   v.setUint32(o + UNMAP_VIRT_START + 4, sHi, true);
   v.setUint32(o + UNMAP_VIRT_END, eLo, true);
   v.setUint32(o + UNMAP_VIRT_END + 4, eHi, true);
+  v.setUint32(o + UNMAP_RESERVED, 0, true);
 }
 
-/** Encodes the head of PROBE (§5.13.6.7); `reserved[64]` stays zero. */
+/** Encodes PROBE (§5.13.6.7) with `reserved[64]` zero. */
 export function encodeProbe(v: DataView, o: number, endpoint: number): void {
-  v.setUint8(o + HEAD_TYPE, VIRTIO_IOMMU_T_PROBE);
+  head(v, o, VIRTIO_IOMMU_T_PROBE);
   v.setUint32(o + PROBE_ENDPOINT, endpoint, true);
+  for (let i = 0; i < PROBE_SIZE - PROBE_RESERVED; i += 4) {
+    v.setUint32(o + PROBE_RESERVED + i, 0, true);
+  }
 }
 
-/** Zeroes the `length` bytes (a multiple of 4) of a slot before encoding: reserved fields are 0. */
-export function zeroSlot(v: DataView, o: number, length: number): void {
-  for (let i = 0; i < length; i += 4) v.setUint32(o + i, 0, true);
+/** Writes `struct virtio_iommu_req_head`: `type`, then `reserved[3]` as zero, in one word. */
+function head(v: DataView, o: number, type: number): void {
+  v.setUint32(o + HEAD_TYPE, type, true);
 }
