@@ -117,6 +117,21 @@ if (missing.length > 0) {
     assert.equal((open.command as number) & 0x6, 0x6, "memory space and bus master set");
   });
 
+  Deno.test("real device: deno task cli -- topology --json resolves the guest's PCI devices", async () => {
+    const cli = stepResult(await report(), "cli") as {
+      topology: { code: number; lines: Array<Record<string, unknown>> };
+      probeMissing: { code: number; lines: Array<Record<string, unknown>> };
+    };
+    assert.equal(cli.topology.code, 0);
+    const devices = cli.topology.lines[0].devices as Array<Record<string, unknown>>;
+    const edu = devices.find((d) => d.device === "0000:00:03.0");
+    assert.equal(edu?.endpointId, 0x18, "edu's endpoint ID is its BDF (QEMU's VIOT)");
+    const self = devices.find((d) => d.device === "0000:00:02.0");
+    assert.equal(self?.endpointId, null, "the IOMMU never translates itself");
+    assert.equal(cli.probeMissing.code, 1, "a refused request exits 1");
+    assert.equal(cli.probeMissing.lines[0].status, "NOENT");
+  });
+
   Deno.test("real device: PciTransport finds common, ISR, device cfg and notify in BAR4", async () => {
     const t = stepResult(await report(), "transport");
     assert.equal(t.deviceId, 23);

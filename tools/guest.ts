@@ -34,6 +34,21 @@ import {
 const USAGE = "Usage: deno task guest -- [--kernel 6.1|6.12] [--linux-iommu] " +
   '[--qemu "<extra QEMU args>"] [--timeout s] [--verbose] -- <command...>';
 
+/** What the options do. */
+const HELP =
+  `Boots QEMU (q35, TCG, -nic none, -device virtio-iommu-pci) with busybox, Deno and a copy
+of this project in an initramfs, runs <command> inside (deno on PATH, in the project copy) as
+root, and passes back its output and exit code.
+
+  --kernel 6.1|6.12   guest kernel (default 6.1: no kernel virtio-iommu driver, userspace owns it)
+  --linux-iommu       load Linux's virtio-iommu and VFIO modules (needs --kernel 6.12)
+  --qemu "<args>"     extra QEMU arguments, e.g. "-device edu"
+  --timeout s         give up after s seconds (default 170; exit code 124)
+  --verbose           show the kernel's console output on stderr
+
+Install QEMU, busybox and the kernels first with: bash .ci/install-guest-deps
+Example: deno task guest -- --qemu "-device edu" -- deno task cli -- probe 0x18`;
+
 /** Parsed command line of the runner. */
 export interface GuestCommandLine {
   /** The kernel to boot. */
@@ -105,6 +120,11 @@ export function parseCommandLine(argv: string[]): GuestCommandLine {
 
 /** Runs the runner's command line and returns the process exit code. */
 export async function main(argv: string[]): Promise<number> {
+  const first = argv[0] === "--" ? argv[1] : argv[0];
+  if (first === "--help" || first === "-h") {
+    console.log(USAGE + "\n\n" + HELP);
+    return 0;
+  }
   let parsed: GuestCommandLine;
   try {
     parsed = parseCommandLine(argv);

@@ -131,6 +131,21 @@ async function main(): Promise<void> {
   const devices = pciDevices();
   report.devices = devices;
 
+  // The command line against the real device, as a user would run it, before this script
+  // takes the device (issue 5: `deno task cli -- topology --json` works in the guest).
+  await step("cli", async () => {
+    const run = async (...args: string[]): Promise<{ code: number; lines: unknown[] }> => {
+      const out = await new Deno.Command("deno", {
+        args: ["task", "-q", "cli", "--", ...args, "--device", `pci:${IOMMU_BDF}`, "--json"],
+        stdout: "piped",
+        stderr: "inherit",
+      }).output();
+      const text = new TextDecoder().decode(out.stdout).trim();
+      return { code: out.code, lines: text.split("\n").map((l) => JSON.parse(l)) };
+    };
+    return { topology: await run("topology"), probeMissing: await run("probe", "0xff") };
+  });
+
   let dev: SysfsPciDevice | null = null;
   let iommu: VirtioIommu | null = null;
   const dma = new PagemapDma();
