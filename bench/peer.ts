@@ -103,7 +103,7 @@ export function median(values: readonly number[]): number {
 }
 
 /** Boots one guest running bench/peer_guest.ts for `side` and returns its figures. */
-async function boot(
+export async function boot(
   side: "linux" | "ours",
   kernel: GuestKernel,
   params: PeerParams,

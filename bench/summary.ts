@@ -15,10 +15,11 @@ import { MAP_READ, MAP_WRITE, type RequestBatch } from "../mod.ts";
 import { Baseline, driverRig } from "./_setup.ts";
 
 const args = parseArgs({
-  args: Deno.args,
+  args: Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args, // deno task passes "--" on
   options: {
     json: { type: "boolean", default: false },
     quick: { type: "boolean", default: false },
+    real: { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
   },
 });
@@ -149,6 +150,22 @@ for (let i = 0; i < ALLOC_REQ / 256; i++) await runBatch(batch, 256, 1, 0x100000
 const growth = heap() - h0;
 await iommu.close();
 
+// 6. The real device: QEMU's virtio-iommu-pci in a TCG guest (one boot), when asked.
+let real: { onePairUs: number; batchedPairUs: number; ratio: number; kernel: string } | null = null;
+if (args.values.real) {
+  const { boot, median: med, FULL_PARAMS, SMOKE_PARAMS } = await import("./peer.ts");
+  const params = quick ? SMOKE_PARAMS : FULL_PARAMS;
+  const ours = await boot("ours", "6.1", params, { ...params });
+  const one = med(ours.report.one as number[]);
+  const batchedPair = med(ours.report.batched as number[]);
+  real = {
+    onePairUs: one,
+    batchedPairUs: batchedPair,
+    ratio: one / batchedPair,
+    kernel: ours.kernel,
+  };
+}
+
 // Report.
 const rate = (requests: number, ms: number): number => requests / (ms / 1000);
 const cpu = (() => {
@@ -189,6 +206,12 @@ const figures = {
   },
   bytesPerLiveMapping: perMapping,
   heapGrowthBytes: { requests: ALLOC_REQ, bytes: growth, gcExposed: gc !== undefined },
+  realDevice: real === null ? null : {
+    kernel: real.kernel,
+    oneAtATimeRequestsPerSecond: 2e6 / real.onePairUs,
+    batchedRequestsPerSecond: 2e6 / real.batchedPairUs,
+    batchedOverOneAtATime: real.ratio,
+  },
 };
 
 if (args.values.json) {
@@ -228,4 +251,14 @@ if (args.values.json) {
       gc ? "" : " (no --expose-gc: noisy)"
     }`,
   );
+  const r = figures.realDevice;
+  if (r !== null) {
+    console.log(
+      `real device (QEMU 7.2 virtio-iommu-pci, TCG guest, ${r.kernel}): ` +
+        `${f(r.oneAtATimeRequestsPerSecond)} req/s one at a time, ` +
+        `${f(r.batchedRequestsPerSecond)} req/s batched 32 (${x(r.batchedOverOneAtATime)})`,
+    );
+  } else {
+    console.log("real device: not measured (add --real; needs QEMU, see .ci/install-guest-deps)");
+  }
 }
