@@ -111,11 +111,14 @@ export async function boot(
 ): Promise<PeerBoot> {
   // One vCPU: V8's background compiler and GC threads would share it with the measured loop
   // (and install code mid-measurement, which makes TCG retranslate); both sides run without.
+  // Maglev, V8's mid-tier compiler, keeps compiling and deoptimising under TCG, where each new
+  // piece of code costs a retranslation: one-at-a-time pairs went from ~67 us to ~18 us
+  // without it (medians in one 6.1 guest). Both sides run the same Deno with the same flags.
   const command = [
     "deno",
     "run",
     "-A",
-    "--v8-flags=--single-threaded",
+    "--v8-flags=--single-threaded,--no-maglev",
     "bench/peer_guest.ts",
     "--side",
     side,
