@@ -355,6 +355,30 @@ export class IntervalMap {
     const firstLeaf = this.#descend(startLo, startHi);
     const firstPos = this.#leafLowerBound(firstLeaf, startLo, startHi);
 
+    // Fast path, the usual UNMAP: exactly one interval, [start, end] itself. Nothing can
+    // straddle either end (it would overlap that interval), so remove it at once.
+    if (firstPos < this.#leafCount[firstLeaf]) {
+      const e = (firstLeaf * b + firstPos) * W;
+      const slot = this.#leaf[e + REF];
+      if (
+        this.#leaf[e] === startLo && this.#leaf[e + 1] === startHi &&
+        this.#endLo[slot] === endLo && this.#endHi[slot] === endHi
+      ) {
+        sink?.keep(
+          startLo,
+          startHi,
+          endLo,
+          endHi,
+          this.#physLo[slot],
+          this.#physHi[slot],
+          this.#flags[slot],
+        );
+        this.#removeAt(firstLeaf, firstPos);
+        this.#version++;
+        return 1;
+      }
+    }
+
     // The interval starting before `start`, if it reaches `start`, straddles it.
     const pred = this.#slotBefore(firstLeaf, firstPos);
     if (pred !== NONE && !less(this.#endLo[pred], this.#endHi[pred], startLo, startHi)) {

@@ -495,17 +495,22 @@ export class SplitVirtqueue {
     this.#published--;
     this.#lastUsed = (last + 1) & 0xffff;
     this.#usedLen = len;
-    if (this.eventIdx) this.#writeUsedEvent();
+    // With interrupts on, used_event follows every pop. Off, it only has to stay out of the
+    // device's reach: the device is at most `size` (<= 32768) ahead of the last pop, so moving
+    // it every 16384 pops keeps it unreachable, and saves a seq-cst store per request.
+    if (this.eventIdx && (this.#interrupts || (this.#lastUsed & 0x3fff) === 0)) {
+      this.#writeUsedEvent();
+    }
     return id;
   }
 
   /**
    * Turns used-buffer notifications on or off (virtio 1.3 §2.7.10). Without EVENT_IDX this
    * clears or sets avail.flags NO_INTERRUPT. With EVENT_IDX avail.flags stays 0 (§2.7.7.1)
-   * and used_event is written instead, and refreshed by every popUsed(): enabled → the last
-   * seen used idx, so the next used element interrupts; disabled → last seen − 1 (mod 2^16),
-   * the value the device's used.idx is farthest from: it cannot reach it before the driver
-   * pops again, since at most `size` (≤ 32768) elements can be outstanding.
+   * and used_event is written instead: enabled → the last seen used idx, refreshed by every
+   * popUsed(), so the next used element interrupts; disabled → last seen − 1 (mod 2^16), the
+   * value the device's used.idx is farthest from, refreshed every 16384 pops: at most `size`
+   * (≤ 32768) elements can be outstanding, so the device never reaches it.
    *
    * Returns true when the used ring is empty after the change; false means elements arrived
    * meanwhile, so a caller about to wait for an interrupt must poll first.

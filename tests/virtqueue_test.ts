@@ -514,8 +514,27 @@ Deno.test("SplitVirtqueue.setInterrupts() steers used_event with EVENT_IDX", () 
   r.vq.publish();
   r.dev.pushUsed(r.dev.popAvail(), 0);
   assert.equal(r.vq.popUsed(), b);
-  assert.equal(r.dev.usedEvent(), 1, "stays behind while disabled");
+  assert.equal(r.dev.usedEvent(), 0, "left alone while disabled: still out of reach");
   assert.equal(deviceWouldInterrupt(2, 6), false);
+  r.vq.destroy();
+});
+
+Deno.test("SplitVirtqueue with interrupts off keeps used_event out of the device's reach forever", () => {
+  const r = rig(4, { eventIdx: true });
+  // 70 000 requests: the 16-bit indices wrap; used_event must never be crossed.
+  for (let i = 0; i < 70_000; i++) {
+    const head = add2(r);
+    r.vq.publish();
+    const old = i & 0xffff;
+    r.dev.pushUsed(r.dev.popAvail(), 0);
+    // The device would interrupt if used_event lies in [old, new): it must not.
+    assert.equal(needEvent(r.dev.usedEvent(), (old + 1) & 0xffff, old), false, `request ${i}`);
+    // Nor anywhere in the queue's worth of entries it could add before the next pop.
+    if (i % 997 === 0) {
+      assert.equal(needEvent(r.dev.usedEvent(), (old + 1 + 4) & 0xffff, old), false);
+    }
+    assert.equal(r.vq.popUsed(), head);
+  }
   r.vq.destroy();
 });
 

@@ -36,8 +36,11 @@ export function split(value: Address, name: string, out: Halves): Halves {
         `Invalid ${name} ${value}: expected a non-negative safe integer (use a bigint above 2^53)`,
       );
     }
-    out.lo = value % TWO_32;
-    out.hi = Math.floor(value / TWO_32);
+    // ToUint32 is the value modulo 2^32, exact for safe integers; `%` on a double would be a
+    // floating-point fmod call, far slower on the hot path.
+    const lo = value >>> 0;
+    out.lo = lo;
+    out.hi = (value - lo) / TWO_32;
     return out;
   }
   if (typeof value !== "bigint" || value < 0n || value > U64_MAX) {
