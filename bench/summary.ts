@@ -40,50 +40,46 @@ function heap(): number {
   return m.heapUsed + m.external;
 }
 
-/** Median of `reps` timings (ms) of `fn`, after one warm-up. */
-async function median(reps: number, fn: () => Promise<void> | void): Promise<number> {
-  await fn();
-  const times: number[] = [];
+/**
+ * Medians of `reps` timings (ms) of `a` and of `b`, after one warm-up each. The two alternate,
+ * so a noisy neighbour on the machine slows both alike and their ratio stays meaningful.
+ */
+async function pairedMedians(
+  reps: number,
+  a: () => Promise<void> | void,
+  b: () => Promise<void> | void,
+): Promise<[number, number]> {
+  await a();
+  await b();
+  const ta: number[] = [];
+  const tb: number[] = [];
   for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    await fn();
-    times.push(performance.now() - t0);
+    let t0 = performance.now();
+    await a();
+    ta.push(performance.now() - t0);
+    t0 = performance.now();
+    await b();
+    tb.push(performance.now() - t0);
   }
-  times.sort((a, b) => a - b);
-  return times[times.length >> 1];
+  ta.sort((x, y) => x - y);
+  tb.sort((x, y) => x - y);
+  return [ta[ta.length >> 1], tb[tb.length >> 1]];
 }
 
-const REPS = quick ? 3 : 7;
+/** The median of `reps` timings (ms) of `fn`, after one warm-up. */
+async function median(reps: number, fn: () => Promise<void> | void): Promise<number> {
+  const [m] = await pairedMedians(reps, fn, () => {});
+  return m;
+}
+
+const REPS = quick ? 3 : 9;
 const N = quick ? 20_000 : 200_000; // requests per timing
 
-// 1. The limit.
+// 1-3. The limit and the driver, one at a time and batched, timed alternately.
 const base = await Baseline.create();
-const baseOne = await median(REPS, () => {
-  for (let i = 0; i < N / 2; i++) base.pairOneAtATime(i & 1023);
-});
-const baseBatch = new Map<number, number>();
-for (const n of [64, 256]) {
-  baseBatch.set(
-    n,
-    await median(REPS, () => {
-      for (let i = 0; i < N / n; i++) base.batch(n);
-    }),
-  );
-}
-
-// 2. The driver, one request at a time.
 const rig = await driverRig();
 const { iommu } = rig;
 await iommu.attach(1, 0x08);
-const oneAtATime = await median(REPS, async () => {
-  for (let i = 0; i < N / 2; i++) {
-    const iova = 0x100000 + (i & 1023) * 0x1000;
-    await iommu.map(1, iova, 0x1000, 0x1000, RW);
-    await iommu.unmap(1, iova, 0x1000);
-  }
-});
-
-// 3. The driver, batched.
 const batch = iommu.batch();
 async function runBatch(b: RequestBatch, n: number, domain: number, base: number): Promise<void> {
   b.clear();
@@ -91,14 +87,33 @@ async function runBatch(b: RequestBatch, n: number, domain: number, base: number
   for (let i = 0; i < n >> 1; i++) b.unmap(domain, base + i * 0x1000, 0x1000);
   if (await b.submit() !== 0) throw new Error(`batch failed: ${b.error(0)}`);
 }
+const [baseOne, oneAtATime] = await pairedMedians(
+  REPS,
+  () => {
+    for (let i = 0; i < N / 2; i++) base.pairOneAtATime(i & 1023);
+  },
+  async () => {
+    for (let i = 0; i < N / 2; i++) {
+      const iova = 0x100000 + (i & 1023) * 0x1000;
+      await iommu.map(1, iova, 0x1000, 0x1000, RW);
+      await iommu.unmap(1, iova, 0x1000);
+    }
+  },
+);
+const baseBatch = new Map<number, number>();
 const batched = new Map<number, number>();
 for (const n of [64, 256]) {
-  batched.set(
-    n,
-    await median(REPS, async () => {
+  const [limit, driver] = await pairedMedians(
+    REPS,
+    () => {
+      for (let i = 0; i < N / n; i++) base.batch(n);
+    },
+    async () => {
       for (let i = 0; i < N / n; i++) await runBatch(batch, n, 1, 0x100000);
-    }),
+    },
   );
+  baseBatch.set(n, limit);
+  batched.set(n, driver);
 }
 
 // 4. Scaling: MAP+UNMAP pairs (batched 256) with 1 000 and 1 000 000 live mappings.
