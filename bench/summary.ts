@@ -166,17 +166,20 @@ const growth = heap() - h0;
 await iommu.close();
 
 // 6. The real device: QEMU's virtio-iommu-pci in a TCG guest (one boot), when asked.
-let real: { onePairUs: number; batchedPairUs: number; ratio: number; kernel: string } | null = null;
+let real: {
+  onePairUs: number;
+  batchedPairUs: number;
+  rangePairUs: number;
+  kernel: string;
+} | null = null;
 if (args.values.real) {
   const { boot, median: med, FULL_PARAMS, SMOKE_PARAMS } = await import("./peer.ts");
   const params = quick ? SMOKE_PARAMS : FULL_PARAMS;
   const ours = await boot("ours", "6.1", params, { ...params });
-  const one = med(ours.report.one as number[]);
-  const batchedPair = med(ours.report.batched as number[]);
   real = {
-    onePairUs: one,
-    batchedPairUs: batchedPair,
-    ratio: one / batchedPair,
+    onePairUs: med(ours.report.one as number[]),
+    batchedPairUs: med(ours.report.batched as number[]),
+    rangePairUs: med(ours.report.batchedRange as number[]),
     kernel: ours.kernel,
   };
 }
@@ -223,9 +226,12 @@ const figures = {
   heapGrowthBytes: { requests: ALLOC_REQ, bytes: growth, gcExposed: gc !== undefined },
   realDevice: real === null ? null : {
     kernel: real.kernel,
+    // A pair is a MAP and an UNMAP: two requests (33 per 32 pairs with one range UNMAP).
     oneAtATimeRequestsPerSecond: 2e6 / real.onePairUs,
     batchedRequestsPerSecond: 2e6 / real.batchedPairUs,
-    batchedOverOneAtATime: real.ratio,
+    batchedOverOneAtATime: real.onePairUs / real.batchedPairUs,
+    rangeUnmapPairsPerSecond: 1e6 / real.rangePairUs,
+    rangeUnmapOverOneAtATime: real.onePairUs / real.rangePairUs,
   },
 };
 
@@ -271,7 +277,9 @@ if (args.values.json) {
     console.log(
       `real device (QEMU 7.2 virtio-iommu-pci, TCG guest, ${r.kernel}): ` +
         `${f(r.oneAtATimeRequestsPerSecond)} req/s one at a time, ` +
-        `${f(r.batchedRequestsPerSecond)} req/s batched 32 (${x(r.batchedOverOneAtATime)})`,
+        `${f(r.batchedRequestsPerSecond)} req/s batched 32 (${x(r.batchedOverOneAtATime)}); ` +
+        `MAP+UNMAP pairs with one range UNMAP per 32: ${f(r.rangeUnmapPairsPerSecond)}/s ` +
+        `(${x(r.rangeUnmapOverOneAtATime)} the one-at-a-time pair rate)`,
     );
   } else {
     console.log("real device: not measured (add --real; needs QEMU, see .ci/install-guest-deps)");
