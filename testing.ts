@@ -33,6 +33,7 @@ export {
   type VirtioCoreOptions,
 } from "./transport/mock/virtio_core.ts";
 export { SplitDeviceQueue } from "./transport/mock/device_queue.ts";
+export { ForwardingDevice } from "./transport/mock/forwarding.ts";
 export { MmioDevice, type MmioDeviceOptions } from "./transport/mock/mmio_device.ts";
 export {
   type PciCapSpec,

@@ -17,6 +17,7 @@ import { MockIommuDevice } from "../transport/mock/iommu_device.ts";
 import type { MockIommuOptions } from "../transport/mock/iommu_options.ts";
 import { MmioDevice } from "../transport/mock/mmio_device.ts";
 import { PciFunction } from "../transport/mock/pci_device.ts";
+import { ForwardingDevice } from "../transport/mock/forwarding.ts";
 import { QUEUE_DEVICE, type VirtioCore } from "../transport/mock/virtio_core.ts";
 import { PciTransport } from "../transport/pci.ts";
 import type { Transport } from "../transport/transport.ts";
@@ -121,9 +122,7 @@ export type Script = (request: RequestInfo) => Action;
  * A {@link DeviceModel} around a {@link MockIommuDevice} that answers each request as its
  * {@link Script} says. With no script it is transparent.
  */
-export class ScriptedDevice implements DeviceModel {
-  /** The wrapped mock. */
-  readonly inner: MockIommuDevice;
+export class ScriptedDevice extends ForwardingDevice<MockIommuDevice> {
   /** Current script; null passes everything to the mock. */
   script: Script | null = null;
   /** Notifications received, per queue index. */
@@ -132,54 +131,18 @@ export class ScriptedDevice implements DeviceModel {
   requests = 0;
   /** Heads held back, oldest first. */
   readonly held: number[] = [];
-  #ctx: DeviceContext | null = null;
   #scratch = new Uint8Array(80);
 
-  /** Wraps `inner`. */
-  constructor(inner: MockIommuDevice) {
-    this.inner = inner;
-  }
-
-  /** Virtio device ID of the mock. */
-  get deviceId(): number {
-    return this.inner.deviceId;
-  }
-  /** Features of the mock. */
-  get features(): bigint {
-    return this.inner.features;
-  }
-  /** Queue sizes of the mock. */
-  get queueSizes(): readonly number[] {
-    return this.inner.queueSizes;
-  }
-  /** Config size of the mock. */
-  get configSize(): number {
-    return this.inner.configSize;
-  }
-
-  /** Keeps the context and plugs the mock into it. */
-  attach(context: DeviceContext): void {
-    this.#ctx = context;
-    this.inner.attach(context);
-  }
-  /** Forwards. */
-  readConfig(offset: number, width: number): number {
-    return this.inner.readConfig(offset, width);
-  }
-  /** Forwards. */
-  writeConfig(offset: number, width: number, value: number): void {
-    this.inner.writeConfig(offset, width, value);
-  }
   /** Device reset: forgets held requests, resets the mock. */
-  reset(): void {
+  override reset(): void {
     this.held.length = 0;
     this.inner.reset();
   }
 
   /** The request queue: each chain goes through the script. */
-  notify(index: number): void {
+  override notify(index: number): void {
     this.notifies[index] = (this.notifies[index] ?? 0) + 1;
-    const ctx = this.#ctx;
+    const ctx = this.context;
     if (index !== REQUEST_QUEUE || ctx === null) {
       this.inner.notify(index);
       return;
@@ -251,7 +214,7 @@ export class ScriptedDevice implements DeviceModel {
    * chain objects), so each is answered as a plain success with the tail written by hand.
    */
   releaseHeld(status = 0): void {
-    const ctx = this.#ctx;
+    const ctx = this.context;
     const queue = ctx?.queue(REQUEST_QUEUE);
     if (!ctx || !queue) return;
     for (const head of this.held.splice(0)) {
@@ -303,7 +266,7 @@ export class ScriptedDevice implements DeviceModel {
    * used.idx, without the device queue's bookkeeping: for ids a correct device would never use.
    */
   rawUsed(id: number, len: number): void {
-    const core = this.#ctx as unknown as VirtioCore;
+    const core = this.context as unknown as VirtioCore;
     const size = core.queueSize(REQUEST_QUEUE);
     const used = core.memory.resolve(
       core.queueAddress(REQUEST_QUEUE, QUEUE_DEVICE, 0),
@@ -323,7 +286,7 @@ export class ScriptedDevice implements DeviceModel {
    * `len`. Returns false when the driver has no event buffer available.
    */
   postRawEvent(bytes: Uint8Array, len: number = bytes.length): boolean {
-    const ctx = this.#ctx;
+    const ctx = this.context;
     const queue = ctx?.queue(EVENT_QUEUE);
     if (!ctx || !queue) return false;
     const chain = queue.pop();

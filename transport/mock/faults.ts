@@ -20,6 +20,7 @@ import {
   VIRTIO_IOMMU_T_PROBE,
 } from "../../driver/iommu/wire.ts";
 import type { Chain, DeviceContext, DeviceModel } from "./device.ts";
+import { ForwardingDevice } from "./forwarding.ts";
 import { gatherReadable, scatterWritable } from "./iommu_chain.ts";
 import { QUEUE_DEVICE, type VirtioCore } from "./virtio_core.ts";
 
@@ -123,9 +124,7 @@ export class FaultRandom {
  * console.log(device.injected.silent); // 0 until requests arrive
  * ```
  */
-export class FaultyDevice implements DeviceModel {
-  /** The wrapped model. */
-  readonly inner: DeviceModel;
+export class FaultyDevice extends ForwardingDevice {
   /** Faults injected so far, by kind. */
   readonly injected: Record<FaultKind, number>;
   /** Requests seen on the request queue since creation. */
@@ -135,14 +134,13 @@ export class FaultyDevice implements DeviceModel {
   #plan: FaultPlan;
   #random: FaultRandom;
   #requestFaults = 0;
-  #ctx: DeviceContext | null = null;
   /** DEVICE_NEEDS_RESET was set: answer nothing until reset. */
   #dead = false;
   #scratch = new Uint8Array(64);
 
   /** Wraps `inner`, injecting faults as `plan` says (default: none). */
   constructor(inner: DeviceModel, plan: FaultPlan = { kinds: [] }) {
-    this.inner = inner;
+    super(inner);
     this.#plan = plan;
     this.#random = new FaultRandom(plan.seed ?? 1);
     this.injected = Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<
@@ -170,53 +168,25 @@ export class FaultyDevice implements DeviceModel {
     return n;
   }
 
-  /** Virtio device ID of the inner model. */
-  get deviceId(): number {
-    return this.inner.deviceId;
-  }
-  /** Features of the inner model. */
-  get features(): bigint {
-    return this.inner.features;
-  }
-  /** Queue sizes of the inner model. */
-  get queueSizes(): readonly number[] {
-    return this.inner.queueSizes;
-  }
-  /** Config size of the inner model. */
-  get configSize(): number {
-    return this.inner.configSize;
-  }
-
-  /** Keeps the context and plugs the inner model into it. */
-  attach(context: DeviceContext): void {
-    this.#ctx = context;
-    this.inner.attach(context);
-  }
-
   /** Reads config; with `unstableConfig`, every read also moves the config generation. */
-  readConfig(offset: number, width: number): number {
-    if (this.#plan.kinds.includes("unstableConfig") && this.#ctx !== null) {
+  override readConfig(offset: number, width: number): number {
+    if (this.#plan.kinds.includes("unstableConfig") && this.context !== null) {
       this.injected.unstableConfig++;
-      this.#ctx.configChanged();
+      this.context.configChanged();
     }
     return this.inner.readConfig(offset, width);
   }
 
-  /** Forwards. */
-  writeConfig(offset: number, width: number, value: number): void {
-    this.inner.writeConfig(offset, width, value);
-  }
-
   /** Device reset: forgets held requests and the NEEDS_RESET state, resets the inner model. */
-  reset(): void {
+  override reset(): void {
     this.held.length = 0;
     this.#dead = false;
     this.inner.reset();
   }
 
   /** The request queue goes through the plan; other queues go straight to the inner model. */
-  notify(index: number): void {
-    const ctx = this.#ctx;
+  override notify(index: number): void {
+    const ctx = this.context;
     if (index !== REQUEST_QUEUE || ctx === null) {
       this.inner.notify(index);
       return;
@@ -234,7 +204,7 @@ export class FaultyDevice implements DeviceModel {
    * ignore it). Returns false when the driver has no event buffer posted.
    */
   postReservedFault(): boolean {
-    const ctx = this.#ctx;
+    const ctx = this.context;
     const queue = ctx?.queue(EVENT_QUEUE);
     if (!ctx || !queue) return false;
     const chain = queue.pop();
@@ -376,7 +346,7 @@ export class FaultyDevice implements DeviceModel {
    * used.idx by `step`, behind the device queue's back: what a broken device would do.
    */
   #rawUsed(id: number, len: number, step: number): void {
-    const core = this.#ctx as unknown as VirtioCore;
+    const core = this.context as unknown as VirtioCore;
     const size = core.queueSize(REQUEST_QUEUE);
     const used = core.memory.resolve(
       core.queueAddress(REQUEST_QUEUE, QUEUE_DEVICE, 0),
