@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { DmaRegion } from "../dma.ts";
 import { checkAccess, type RegisterSpace } from "../registers.ts";
 
 /** Thrown when a host operation fails (a syscall error, a missing device, a bound driver). */
@@ -342,4 +343,46 @@ export class FileRegisters implements RegisterSpace {
     this.#view.setUint32(0, value, true);
     this.#write(offset, 4);
   }
+}
+
+/** A block of mapped memory that DMA regions are bump-allocated from. */
+export interface MappedChunk {
+  /** Start of the mapping in this process. */
+  ptr: Deno.PointerObject;
+  /** Bytes mapped. */
+  size: number;
+  /** Next free byte. */
+  used: number;
+  /** Regions handed out and not yet freed. */
+  live: number;
+}
+
+/**
+ * Bump-allocates a zeroed region of `size` bytes from `chunk`, whose byte 0 the device sees at
+ * `base`, aligned to `align` in the device's address space. Returns null when it does not fit.
+ */
+export function carveRegion(
+  chunk: MappedChunk,
+  base: bigint,
+  size: number,
+  align: number,
+): DmaRegion | null {
+  const start = base + BigInt(chunk.used);
+  const pad = Number((BigInt(align) - (start % BigInt(align))) % BigInt(align));
+  const offset = chunk.used + pad;
+  if (offset + size > chunk.size) return null;
+  chunk.used = offset + size;
+  chunk.live++;
+  const bytes = new Uint8Array(
+    Deno.UnsafePointerView.getArrayBuffer(offsetPointer(chunk.ptr, offset), size),
+  );
+  bytes.fill(0);
+  const address = base + BigInt(offset);
+  return {
+    addrLo: Number(address & 0xffff_ffffn),
+    addrHi: Number(address >> 32n),
+    size,
+    bytes,
+    view: new DataView(bytes.buffer),
+  };
 }

@@ -8,8 +8,9 @@
  * @module
  */
 
-import { type DmaAllocator, DmaError, type DmaRegion, TWO_POW_32 } from "../dma.ts";
+import { type DmaAllocator, DmaError, type DmaRegion } from "../dma.ts";
 import {
+  carveRegion,
   closeFile,
   HostPermissionError,
   libc,
@@ -150,24 +151,8 @@ export class PagemapDma implements DmaAllocator {
 
   /** Places a region in `chunk` by bump allocation, or returns null when it does not fit. */
   #carve(chunk: Chunk, size: number, align: number): DmaRegion | null {
-    const physStart = chunk.phys + BigInt(chunk.used);
-    const pad = Number((BigInt(align) - (physStart % BigInt(align))) % BigInt(align));
-    const offset = chunk.used + pad;
-    if (offset + size > chunk.size) return null;
-    chunk.used = offset + size;
-    chunk.live++;
-    const ptr = offsetPointer(chunk.ptr, offset);
-    const bytes = new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(ptr, size));
-    bytes.fill(0);
-    const phys = chunk.phys + BigInt(offset);
-    const region: DmaRegion = {
-      addrLo: Number(phys % BigInt(TWO_POW_32)),
-      addrHi: Number(phys / BigInt(TWO_POW_32)),
-      size,
-      bytes,
-      view: new DataView(bytes.buffer),
-    };
-    this.#live.set(region, chunk);
+    const region = carveRegion(chunk, chunk.phys, size, align);
+    if (region !== null) this.#live.set(region, chunk);
     return region;
   }
 

@@ -13,9 +13,10 @@
  * @module
  */
 
-import { type DmaAllocator, DmaError, type DmaRegion, TWO_POW_32 } from "../dma.ts";
+import { type DmaAllocator, DmaError, type DmaRegion } from "../dma.ts";
 import type { RegisterSpace } from "../registers.ts";
 import {
+  carveRegion,
   closeFile,
   cString,
   FileRegisters,
@@ -29,7 +30,6 @@ import {
   mmap,
   munmap,
   O_RDWR,
-  offsetPointer,
   openFile,
   pointerAddress,
   PROT_READ,
@@ -257,25 +257,8 @@ export class VfioDma implements DmaAllocator {
 
   /** Bump-allocates from `chunk`, or returns null when the region does not fit. */
   #carve(chunk: VfioChunk, size: number, align: number): DmaRegion | null {
-    const start = chunk.iova + BigInt(chunk.used);
-    const pad = Number((BigInt(align) - (start % BigInt(align))) % BigInt(align));
-    const offset = chunk.used + pad;
-    if (offset + size > chunk.size) return null;
-    chunk.used = offset + size;
-    chunk.live++;
-    const bytes = new Uint8Array(
-      Deno.UnsafePointerView.getArrayBuffer(offsetPointer(chunk.ptr, offset), size),
-    );
-    bytes.fill(0);
-    const iova = chunk.iova + BigInt(offset);
-    const region: DmaRegion = {
-      addrLo: Number(iova % BigInt(TWO_POW_32)),
-      addrHi: Number(iova / BigInt(TWO_POW_32)),
-      size,
-      bytes,
-      view: new DataView(bytes.buffer),
-    };
-    this.#live.set(region, chunk);
+    const region = carveRegion(chunk, chunk.iova, size, align);
+    if (region !== null) this.#live.set(region, chunk);
     return region;
   }
 }
