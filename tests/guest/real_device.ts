@@ -20,6 +20,7 @@ import { MAP_READ, MAP_WRITE, VirtioIommu } from "../../driver/iommu/device.ts";
 import { IommuError } from "../../driver/iommu/errors.ts";
 import type { FaultEvent } from "../../driver/iommu/events.ts";
 import { parseViot, viotPciEndpoint } from "../../driver/topology/viot.ts";
+import { printReport, report, step } from "./_report.ts";
 
 /** The virtio-iommu's address in the default q35 guest. */
 const IOMMU_BDF = "0000:00:02.0";
@@ -42,26 +43,6 @@ const IOVA_SRC = 0x10_0000n;
 const IOVA_DST = 0x20_0000n;
 const DOMAIN = 1;
 const COPY_BYTES = 256;
-
-/** The report: plain JSON (bigints become hex strings). */
-const report: Record<string, unknown> = {};
-
-/** Runs `fn` as step `name`, recording its result (or error) and duration. */
-async function step(name: string, fn: () => unknown): Promise<void> {
-  const start = performance.now();
-  try {
-    const result = await fn();
-    report[name] = { ok: true, ms: Math.round(performance.now() - start), result };
-  } catch (err) {
-    const e = err as Error & { status?: string };
-    report[name] = {
-      ok: false,
-      ms: Math.round(performance.now() - start),
-      error: `${e.name}: ${e.message}`,
-      status: e.status,
-    };
-  }
-}
 
 /** Lists the guest's PCI devices as `{ bdf, vendor, device }`. */
 function pciDevices(): { bdf: string; vendor: number; device: number }[] {
@@ -289,10 +270,5 @@ async function main(): Promise<void> {
   });
 }
 
-/** JSON replacer: bigints as hex strings. */
-function replacer(_key: string, value: unknown): unknown {
-  return typeof value === "bigint" ? "0x" + value.toString(16) : value;
-}
-
 await main();
-console.log("REPORT " + JSON.stringify(report, replacer));
+printReport();

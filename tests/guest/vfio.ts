@@ -27,6 +27,7 @@ import { regionAddress } from "../../transport/dma.ts";
 import type { RegisterSpace } from "../../transport/registers.ts";
 import { VFIO_REGION_INFO_FLAG_MMAP, VFIO_TYPE1V2_IOMMU } from "../../transport/host/vfio_abi.ts";
 import { bindToVfioPci, EDU_DEVICE, EDU_VENDOR, eduDma, findPciDevice } from "../../tools/edu.ts";
+import { printReport, report, step } from "./_report.ts";
 
 /** edu's internal DMA buffer address (QEMU docs/specs/edu.rst). */
 const EDU_BUFFER = 0x40000;
@@ -35,26 +36,6 @@ const EDU_CMD_TO_RAM = 0x2;
 /** Where the mapDma page goes: below the allocator's IOVAs and edu's 28-bit DMA mask. */
 const IOVA_OWN = 0x8_0000n;
 const COPY_BYTES = 256;
-
-/** The report: plain JSON (bigints become hex strings). */
-const report: Record<string, unknown> = {};
-
-/** Runs `fn` as step `name`, recording its result (or error) and duration. */
-async function step(name: string, fn: () => unknown): Promise<void> {
-  const start = performance.now();
-  try {
-    const result = await fn();
-    report[name] = { ok: true, ms: Math.round(performance.now() - start), result };
-  } catch (err) {
-    const e = err as Error & { errno?: number };
-    report[name] = {
-      ok: false,
-      ms: Math.round(performance.now() - start),
-      error: `${e.name}: ${e.message}`,
-      errno: e.errno,
-    };
-  }
-}
 
 /** Returns the kernel log lines that mention virtio_iommu page faults. */
 async function iommuFaultLines(): Promise<string[]> {
@@ -192,10 +173,5 @@ async function main(): Promise<void> {
   });
 }
 
-/** JSON replacer: bigints as hex strings. */
-function replacer(_key: string, value: unknown): unknown {
-  return typeof value === "bigint" ? "0x" + value.toString(16) : value;
-}
-
 await main();
-console.log("REPORT " + JSON.stringify(report, replacer));
+printReport();
