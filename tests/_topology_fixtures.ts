@@ -400,29 +400,9 @@ export class FakeTransport implements Transport {
 
 // ---------------------------------------------------------------- fuzzing
 
-/** A small seeded PRNG (mulberry32) so fuzz failures reproduce. */
-export class Prng {
-  #state: number;
-
-  /** Seeds the generator. */
-  constructor(seed: number) {
-    this.#state = seed >>> 0;
-  }
-
-  /** Next u32. */
-  next(): number {
-    this.#state = (this.#state + 0x6d2b79f5) >>> 0;
-    let t = this.#state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  }
-
-  /** Integer in [0, n). */
-  below(n: number): number {
-    return this.next() % n;
-  }
-}
+/** The seeded generator of the fault-injecting mock (mulberry32), so fuzz failures reproduce. */
+export { FaultRandom as Prng } from "../transport/mock/faults.ts";
+import type { FaultRandom as Prng } from "../transport/mock/faults.ts";
 
 /** Returns a mutated copy of `input`: byte flips, interesting values, truncation, extension. */
 export function mutate(rng: Prng, input: Uint8Array): Uint8Array {

@@ -298,15 +298,20 @@ export class VirtioIommu {
       if (this.#config.probeSize > 0) {
         this.#probeBuffer = this.#dma.alloc(PROBE_SIZE + this.#config.probeSize + TAIL_SIZE, 4096);
       }
-      this.#requests.enable();
-      this.#events.enable();
-      // Step 8: DRIVER_OK; then the event buffers may be announced (§2.7.13.3.1).
-      finishInit(t);
-      this.#events.kick();
+      this.#goLive();
     } catch (error) {
       failDevice(t);
       throw error;
     }
+  }
+
+  /** Hands both rings to the device and sets DRIVER_OK (end of step 7, step 8 of §3.1.1). */
+  #goLive(): void {
+    this.#requests.enable();
+    this.#events.enable();
+    // Step 8: DRIVER_OK; only then may the event buffers be announced (§3.1.1, §2.7.13.3.1).
+    finishInit(this.#transport);
+    this.#events.kick();
   }
 
   #queueSize(index: number): number {
@@ -1201,10 +1206,7 @@ export class VirtioIommu {
     });
     try {
       this.#config = readIommuConfig(t, this.#features);
-      this.#requests.enable();
-      this.#events.enable();
-      finishInit(t);
-      this.#events.kick();
+      this.#goLive();
     } catch (e) {
       failDevice(t);
       throw e;

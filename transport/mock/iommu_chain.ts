@@ -41,19 +41,7 @@ export function scatterWritable(
   src: Uint8Array,
   length: number,
 ): void {
-  let skip = offset;
-  let done = 0;
-  for (let i = 0; i < chain.writableCount && done < length; i++) {
-    const seg = chain.writable[i];
-    if (skip >= seg.length) {
-      skip -= seg.length;
-      continue;
-    }
-    const n = Math.min(seg.length - skip, length - done);
-    memory.bytes.set(src.subarray(done, done + n), seg.offset + skip);
-    done += n;
-    skip = 0;
-  }
+  fillWritable(memory, chain, offset, src, length);
 }
 
 /** Zeroes `length` bytes of the chain's writable part starting at byte `offset` of it. */
@@ -61,6 +49,17 @@ export function zeroWritable(
   memory: SimulatedMemory,
   chain: Chain,
   offset: number,
+  length: number,
+): void {
+  fillWritable(memory, chain, offset, null, length);
+}
+
+/** Copies `src` (or zeroes, when null) across the writable segments, from byte `offset`. */
+function fillWritable(
+  memory: SimulatedMemory,
+  chain: Chain,
+  offset: number,
+  src: Uint8Array | null,
   length: number,
 ): void {
   let skip = offset;
@@ -72,7 +71,9 @@ export function zeroWritable(
       continue;
     }
     const n = Math.min(seg.length - skip, length - done);
-    memory.bytes.fill(0, seg.offset + skip, seg.offset + skip + n);
+    const at = seg.offset + skip;
+    if (src === null) memory.bytes.fill(0, at, at + n);
+    else memory.bytes.set(src.subarray(done, done + n), at);
     done += n;
     skip = 0;
   }
