@@ -17,8 +17,9 @@ import {
   VIRTIO_F_VERSION_1,
 } from "../features.ts";
 import { beginInit, failDevice, finishInit } from "../init.ts";
-import { type Address, compare, halves, hex, isAligned, join, lastOf, split } from "./address.ts";
-import { granuleShift, type IommuConfig, readIommuConfig } from "./config.ts";
+import { type Address, compare, hex, join, split } from "./address.ts";
+import { type IommuConfig, readIommuConfig } from "./config.ts";
+import { RequestChecks } from "./checks.ts";
 import { type DomainRecord, DomainTable, SavedMappings } from "./domains.ts";
 import { type BatchHost, RequestBatch } from "./batch.ts";
 import { DeviceResetError, driverError, IommuError } from "./errors.ts";
@@ -201,10 +202,7 @@ export class VirtioIommu {
   #options: VirtioIommuOptions;
   #features = 0n;
   #config!: IommuConfig;
-  #granule = 12;
-  #mapFlags = 0;
-  #inputStart = halves();
-  #inputEnd = halves();
+  #checks!: RequestChecks;
   #requests!: RequestQueue;
   #events!: EventQueue;
   #probeBuffer: DmaRegion | null = null;
@@ -222,11 +220,6 @@ export class VirtioIommu {
   #savedOf: SavedMappings[] = [];
   /** Attachments to restore after a reset, kept across a reset that failed before restoring. */
   #reattach = new Map<number, { domain: number; endpoint: number; bypass: boolean }>();
-  // Scratch halves for argument checking; requests are encoded before any await.
-  #a = halves();
-  #b = halves();
-  #c = halves();
-  #d = halves();
 
   private constructor(transport: Transport, dma: DmaAllocator, options: VirtioIommuOptions) {
     this.#transport = transport;
@@ -268,12 +261,7 @@ export class VirtioIommu {
     try {
       // Step 7: device-specific setup: config, then the two queues.
       this.#config = readIommuConfig(t, this.#features);
-      this.#granule = granuleShift(this.#config.pageSizeMask);
-      // MAP flags the device accepts (§5.13.6.5.1: MMIO only with F_MMIO).
-      this.#mapFlags = VIRTIO_IOMMU_MAP_F_READ | VIRTIO_IOMMU_MAP_F_WRITE |
-        (hasFeature(this.#features, VIRTIO_IOMMU_F_MMIO) ? VIRTIO_IOMMU_MAP_F_MMIO : 0);
-      split(this.#config.inputStart, "input start", this.#inputStart);
-      split(this.#config.inputEnd, "input end", this.#inputEnd);
+      this.#checks = this.#newChecks();
       const eventIdx = hasFeature(this.#features, VIRTIO_F_EVENT_IDX);
       const indirect = hasFeature(this.#features, VIRTIO_F_INDIRECT_DESC);
       this.#requests = new RequestQueue(t, this.#dma, this.#queueSize(REQUEST_QUEUE), {
@@ -303,6 +291,15 @@ export class VirtioIommu {
       failDevice(t);
       throw error;
     }
+  }
+
+  /** The checks for the current config; MAP flags: READ, WRITE, and MMIO with F_MMIO. */
+  #newChecks(): RequestChecks {
+    return new RequestChecks(
+      this.#config,
+      VIRTIO_IOMMU_MAP_F_READ | VIRTIO_IOMMU_MAP_F_WRITE |
+        (hasFeature(this.#features, VIRTIO_IOMMU_F_MMIO) ? VIRTIO_IOMMU_MAP_F_MMIO : 0),
+    );
   }
 
   /** Hands both rings to the device and sets DRIVER_OK (end of step 7, step 8 of §3.1.1). */
@@ -350,92 +347,8 @@ export class VirtioIommu {
     return this.#requests.pending;
   }
 
-  // ---------------------------------------------------------------------------------------
-  // Argument checks: driver-side refusals, before anything is sent.
-
-  #checkId(value: number, what: string): void {
-    if (!Number.isInteger(value) || value < 0 || value > 0xffff_ffff) {
-      throw driverError(`Invalid ${what} ${value}: expected a 32-bit unsigned integer`);
-    }
-  }
-
-  #checkDomain(domain: number): void {
-    this.#checkId(domain, "domain");
-    const { domainStart, domainEnd } = this.#config;
-    // §5.13.6.3.1: with DOMAIN_RANGE the driver MUST NOT send a domain outside it.
-    if (domain < domainStart || domain > domainEnd) {
-      throw driverError(
-        `Cannot use domain ${domain}: outside the device's domain range ${domainStart}-${domainEnd}`,
-      );
-    }
-  }
-
   #open(): void {
     if (this.#closed) throw driverError("The driver was closed");
-  }
-
-  /**
-   * Checks iova/phys/size for MAP or UNMAP and leaves iova in #a, last in #b, phys in #c.
-   * §5.13.6.5.1: granule alignment, inside input_range, no wrap-around.
-   */
-  #checkRange(verb: string, iova: Address, size: Address, phys?: Address): void {
-    const a = split(iova, "iova", this.#a);
-    const s = split(size, "size", this.#d);
-    if (!isAligned(a.lo, a.hi, this.#granule)) {
-      throw driverError(
-        `Cannot ${verb} iova ${hex(a.lo, a.hi)}: not aligned to page size ${this.#pageHex()}`,
-      );
-    }
-    if (!isAligned(s.lo, s.hi, this.#granule) || (s.lo === 0 && s.hi === 0)) {
-      throw driverError(
-        `Cannot ${verb} size ${
-          hex(s.lo, s.hi)
-        }: not a non-zero multiple of page size ${this.#pageHex()}`,
-      );
-    }
-    if (!lastOf(a.lo, a.hi, s.lo, s.hi, this.#b)) {
-      throw driverError(
-        `Cannot ${verb} iova ${hex(a.lo, a.hi)} size ${hex(s.lo, s.hi)}: range passes 2^64`,
-      );
-    }
-    const b = this.#b;
-    if (
-      compare(a.lo, a.hi, this.#inputStart.lo, this.#inputStart.hi) < 0 ||
-      compare(b.lo, b.hi, this.#inputEnd.lo, this.#inputEnd.hi) > 0
-    ) {
-      throw driverError(
-        `Cannot ${verb} ${hex(a.lo, a.hi)}-${hex(b.lo, b.hi)}: outside the input range ${
-          hex(this.#inputStart.lo, this.#inputStart.hi)
-        }-${hex(this.#inputEnd.lo, this.#inputEnd.hi)}`,
-      );
-    }
-    if (phys !== undefined) {
-      const p = split(phys, "phys", this.#c);
-      if (!isAligned(p.lo, p.hi, this.#granule)) {
-        throw driverError(
-          `Cannot ${verb} phys ${hex(p.lo, p.hi)}: not aligned to page size ${this.#pageHex()}`,
-        );
-      }
-      if (!lastOf(p.lo, p.hi, s.lo, s.hi, this.#d)) {
-        throw driverError(`Cannot ${verb} phys ${hex(p.lo, p.hi)}: range passes 2^64`);
-      }
-    }
-  }
-
-  /** The granule as `0x…`, for messages. */
-  #pageHex(): string {
-    return "0x" + (2n ** BigInt(this.#granule)).toString(16);
-  }
-
-  #checkFlags(flags: number): void {
-    const allowed = this.#mapFlags;
-    if (!Number.isInteger(flags) || flags < 0 || (flags & ~allowed) !== 0) {
-      throw driverError(
-        `Cannot map with flags 0x${flags.toString(16)}: the device accepts 0x${
-          allowed.toString(16)
-        } (MMIO needs VIRTIO_IOMMU_F_MMIO)`,
-      );
-    }
   }
 
   // ---------------------------------------------------------------------------------------
@@ -561,8 +474,8 @@ export class VirtioIommu {
   }
 
   async #attachOne(domain: number, endpoint: number, options: AttachOptions): Promise<void> {
-    this.#checkDomain(domain);
-    this.#checkId(endpoint, "endpoint");
+    this.#checks.domain(domain);
+    this.#checks.id(endpoint, "endpoint");
     const bypass = options.bypass ?? false;
     if (bypass && !hasFeature(this.#features, VIRTIO_IOMMU_F_BYPASS_CONFIG)) {
       throw driverError(
@@ -642,8 +555,8 @@ export class VirtioIommu {
 
   /** Detaches `endpoint` from `domain` (virtio 1.3 §5.13.6.4). The domain keeps its mappings. */
   async detach(domain: number, endpoint: number): Promise<void> {
-    this.#checkDomain(domain);
-    this.#checkId(endpoint, "endpoint");
+    this.#checks.domain(domain);
+    this.#checks.id(endpoint, "endpoint");
     await this.#sendDetach(domain, endpoint);
     this.#domains.detached(domain, endpoint);
   }
@@ -670,9 +583,9 @@ export class VirtioIommu {
     try {
       if (options.split) {
         this.#open();
-        this.#checkDomain(domain);
-        this.#checkFlags(flags);
-        this.#checkRange("map", iova, size, phys);
+        this.#checks.domain(domain);
+        this.#checks.flags(flags);
+        this.#checks.range("map", iova, size, phys);
         return this.#mapSplit(domain, flags);
       }
       plan = this.#prepareMap(domain, iova, phys, size, flags);
@@ -680,7 +593,7 @@ export class VirtioIommu {
       return Promise.reject(error);
     }
     if (plan === PLAN_RECORD_ONLY) return Promise.resolve();
-    const a = this.#a, b = this.#b, c = this.#c;
+    const a = this.#checks.iova, b = this.#checks.last, c = this.#checks.phys;
     const sLo = a.lo, sHi = a.hi, eLo = b.lo, eHi = b.hi, pLo = c.lo, pHi = c.hi;
     if (plan === PLAN_SEND_UNTRACKED) {
       return this.#sendMap(domain, sLo, sHi, eLo, eHi, pLo, pHi, flags);
@@ -729,7 +642,11 @@ export class VirtioIommu {
       q.release(slot);
       return Promise.resolve();
     }
-    const v = q.view(slot), o = q.offset(slot), a = this.#a, b = this.#b, c = this.#c;
+    const v = q.view(slot),
+      o = q.offset(slot),
+      a = this.#checks.iova,
+      b = this.#checks.last,
+      c = this.#checks.phys;
     encodeMap(v, o, domain, a.lo, a.hi, b.lo, b.hi, c.lo, c.hi, flags);
     this.#undoOf[slot] = plan === PLAN_SEND ? UNDO_MAP : UNDO_NONE;
     const f = this.#undoFields, at = slot * 7;
@@ -758,7 +675,7 @@ export class VirtioIommu {
       q.release(slot);
       return Promise.resolve();
     }
-    const v = q.view(slot), o = q.offset(slot), a = this.#a, b = this.#b;
+    const v = q.view(slot), o = q.offset(slot), a = this.#checks.iova, b = this.#checks.last;
     encodeUnmap(v, o, domain, a.lo, a.hi, b.lo, b.hi);
     this.#undoOf[slot] = plan === PLAN_SEND ? UNDO_UNMAP : UNDO_NONE;
     this.#undoFields[slot * 7] = domain;
@@ -803,14 +720,14 @@ export class VirtioIommu {
    */
   #prepareMap(domain: number, iova: Address, phys: Address, size: Address, flags: number): number {
     this.#open();
-    this.#checkDomain(domain);
-    this.#checkFlags(flags);
-    this.#checkRange("map", iova, size, phys);
+    this.#checks.domain(domain);
+    this.#checks.flags(flags);
+    this.#checks.range("map", iova, size, phys);
     const record = this.#domains.get(domain);
     // Not a domain this driver created: let the device judge (typically S_NOENT).
     if (record === undefined) return PLAN_SEND_UNTRACKED;
     this.#checkMappable(record, "map");
-    const a = this.#a, b = this.#b, c = this.#c;
+    const a = this.#checks.iova, b = this.#checks.last, c = this.#checks.phys;
     if (record.mappings.insert(a.lo, a.hi, b.lo, b.hi, c.lo, c.hi, flags) < 0) {
       throw driverError(
         `Cannot map ${hex(a.lo, a.hi)}-${hex(b.lo, b.hi)} in domain ${domain}: ` +
@@ -854,7 +771,7 @@ export class VirtioIommu {
     }
     if (verb !== "map") return;
     const r = record.reserved;
-    const a = this.#a, b = this.#b;
+    const a = this.#checks.iova, b = this.#checks.last;
     for (let i = 0; i < r.length; i += 4) {
       // Overlap: region.start <= last && start <= region.end.
       if (
@@ -870,14 +787,14 @@ export class VirtioIommu {
 
   /** MAP split into the largest page sizes page_size_mask allows (#a, #b, #c hold the range). */
   async #mapSplit(domain: number, flags: number): Promise<void> {
-    let iova = join(this.#a.lo, this.#a.hi);
-    let phys = join(this.#c.lo, this.#c.hi);
-    const last = join(this.#b.lo, this.#b.hi);
+    let iova = join(this.#checks.iova.lo, this.#checks.iova.hi);
+    let phys = join(this.#checks.phys.lo, this.#checks.phys.hi);
+    const last = join(this.#checks.last.lo, this.#checks.last.hi);
     const mask = this.#config.pageSizeMask;
     const chunks: Array<[bigint, bigint, bigint]> = [];
     while (iova <= last) {
       const remaining = last - iova + 1n;
-      let size = 1n << BigInt(this.#granule);
+      let size = 1n << BigInt(this.#checks.granule);
       for (let bit = 63n; bit >= 0n; bit--) {
         const page = 1n << bit;
         if ((mask & page) === 0n || page > remaining) continue;
@@ -918,7 +835,7 @@ export class VirtioIommu {
       return Promise.reject(error);
     }
     if (plan === PLAN_RECORD_ONLY) return Promise.resolve();
-    const a = this.#a, b = this.#b;
+    const a = this.#checks.iova, b = this.#checks.last;
     if (plan === PLAN_SEND_UNTRACKED) return this.#sendUnmap(domain, a.lo, a.hi, b.lo, b.hi);
     return this.#sendUnmap(
       domain,
@@ -942,9 +859,9 @@ export class VirtioIommu {
     saved: SavedMappings,
   ): number {
     this.#open();
-    this.#checkDomain(domain);
-    this.#checkRange("unmap", iova, size);
-    const a = this.#a, b = this.#b;
+    this.#checks.domain(domain);
+    this.#checks.range("unmap", iova, size);
+    const a = this.#checks.iova, b = this.#checks.last;
     const record = this.#domains.get(domain);
     if (record === undefined) return PLAN_SEND_UNTRACKED;
     this.#checkMappable(record, "unmap");
@@ -1005,13 +922,13 @@ export class VirtioIommu {
 
   /** Copies the scratch halves #a, #b (and #c) into `out` at `at`. */
   #copyOut(out: Uint32Array, at: number, phys: boolean): void {
-    out[at] = this.#a.lo;
-    out[at + 1] = this.#a.hi;
-    out[at + 2] = this.#b.lo;
-    out[at + 3] = this.#b.hi;
+    out[at] = this.#checks.iova.lo;
+    out[at + 1] = this.#checks.iova.hi;
+    out[at + 2] = this.#checks.last.lo;
+    out[at + 3] = this.#checks.last.hi;
     if (phys) {
-      out[at + 4] = this.#c.lo;
-      out[at + 5] = this.#c.hi;
+      out[at + 4] = this.#checks.phys.lo;
+      out[at + 5] = this.#checks.phys.hi;
     }
   }
 
@@ -1027,7 +944,7 @@ export class VirtioIommu {
 
   async #probe(endpoint: number): Promise<ProbeResult> {
     this.#open();
-    this.#checkId(endpoint, "endpoint");
+    this.#checks.id(endpoint, "endpoint");
     const buffer = this.#probeBuffer;
     if (buffer === null || !hasFeature(this.#features, VIRTIO_IOMMU_F_PROBE)) {
       throw driverError("Cannot probe: VIRTIO_IOMMU_F_PROBE not negotiated");
@@ -1130,7 +1047,7 @@ export class VirtioIommu {
   iovaToPhys(domain: number, iova: Address): bigint | null {
     const record = this.#domains.get(domain);
     if (!record) return null;
-    const a = split(iova, "iova", this.#a);
+    const a = split(iova, "iova", this.#checks.iova);
     const s = record.mappings.find(a.lo, a.hi);
     if (s < 0) return null;
     const m = record.mappings;
@@ -1206,6 +1123,7 @@ export class VirtioIommu {
     });
     try {
       this.#config = readIommuConfig(t, this.#features);
+      this.#checks = this.#newChecks();
       this.#goLive();
     } catch (e) {
       failDevice(t);

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { STATUS_NAMES, VIRTIO_IOMMU_S_IOERR, VIRTIO_IOMMU_S_OK } from "./wire.ts";
+import { STATUS_NAMES, VIRTIO_IOMMU_S_OK } from "./wire.ts";
 
 /** A status name from the spec (virtio 1.3 §5.13.6), or `DRIVER` for a driver-side refusal. */
 export type IommuStatus =
@@ -106,6 +106,3 @@ export function requestError(
 export function driverError(message: string): IommuError {
   return new IommuError("DRIVER", -1, message);
 }
-
-/** The status code used for a request that failed in transit. */
-export const TRANSPORT_FAILURE = VIRTIO_IOMMU_S_IOERR;

@@ -1,0 +1,129 @@
+/**
+ * The driver-side checks of caller input (virtio 1.3 §5.13.6): what the driver MUST NOT send
+ * is refused with an IommuError of status "DRIVER" before anything reaches the device. The
+ * checked range is left in mutable halves so the request path needs no allocation or bigint.
+ *
+ * @module
+ */
+
+import {
+  type Address,
+  compare,
+  type Halves,
+  halves,
+  hex,
+  isAligned,
+  lastOf,
+  split,
+} from "./address.ts";
+import { granuleShift, type IommuConfig } from "./config.ts";
+import { driverError } from "./errors.ts";
+
+/** Checks requests against one device's configuration. */
+export class RequestChecks {
+  /** First address of the range last checked by {@link RequestChecks.range}. */
+  readonly iova: Halves = halves();
+  /** Last address (inclusive) of that range. */
+  readonly last: Halves = halves();
+  /** Its physical address (MAP only). */
+  readonly phys: Halves = halves();
+  /** The granule: log2 of the smallest page size (§5.13.4: lowest bit of page_size_mask). */
+  readonly granule: number;
+  #size = halves();
+  #scratch = halves();
+  #inputStart = halves();
+  #inputEnd = halves();
+  #domainStart: number;
+  #domainEnd: number;
+  #mapFlags: number;
+
+  /** Checks for a device with `config`, whose MAP accepts the `mapFlags` bits. */
+  constructor(config: IommuConfig, mapFlags: number) {
+    this.granule = granuleShift(config.pageSizeMask);
+    split(config.inputStart, "input start", this.#inputStart);
+    split(config.inputEnd, "input end", this.#inputEnd);
+    this.#domainStart = config.domainStart;
+    this.#domainEnd = config.domainEnd;
+    this.#mapFlags = mapFlags;
+  }
+
+  /** An endpoint or domain ID must be a u32 (they are le32 on the wire). */
+  id(value: number, what: string): void {
+    if (!Number.isInteger(value) || value < 0 || value > 0xffff_ffff) {
+      throw driverError(`Invalid ${what} ${value}: expected a 32-bit unsigned integer`);
+    }
+  }
+
+  /** §5.13.6.3.1: with DOMAIN_RANGE the driver MUST NOT send a domain outside it. */
+  domain(domain: number): void {
+    this.id(domain, "domain");
+    if (domain < this.#domainStart || domain > this.#domainEnd) {
+      throw driverError(
+        `Cannot use domain ${domain}: outside the device's domain range ` +
+          `${this.#domainStart}-${this.#domainEnd}`,
+      );
+    }
+  }
+
+  /** MAP flags: READ, WRITE, and MMIO only with F_MMIO (§5.13.6.5.1). */
+  flags(flags: number): void {
+    const allowed = this.#mapFlags;
+    if (!Number.isInteger(flags) || flags < 0 || (flags & ~allowed) !== 0) {
+      throw driverError(
+        `Cannot map with flags 0x${flags.toString(16)}: the device accepts 0x${
+          allowed.toString(16)
+        } (MMIO needs VIRTIO_IOMMU_F_MMIO)`,
+      );
+    }
+  }
+
+  /**
+   * Checks iova/size (and phys, for MAP) and leaves them in {@link RequestChecks.iova},
+   * {@link RequestChecks.last} and {@link RequestChecks.phys}. §5.13.6.5.1: aligned to the
+   * granule, inside input_range, no wrap past 2^64.
+   */
+  range(verb: string, iova: Address, size: Address, phys?: Address): void {
+    const a = split(iova, "iova", this.iova);
+    const s = split(size, "size", this.#size);
+    if (!isAligned(a.lo, a.hi, this.granule)) {
+      throw driverError(
+        `Cannot ${verb} iova ${hex(a.lo, a.hi)}: not aligned to page size ${this.#page()}`,
+      );
+    }
+    if (!isAligned(s.lo, s.hi, this.granule) || (s.lo === 0 && s.hi === 0)) {
+      throw driverError(
+        `Cannot ${verb} size ${
+          hex(s.lo, s.hi)
+        }: not a non-zero multiple of page size ${this.#page()}`,
+      );
+    }
+    const b = this.last;
+    if (!lastOf(a.lo, a.hi, s.lo, s.hi, b)) {
+      throw driverError(
+        `Cannot ${verb} iova ${hex(a.lo, a.hi)} size ${hex(s.lo, s.hi)}: range passes 2^64`,
+      );
+    }
+    const lo = this.#inputStart, hi = this.#inputEnd;
+    if (compare(a.lo, a.hi, lo.lo, lo.hi) < 0 || compare(b.lo, b.hi, hi.lo, hi.hi) > 0) {
+      throw driverError(
+        `Cannot ${verb} ${hex(a.lo, a.hi)}-${hex(b.lo, b.hi)}: outside the input range ` +
+          `${hex(lo.lo, lo.hi)}-${hex(hi.lo, hi.hi)}`,
+      );
+    }
+    if (phys === undefined) return;
+    const p = split(phys, "phys", this.phys);
+    if (!isAligned(p.lo, p.hi, this.granule)) {
+      throw driverError(
+        `Cannot ${verb} phys ${hex(p.lo, p.hi)}: not aligned to page size ${this.#page()}`,
+      );
+    }
+    if (!lastOf(p.lo, p.hi, s.lo, s.hi, this.#scratch)) {
+      throw driverError(`Cannot ${verb} phys ${hex(p.lo, p.hi)}: range passes 2^64`);
+    }
+  }
+
+  /** The granule as `0x…`, for messages. */
+  #page(): string {
+    return "0x" + (2n ** BigInt(this.granule)).toString(16);
+  }
+}
