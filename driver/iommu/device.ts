@@ -1100,6 +1100,31 @@ export class VirtioIommu {
     }
   }
 
+  /**
+   * The fault reports as an async iterator: `for await (const f of iommu.faults()) …`. It
+   * ends when `signal` aborts, after `idleMs` without a report (default: never), or when the
+   * driver is closed.
+   */
+  async *faults(options: { signal?: AbortSignal; idleMs?: number } = {}): AsyncGenerator<
+    FaultEvent,
+    void,
+    void
+  > {
+    const { signal, idleMs = Infinity } = options;
+    let idleSince = performance.now();
+    while (!this.#closed && !signal?.aborted) {
+      this.pollEvents();
+      const event = this.#faults.shift();
+      if (event) {
+        yield event;
+        idleSince = performance.now();
+        continue;
+      }
+      if (performance.now() - idleSince >= idleMs) return;
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+  }
+
   // ---------------------------------------------------------------------------------------
   // Lifecycle.
 
