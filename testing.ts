@@ -61,3 +61,4 @@ export {
   FaultRandom,
   FaultyDevice,
 } from "./transport/mock/faults.ts";
+export { q35Viot, type Q35ViotOptions } from "./transport/mock/q35_viot.ts";

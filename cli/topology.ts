@@ -32,7 +32,7 @@ import {
   Q35_IOMMU_BDF,
 } from "./device.ts";
 import { heading, hex, type Painter, table } from "./format.ts";
-import { q35Viot } from "./q35_viot.ts";
+import { q35Viot } from "../transport/mock/q35_viot.ts";
 
 /** Where the kernel exposes the firmware's VIOT. */
 export const SYSFS_VIOT = "/sys/firmware/acpi/tables/VIOT";

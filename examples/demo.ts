@@ -10,17 +10,21 @@
 
 import { styleText } from "node:util";
 import {
+  describeViot,
   MAP_READ,
   MAP_WRITE,
   MmioTransport,
+  parseViot,
+  PciTree,
   type QueueAddresses,
   regionAddress,
+  resolveTopology,
   statusNames,
   type Transport,
   type TransportKind,
   VirtioIommu,
 } from "../mod.ts";
-import { MmioDevice, MockIommuDevice, SimulatedMemory } from "../testing.ts";
+import { MmioDevice, MockIommuDevice, q35Viot, SimulatedMemory } from "../testing.ts";
 
 const color = Deno.stdout.isTerminal() && !Deno.env.get("NO_COLOR");
 type Style = Parameters<typeof styleText>[0];
@@ -102,7 +106,23 @@ say("page sizes", hex(info.config.pageSizeMask) + " (granule 4 KiB)");
 say("domains", `${info.config.domainStart}..${info.config.domainEnd}`);
 say("queues", `request ${info.requestQueueSize}, event ${info.eventQueueSize}`);
 
-const endpoint = 0x08; // PCI 00:01.0: on q35 the endpoint ID is the BDF (QEMU's VIOT).
+step("Topology: QEMU's ACPI VIOT table says which endpoint ID each PCI function has");
+const tree = new PciTree([0x00, 0x08, 0x10, 0x18].map((devfn) => ({
+  segment: 0,
+  bus: 0,
+  devfn,
+  type: devfn === 0 ? "host-bridge" as const : "endpoint" as const,
+})));
+for (const row of resolveTopology(tree, describeViot(parseViot(q35Viot()))).rows) {
+  say(
+    row.device,
+    row.endpointId === null
+      ? "the IOMMU itself: never translated"
+      : `endpoint ${hex(row.endpointId)}`,
+  );
+}
+
+const endpoint = 0x08; // PCI 00:01.0
 step(`Probe endpoint ${hex(endpoint)} (PCI 00:01.0)`);
 for (const r of (await iommu.probe(endpoint)).regions) {
   say("reserved", `${r.kind} ${hex(r.start)}-${hex(r.end)}`);
@@ -139,4 +159,6 @@ for (const f of iommu.takeFaults()) {
 const violations = mmio.core.violations;
 step("Spec rules the driver broke, as the strict mock saw them");
 say("violations", violations.length === 0 ? paint("green", "none") : violations.join("; "));
+
+step("Close: the driver resets the device before freeing its memory");
 await iommu.close();

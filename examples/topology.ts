@@ -9,11 +9,8 @@
  * @module
  */
 
-import { describeViot } from "../driver/topology/description.ts";
-import { PciTree } from "../driver/topology/pci_tree.ts";
-import { isolationGroups, resolveTopology } from "../driver/topology/resolve.ts";
-import { parseViot } from "../driver/topology/viot.ts";
-import { q35Viot } from "../cli/q35_viot.ts";
+import { describeViot, isolationGroups, parseViot, PciTree, resolveTopology } from "../mod.ts";
+import { q35Viot } from "../testing.ts";
 
 // The VIOT covers buses 0-2 here (QEMU's covers what the machine has).
 const viot = parseViot(q35Viot({ bdfEnd: 0x02ff }));
