@@ -24,7 +24,7 @@ async function runExample(name: string): Promise<{ code: number; stdout: string;
 
 /** Each example and a line its output must contain. */
 const EXPECTED: [string, RegExp][] = [
-  ["demo.ts", /0000:00:03.0  endpoint 0x18[\s\S]*fault MAPPING[\s\S]*violations    none/],
+  ["demo.ts", /0000:00:03.0 {2}endpoint 0x18[\s\S]*fault MAPPING[\s\S]*violations {4}none/],
   ["attach_map.ts", /-> lands at physical 0x[0-9a-f]+080\n[\s\S]*after unmap: fault MAPPING/],
   ["reserved_regions.ts", /reserved region: msi 0xfee00000-0xfeefffff/],
   ["topology.ts", /group 3 must share one domain: 0000:01:00\.0, 0000:02:01\.0, 0000:02:02\.0/],
