@@ -17,7 +17,7 @@ import {
   VIRTIO_F_VERSION_1,
 } from "../features.ts";
 import { beginInit, failDevice, finishInit } from "../init.ts";
-import { type Address, compare, hex, join, split } from "./address.ts";
+import { type Address, hex, join, split } from "./address.ts";
 import { type IommuConfig, readIommuConfig } from "./config.ts";
 import { RequestChecks } from "./checks.ts";
 import { type DomainRecord, DomainTable, SavedMappings } from "./domains.ts";
@@ -607,7 +607,7 @@ export class VirtioIommu {
       pLo,
       pHi,
       flags,
-      () => this.#forgetMap(domain, sLo, sHi, eLo, eHi, pLo, pHi),
+      () => this.#domains.forgetMap(domain, sLo, sHi, eLo, eHi, pLo, pHi),
     );
   }
 
@@ -705,10 +705,18 @@ export class VirtioIommu {
     if (undo === UNDO_MAP) {
       // From the driver's own copy: the slot is shared memory the device could have changed.
       const f = this.#undoFields, at = slot * 7;
-      this.#forgetMap(f[at], f[at + 1], f[at + 2], f[at + 3], f[at + 4], f[at + 5], f[at + 6]);
+      this.#domains.forgetMap(
+        f[at],
+        f[at + 1],
+        f[at + 2],
+        f[at + 3],
+        f[at + 4],
+        f[at + 5],
+        f[at + 6],
+      );
     } else if (undo === UNDO_UNMAP) {
       const saved = this.#savedOf[slot];
-      this.#restoreMappings(this.#undoFields[slot * 7], saved.data, 0, saved.length);
+      this.#domains.restoreMappings(this.#undoFields[slot * 7], saved.data, 0, saved.length);
     }
     reject?.(error);
   };
@@ -726,7 +734,7 @@ export class VirtioIommu {
     const record = this.#domains.get(domain);
     // Not a domain this driver created: let the device judge (typically S_NOENT).
     if (record === undefined) return PLAN_SEND_UNTRACKED;
-    this.#checkMappable(record, "map");
+    this.#domains.checkMappable(record, "map", this.#checks.iova, this.#checks.last);
     const a = this.#checks.iova, b = this.#checks.last, c = this.#checks.phys;
     if (record.mappings.insert(a.lo, a.hi, b.lo, b.hi, c.lo, c.hi, flags) < 0) {
       throw driverError(
@@ -735,54 +743,6 @@ export class VirtioIommu {
       );
     }
     return record.endpoints.size === 0 ? PLAN_RECORD_ONLY : PLAN_SEND;
-  }
-
-  /**
-   * Forgets the record of a MAP the device refused, unless a later UNMAP already removed it
-   * and another mapping took its place (slots are reused).
-   */
-  #forgetMap(
-    domain: number,
-    sLo: number,
-    sHi: number,
-    eLo: number,
-    eHi: number,
-    pLo: number,
-    pHi: number,
-  ): void {
-    const m = this.#domains.get(domain)?.mappings;
-    if (m === undefined) return;
-    const now = m.find(sLo, sHi);
-    if (
-      now >= 0 && m.startLo(now) === sLo && m.startHi(now) === sHi && m.endLo(now) === eLo &&
-      m.endHi(now) === eHi && m.physLo(now) === pLo && m.physHi(now) === pHi
-    ) {
-      m.remove(now);
-    }
-  }
-
-  /**
-   * Throws unless MAP/UNMAP may go to `record`; for MAP also checks the range in #a-#b against
-   * the reserved regions of the domain's endpoints (§5.13.6.7.1: SHOULD NOT map them).
-   */
-  #checkMappable(record: DomainRecord, verb: string): void {
-    if (record.bypass) {
-      throw driverError(`Cannot ${verb} in domain ${record.id}: it is a bypass domain`);
-    }
-    if (verb !== "map") return;
-    const r = record.reserved;
-    const a = this.#checks.iova, b = this.#checks.last;
-    for (let i = 0; i < r.length; i += 4) {
-      // Overlap: region.start <= last && start <= region.end.
-      if (
-        compare(r[i], r[i + 1], b.lo, b.hi) <= 0 && compare(a.lo, a.hi, r[i + 2], r[i + 3]) <= 0
-      ) {
-        throw driverError(
-          `Cannot map ${hex(a.lo, a.hi)}-${hex(b.lo, b.hi)} in domain ${record.id}: overlaps ` +
-            `the reserved region ${hex(r[i], r[i + 1])}-${hex(r[i + 2], r[i + 3])} of an endpoint`,
-        );
-      }
-    }
   }
 
   /** MAP split into the largest page sizes page_size_mask allows (#a, #b, #c hold the range). */
@@ -843,7 +803,7 @@ export class VirtioIommu {
       a.hi,
       b.lo,
       b.hi,
-      () => this.#restoreMappings(domain, saved.data, 0, saved.length),
+      () => this.#domains.restoreMappings(domain, saved.data, 0, saved.length),
     );
   }
 
@@ -864,7 +824,7 @@ export class VirtioIommu {
     const a = this.#checks.iova, b = this.#checks.last;
     const record = this.#domains.get(domain);
     if (record === undefined) return PLAN_SEND_UNTRACKED;
-    this.#checkMappable(record, "unmap");
+    this.#domains.checkMappable(record, "unmap", this.#checks.iova, this.#checks.last);
     // Atomic like the device's UNMAP: a range that would split a mapping removes nothing.
     if (record.mappings.removeRange(a.lo, a.hi, b.lo, b.hi, saved) < 0) {
       throw driverError(
@@ -873,26 +833,6 @@ export class VirtioIommu {
       );
     }
     return record.endpoints.size === 0 ? PLAN_RECORD_ONLY : PLAN_SEND;
-  }
-
-  /**
-   * Puts back mappings removed by an UNMAP the device refused (it SHOULD NOT remove anything
-   * on failure, §5.13.6.6.2): `saved[from..to)` holds 7 numbers per mapping.
-   */
-  #restoreMappings(domain: number, saved: ArrayLike<number>, from: number, to: number): void {
-    const m = this.#domains.get(domain)?.mappings;
-    if (m === undefined) return;
-    for (let i = from; i < to; i += 7) {
-      m.insert(
-        saved[i],
-        saved[i + 1],
-        saved[i + 2],
-        saved[i + 3],
-        saved[i + 4],
-        saved[i + 5],
-        saved[i + 6],
-      );
-    }
   }
 
   /**
@@ -914,8 +854,17 @@ export class VirtioIommu {
         return plan !== PLAN_RECORD_ONLY;
       },
       forgetMap: (domain, f, at) =>
-        this.#forgetMap(domain, f[at], f[at + 1], f[at + 2], f[at + 3], f[at + 4], f[at + 5]),
-      restoreMappings: (domain, saved, from, to) => this.#restoreMappings(domain, saved, from, to),
+        this.#domains.forgetMap(
+          domain,
+          f[at],
+          f[at + 1],
+          f[at + 2],
+          f[at + 3],
+          f[at + 4],
+          f[at + 5],
+        ),
+      restoreMappings: (domain, saved, from, to) =>
+        this.#domains.restoreMappings(domain, saved, from, to),
     };
     return new RequestBatch(host);
   }

@@ -9,6 +9,8 @@
 
 import { IntervalMap, type IntervalSink } from "../interval_map.ts";
 import type { ReservedRegion } from "./probe.ts";
+import { compare, type Halves, hex } from "./address.ts";
+import { driverError } from "./errors.ts";
 
 /** One domain as the driver knows it. */
 export interface DomainRecord {
@@ -119,6 +121,76 @@ export class DomainTable {
     }
     this.#endpointDomain.clear();
     return out;
+  }
+
+  /**
+   * Throws unless MAP/UNMAP may go to `record` (§5.13.6.5.1: not to a bypass domain); for MAP
+   * also checks [start, last] against the reserved regions of the domain's endpoints
+   * (§5.13.6.7.1.1: the driver SHOULD NOT map them).
+   */
+  checkMappable(record: DomainRecord, verb: string, start: Halves, last: Halves): void {
+    if (record.bypass) {
+      throw driverError(`Cannot ${verb} in domain ${record.id}: it is a bypass domain`);
+    }
+    if (verb !== "map") return;
+    const r = record.reserved;
+    for (let i = 0; i < r.length; i += 4) {
+      // Overlap: region.start <= last && start <= region.end.
+      if (
+        compare(r[i], r[i + 1], last.lo, last.hi) <= 0 &&
+        compare(start.lo, start.hi, r[i + 2], r[i + 3]) <= 0
+      ) {
+        throw driverError(
+          `Cannot map ${hex(start.lo, start.hi)}-${hex(last.lo, last.hi)} in domain ` +
+            `${record.id}: overlaps the reserved region ${hex(r[i], r[i + 1])}-` +
+            `${hex(r[i + 2], r[i + 3])} of an endpoint`,
+        );
+      }
+    }
+  }
+
+  /**
+   * Forgets the record of a MAP the device refused, unless a later UNMAP already removed it
+   * and another mapping took its place (slots are reused).
+   */
+  forgetMap(
+    domain: number,
+    sLo: number,
+    sHi: number,
+    eLo: number,
+    eHi: number,
+    pLo: number,
+    pHi: number,
+  ): void {
+    const m = this.#domains.get(domain)?.mappings;
+    if (m === undefined) return;
+    const now = m.find(sLo, sHi);
+    if (
+      now >= 0 && m.startLo(now) === sLo && m.startHi(now) === sHi && m.endLo(now) === eLo &&
+      m.endHi(now) === eHi && m.physLo(now) === pLo && m.physHi(now) === pHi
+    ) {
+      m.remove(now);
+    }
+  }
+
+  /**
+   * Puts back mappings removed by an UNMAP the device refused (it SHOULD NOT remove anything
+   * on failure, §5.13.6.6.2): `saved[from..to)` holds 7 numbers per mapping.
+   */
+  restoreMappings(domain: number, saved: ArrayLike<number>, from: number, to: number): void {
+    const m = this.#domains.get(domain)?.mappings;
+    if (m === undefined) return;
+    for (let i = from; i < to; i += 7) {
+      m.insert(
+        saved[i],
+        saved[i + 1],
+        saved[i + 2],
+        saved[i + 3],
+        saved[i + 4],
+        saved[i + 5],
+        saved[i + 6],
+      );
+    }
   }
 
   /** Remembers the reserved regions PROBE reported for `endpoint`. */
