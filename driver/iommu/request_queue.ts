@@ -54,8 +54,6 @@ interface Waiter {
   run(slot: number, error?: Error): void;
   /** performance.now() after which it stops waiting (Infinity: never). */
   deadline: number;
-  /** Its timeout, for the message. */
-  timeoutMs: number;
 }
 
 /** Names of request types for messages, by type number. */
@@ -167,18 +165,18 @@ export class RequestQueue {
   /**
    * Calls `run(slot)` once a slot is free, after every request already waiting (FIFO). If the
    * queue fails first, `run(-1)` tells the waiter to reject with {@link RequestQueue.broken};
-   * if no slot frees up within `timeoutMs` (a device that keeps every slot), `run(-1, error)`
+   * if no slot frees up within the queue's timeout (a device that keeps every slot), `run(-1, error)`
    * hands it a {@link RequestTimeoutError}: waiting for a slot never hangs either.
    */
-  acquire(run: (slot: number, error?: Error) => void, timeoutMs: number = this.#timeoutMs): void {
+  acquire(run: (slot: number, error?: Error) => void): void {
     if (this.#broken) throw this.#broken;
     const slot = this.tryTakeSlot();
     if (slot >= 0) {
       run(slot);
       return;
     }
-    const deadline = timeoutMs > 0 ? performance.now() + timeoutMs : Infinity;
-    this.#waiters.push({ run, deadline, timeoutMs });
+    const deadline = this.#timeoutMs > 0 ? performance.now() + this.#timeoutMs : Infinity;
+    this.#waiters.push({ run, deadline });
     this.#startPolling();
   }
 
@@ -203,7 +201,6 @@ export class RequestQueue {
     done: Completion,
     ext?: DmaRegion,
     writeLen = TAIL_SIZE,
-    timeoutMs: number = this.#timeoutMs,
   ): void {
     let head: number;
     if (ext === undefined) {
@@ -245,7 +242,7 @@ export class RequestQueue {
     this.#done[slot] = done;
     // The clock is read lazily, by the first timer-driven poll that finds the request still in
     // flight: reading it per request costs more than the rest of a batched send.
-    this.#deadline[slot] = timeoutMs > 0 ? -timeoutMs : Infinity;
+    this.#deadline[slot] = this.#timeoutMs > 0 ? -this.#timeoutMs : Infinity;
     this.#inFlight++;
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
@@ -374,7 +371,7 @@ export class RequestQueue {
     for (const w of this.#waiters) (w.deadline <= now ? expired : kept).push(w);
     this.#waiters = kept;
     for (const w of expired) {
-      w.run(-1, new RequestTimeoutError("Queued", w.timeoutMs));
+      w.run(-1, new RequestTimeoutError("Queued", this.#timeoutMs));
     }
   }
 
