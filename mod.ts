@@ -87,6 +87,7 @@ export {
   MAP_WRITE,
   type MapOptions,
   type MappingInfo,
+  MAX_KEPT_FAULTS,
   SUPPORTED_FEATURES,
   VirtioIommu,
   type VirtioIommuOptions,

@@ -158,6 +158,8 @@ export interface IommuInfo {
 }
 
 const DEFAULT_TIMEOUT_MS = 2000;
+/** Fault reports kept for takeFaults() before the oldest are dropped. */
+export const MAX_KEPT_FAULTS = 4096;
 
 /** A request to send, for a domain the driver does not track. */
 const PLAN_SEND_UNTRACKED = 0;
@@ -209,6 +211,7 @@ export class VirtioIommu {
   #probeLock: Promise<unknown> = Promise.resolve();
   #domains = new DomainTable();
   #faults: FaultEvent[] = [];
+  #droppedFaults = 0;
   #faultListeners = new Set<(event: FaultEvent) => void>();
   #closed = false;
   #groups = new Map<number, IsolationGroup>();
@@ -1007,8 +1010,19 @@ export class VirtioIommu {
   // Events.
 
   #deliver(event: FaultEvent): void {
+    // A device can post faults without end: keep the newest MAX_KEPT_FAULTS for takeFaults()
+    // and count the rest, rather than grow without bound. Listeners see every one.
+    if (this.#faults.length >= MAX_KEPT_FAULTS) {
+      this.#faults.shift();
+      this.#droppedFaults++;
+    }
     this.#faults.push(event);
     for (const listener of this.#faultListeners) listener(event);
+  }
+
+  /** Fault reports dropped from the takeFaults() backlog because it was full (oldest first). */
+  get droppedFaults(): number {
+    return this.#droppedFaults;
   }
 
   /** Reads the event queue now; returns how many fault reports arrived. */
