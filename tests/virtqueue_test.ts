@@ -662,21 +662,27 @@ let sink: unknown = null;
 /**
  * Bytes the heap grew by while running `step` 200k times after a warm-up: the sum of the
  * increases of heapUsed between 40 samples, so a young-generation GC in between (which makes
- * heapUsed drop) cannot hide allocation in the other intervals.
+ * heapUsed drop) cannot hide allocation in the other intervals. The least of three trials is
+ * returned: a one-off allocation by the engine itself (optimised code, feedback vectors, a
+ * late tier-up) lands in one trial, while per-call garbage shows in every trial.
  */
 function heapGrowth(step: (i: number) => void): number {
   for (let i = 0; i < 50_000; i++) step(i);
   const samples = 40;
   const perSample = 5_000;
-  let prev = Deno.memoryUsage().heapUsed;
-  let grown = 0;
-  for (let s = 0; s < samples; s++) {
-    for (let i = 0; i < perSample; i++) step(i);
-    const now = Deno.memoryUsage().heapUsed;
-    if (now > prev) grown += now - prev;
-    prev = now;
+  let least = Infinity;
+  for (let trial = 0; trial < 3; trial++) {
+    let prev = Deno.memoryUsage().heapUsed;
+    let grown = 0;
+    for (let s = 0; s < samples; s++) {
+      for (let i = 0; i < perSample; i++) step(i);
+      const now = Deno.memoryUsage().heapUsed;
+      if (now > prev) grown += now - prev;
+      prev = now;
+    }
+    least = Math.min(least, grown);
   }
-  return grown;
+  return least;
 }
 
 Deno.test("SplitVirtqueue hot path (add2, publish, hasUsed, popUsed) allocates nothing", () => {
