@@ -179,6 +179,11 @@ export class SplitVirtqueue {
   #publishedIdx = 0;
   /** Next used idx the driver will consume. */
   #lastUsed = 0;
+  /**
+   * used.idx as last read and checked: the elements before it may be popped without reading
+   * used.idx again (one acquire load covers them all, §2.7.13).
+   */
+  #seenUsed = 0;
   #usedLen = 0;
   #interrupts = false;
   #broken = false;
@@ -428,34 +433,39 @@ export class SplitVirtqueue {
   /** Whether the device has put elements in the used ring that were not popped yet. */
   hasUsed(): boolean {
     this.#checkLive();
-    return this.#load16(this.#usedOff + USED_IDX) !== this.#lastUsed;
+    return this.#lastUsed !== this.#seenUsed ||
+      this.#load16(this.#usedOff + USED_IDX) !== this.#lastUsed;
   }
 
   /**
    * Pops one used element: returns its head id and sets {@link SplitVirtqueue.usedLen}, or
-   * returns -1 when there is none; frees the chain's descriptors. Everything read from the used
+   * returns -1 when there is none; frees the chain's descriptors. used.idx is read (with
+   * acquire ordering) only once the elements of the previous read are all popped. Everything read from the used
    * ring is checked against the driver's shadow first; a bad used.idx, id or len throws
    * {@link VirtqueueError} and leaves the queue {@link SplitVirtqueue.broken} (further calls
    * throw again until {@link SplitVirtqueue.reset}). Allocation-free.
    */
   popUsed(): number {
     this.#checkLive();
-    // Acquire: read used.idx before the element it covers (§2.7.13, device writes len first).
-    const usedIdx = this.#load16(this.#usedOff + USED_IDX);
     const last = this.#lastUsed;
-    if (usedIdx === last) return -1;
-    const pending = (usedIdx - last) & 0xffff;
-    if (pending > this.size) {
-      this.#fail(
-        `Queue ${this.index}: used.idx moved from ${last} to ${usedIdx}, ` +
-          `${pending} entries, more than the queue size ${this.size}`,
-      );
-    }
-    if (pending > this.#published) {
-      this.#fail(
-        `Queue ${this.index}: used.idx moved from ${last} to ${usedIdx}, ` +
-          `${pending} entries, more than the ${this.#published} published chains in flight`,
-      );
+    if (last === this.#seenUsed) {
+      // Acquire: read used.idx before the elements it covers (§2.7.13, device writes len first).
+      const usedIdx = this.#load16(this.#usedOff + USED_IDX);
+      if (usedIdx === last) return -1;
+      const pending = (usedIdx - last) & 0xffff;
+      if (pending > this.size) {
+        this.#fail(
+          `Queue ${this.index}: used.idx moved from ${last} to ${usedIdx}, ` +
+            `${pending} entries, more than the queue size ${this.size}`,
+        );
+      }
+      if (pending > this.#published) {
+        this.#fail(
+          `Queue ${this.index}: used.idx moved from ${last} to ${usedIdx}, ` +
+            `${pending} entries, more than the ${this.#published} published chains in flight`,
+        );
+      }
+      this.#seenUsed = usedIdx;
     }
     const elem = this.#usedOff + USED_RING + (last & this.#mask) * USED_ELEM_SIZE;
     const id = this.#view.getUint32(elem, true);
@@ -548,6 +558,7 @@ export class SplitVirtqueue {
     this.#availIdx = 0;
     this.#publishedIdx = 0;
     this.#lastUsed = 0;
+    this.#seenUsed = 0;
     this.#usedLen = 0;
     this.#interrupts = false;
     this.#broken = false;
