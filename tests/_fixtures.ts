@@ -139,9 +139,30 @@ export class ScriptedDevice extends ForwardingDevice<MockIommuDevice> {
     this.inner.reset();
   }
 
+  /**
+   * Answer requests after the notification returns (in a microtask), as a device running in
+   * another thread does, instead of during it (as QEMU under TCG and the mock do).
+   */
+  deferred = false;
+  #deferredRun = false;
+
   /** The request queue: each chain goes through the script. */
   override notify(index: number): void {
     this.notifies[index] = (this.notifies[index] ?? 0) + 1;
+    if (this.deferred && index === REQUEST_QUEUE) {
+      if (!this.#deferredRun) {
+        this.#deferredRun = true;
+        queueMicrotask(() => {
+          this.#deferredRun = false;
+          this.#process(index);
+        });
+      }
+      return;
+    }
+    this.#process(index);
+  }
+
+  #process(index: number): void {
     const ctx = this.context;
     if (index !== REQUEST_QUEUE || ctx === null) {
       this.inner.notify(index);

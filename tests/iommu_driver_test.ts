@@ -798,16 +798,30 @@ for (const kind of KINDS) {
   // ---- Batching and concurrency -----------------------------------------------------------
 
   t(
-    "VirtioIommu batches requests made in one tick behind one notification",
+    "VirtioIommu sends a request to an idle queue at once, and batches those made meanwhile",
     () =>
       withIommu(kind, async ({ iommu, scripted, device }) => {
         await iommu.attach(1, 0x08);
+        // A device in another thread: the first request goes out at once, the seven made
+        // while it is in flight share the end-of-tick notification.
+        scripted.deferred = true;
         const before = scripted.notifies[0];
         const all = [];
         for (let i = 0; i < 8; i++) all.push(iommu.map(1, 0x10000 + i * 0x1000, 0, 0x1000, RW));
+        assert.equal(scripted.notifies[0] - before, 1, "the first request is notified at once");
+        assert.equal(device.mappings(1).length, 0);
         await Promise.all(all);
-        assert.equal(scripted.notifies[0] - before, 1);
+        // One more for the seven, unless EVENT_IDX says the device is still busy with the
+        // first (it then finds them itself, §2.7.10).
+        assert.ok(scripted.notifies[0] - before <= 2, `${scripted.notifies[0] - before}`);
         assert.equal(device.mappings(1).length, 8);
+        // A device that answers during the notification (QEMU under TCG, the mock): a request
+        // to an idle queue has settled before map() returns, so nothing is left to batch.
+        scripted.deferred = false;
+        const first = iommu.map(1, 0x40000, 0, 0x1000, RW);
+        assert.equal(device.mappings(1).length, 9, "answered during map()");
+        assert.equal(iommu.pending, 0);
+        await first;
       }),
   );
 
@@ -819,6 +833,9 @@ for (const kind of KINDS) {
         async ({ iommu, device, scripted }) => {
           assert.equal(iommu.info.requestQueueSize, 8);
           await iommu.attach(1, 0x08);
+          // Answered in a later task, so callers pile up behind the 8 slots (the driver must
+          // not busy-poll for a device that runs in its own thread).
+          scripted.deferred = true;
           const before = scripted.notifies[0];
           const all: Promise<void>[] = [];
           for (let i = 0; i < 5000; i++) {
@@ -833,11 +850,11 @@ for (const kind of KINDS) {
             assert.equal(m[i].start, BigInt(0x100_0000 + i * 0x1000));
             assert.equal(m[i].phys, BigInt(0x4000_0000 + i * 0x2000));
           }
-          // Batched: far fewer notifications than requests.
-          assert.ok(scripted.notifies[0] - before < 5000 / 4, `${scripted.notifies[0] - before}`);
+          // Batched: requests made while others are in flight share notifications.
+          assert.ok(scripted.notifies[0] - before < 5000 / 2, `${scripted.notifies[0] - before}`);
         },
         { queueSizes: [8, 8] },
-        { maxQueueSize: 8 },
+        { maxQueueSize: 8, spinMs: 0, timeoutMs: 30_000 },
       ),
   );
 

@@ -690,7 +690,7 @@ export class VirtioIommu {
       this.#resolveOf[slot] = resolve;
       this.#rejectOf[slot] = reject;
     });
-    this.#requests.send(slot, readLen, this.#completeFast);
+    this.#requests.sendNow(slot, readLen, this.#completeFast);
     return promise;
   }
 

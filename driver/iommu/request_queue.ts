@@ -1,7 +1,7 @@
 /**
  * The request queue engine (virtio 1.3 §5.13.6): fixed request slots in DMA memory, each sent
  * as a two-part chain (device-readable request, device-writable tail), auto-batched so that
- * every request made in the same tick shares one notification, completed by polling the used
+ * requests made while others are in flight share one notification, completed by polling the used
  * ring, and settled exactly once: resolved, rejected with a typed error, or timed out.
  * Back-pressure: when every slot is in flight, callers wait in FIFO order; nothing is dropped
  * and nothing is reordered.
@@ -202,6 +202,36 @@ export class RequestQueue {
     ext?: DmaRegion,
     writeLen = TAIL_SIZE,
   ): void {
+    if (this.#enqueue(slot, readLen, done, ext, writeLen)) this.#scheduleFlush();
+  }
+
+  /**
+   * Like {@link RequestQueue.send} for a fixed-size request, but when nothing else is in
+   * flight it publishes, notifies and collects at once instead of at the end of the tick:
+   * there is nothing to batch the request with yet. A device that answers during the
+   * notification (QEMU under TCG, the mock) has settled it before sendNow() returns, which
+   * saves a request sent one at a time a trip through the microtask queue. Otherwise the
+   * end-of-tick flush takes over and requests made meanwhile share its notification.
+   */
+  sendNow(slot: number, readLen: number, done: Completion): void {
+    if (!this.#enqueue(slot, readLen, done, undefined, TAIL_SIZE)) return;
+    if (this.#flushScheduled || this.#inFlight !== 1) {
+      this.#scheduleFlush();
+      return;
+    }
+    if (this.vq.publish()) this.#transport.notify(REQUEST_QUEUE);
+    this.collect();
+    if (this.#inFlight > 0 || this.#waiters.length > 0) this.#scheduleFlush();
+  }
+
+  /** Puts the request in the ring (unpublished); false when it already failed. */
+  #enqueue(
+    slot: number,
+    readLen: number,
+    done: Completion,
+    ext: DmaRegion | undefined,
+    writeLen: number,
+  ): boolean {
     let head: number;
     if (ext === undefined) {
       const lo = this.#slotLo[slot];
@@ -234,7 +264,7 @@ export class RequestQueue {
       // Cannot happen: slots never outnumber what the ring holds. Fail loudly, not silently.
       this.#release(slot);
       done(new VirtqueueError(REQUEST_QUEUE, "Request ring full although a slot was free"), slot);
-      return;
+      return false;
     }
     this.#headToSlot[head] = slot;
     this.#state[slot] = IN_FLIGHT;
@@ -244,10 +274,14 @@ export class RequestQueue {
     // flight: reading it per request costs more than the rest of a batched send.
     this.#deadline[slot] = this.#timeoutMs > 0 ? -this.#timeoutMs : Infinity;
     this.#inFlight++;
-    if (!this.#flushScheduled) {
-      this.#flushScheduled = true;
-      queueMicrotask(this.#flushBound);
-    }
+    return true;
+  }
+
+  /** Publishes and notifies at the end of the tick (once, whatever was sent meanwhile). */
+  #scheduleFlush(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    queueMicrotask(this.#flushBound);
   }
 
   /** Publishes and notifies now instead of at the end of the tick, then collects answers. */
@@ -269,9 +303,8 @@ export class RequestQueue {
   collect(): number {
     let n = 0;
     try {
-      while (this.vq.hasUsed()) {
-        const head = this.vq.popUsed();
-        if (head < 0) break;
+      // popUsed() reads used.idx only when it has caught up with the value it last read.
+      for (let head = this.vq.popUsed(); head >= 0; head = this.vq.popUsed()) {
         this.#complete(head, this.vq.usedLen);
         n++;
       }
