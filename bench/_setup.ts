@@ -8,10 +8,15 @@
 
 import {
   beginInit,
+  type DmaAllocator,
+  type DmaRegion,
   featureBit,
   finishInit,
   MmioTransport,
+  resetDevice,
   SUPPORTED_FEATURES,
+  type Transport,
+  VIRTIO_F_EVENT_IDX,
   VIRTIO_F_INDIRECT_DESC,
   VirtioIommu,
   type VirtioIommuOptions,
@@ -25,6 +30,7 @@ import {
   USED_ELEM_SIZE,
   USED_IDX,
   USED_RING,
+  VIRTQ_AVAIL_F_NO_INTERRUPT,
   VIRTQ_DESC_F_NEXT,
   VIRTQ_DESC_F_WRITE,
 } from "../transport/ring_layout.ts";
@@ -32,6 +38,8 @@ import { MmioDevice, MockIommuDevice, SimulatedMemory } from "../testing.ts";
 
 /** The driver's feature set for like-for-like comparison: no indirect descriptors. */
 export const DIRECT_FEATURES: bigint = SUPPORTED_FEATURES & ~featureBit(VIRTIO_F_INDIRECT_DESC);
+/** The limit's features: direct chains, and avail.flags for interrupt suppression. */
+const BASELINE_FEATURES: bigint = DIRECT_FEATURES & ~featureBit(VIRTIO_F_EVENT_IDX);
 
 /** A driver on a fresh mock device. */
 export interface DriverRig {
@@ -52,16 +60,34 @@ export async function driverRig(options: VirtioIommuOptions = {}): Promise<Drive
   return { iommu, device, memory };
 }
 
+/** Options for {@link Baseline.over}. */
+export interface BaselineOptions {
+  /** Request queue size (default 256; at most the device's maximum). */
+  size?: number;
+  /** The endpoint attached to domain 1 (default 8). */
+  endpoint?: number;
+  /** First IOVA the loop maps (default 0x100000). */
+  iovaBase?: number;
+}
+
 /**
  * The limit: a hand-written request loop with no checks, no records and no promises. It
  * initialises the device itself, owns request queue 0 (direct 2-descriptor chains: request,
- * then tail), and sends pre-encoded MAP/UNMAP requests for `pairs` distinct pages.
+ * then tail), and sends pre-encoded MAP/UNMAP requests for `pairs` distinct pages. Runs over
+ * any transport and DMA allocator: the mock ({@link Baseline.create}) or a real device in a
+ * guest ({@link Baseline.over}), where it measures what the device itself costs.
  */
 export class Baseline {
-  #t: MmioTransport;
+  #t: Transport;
+  #dma: DmaAllocator;
+  #regions: DmaRegion[];
   #desc: DataView;
   #availIdxView: DataView;
   #used: DataView;
+  /** used.flags and used.idx, for an acquire load of used.idx (the device writes it). */
+  #usedIdx16: Uint16Array;
+  /** Offset of the status byte in the slots region, per head descriptor. */
+  #tailOf: Int32Array;
   #avail: DataView;
   #size: number;
   #availIdx = 0;
@@ -69,58 +95,82 @@ export class Baseline {
   #reqLo: number;
   #reqHi: number;
   #reqView: DataView;
-  /** The mock device. */
-  readonly device: MockIommuDevice;
+  #iovaBase: number;
 
-  private constructor(
-    t: MmioTransport,
-    device: MockIommuDevice,
-    memory: SimulatedMemory,
-    size: number,
-  ) {
+  private constructor(t: Transport, dma: DmaAllocator, size: number, iovaBase: number) {
     this.#t = t;
-    this.device = device;
+    this.#dma = dma;
     this.#size = size;
-    const ring = memory.alloc(16 * size + 6 + 2 * size + 8 * size + 4096, 4096);
-    const descOff = 0;
-    const availOff = 16 * size;
-    const usedOff = (availOff + 6 + 2 * size + 3) & ~3;
-    this.#desc = new DataView(ring.view.buffer, ring.view.byteOffset + descOff, 16 * size);
-    this.#avail = new DataView(ring.view.buffer, ring.view.byteOffset + availOff, 6 + 2 * size);
-    this.#availIdxView = this.#avail;
-    this.#used = new DataView(ring.view.buffer, ring.view.byteOffset + usedOff, 6 + 8 * size);
-    t.enableQueue(0, size, {
-      descLo: ring.addrLo + descOff,
-      descHi: ring.addrHi,
-      driverLo: ring.addrLo + availOff,
-      driverHi: ring.addrHi,
-      deviceLo: ring.addrLo + usedOff,
-      deviceHi: ring.addrHi,
-    });
+    this.#iovaBase = iovaBase;
+    // Three regions, each within one page for size <= 256 (virtio 1.3 §2.7: 16, 2 and 4 byte
+    // alignment), so any allocator's regions will do.
+    const desc = dma.alloc(16 * size, 4096);
+    const avail = dma.alloc(6 + 2 * size, 4096);
+    const used = dma.alloc(6 + 8 * size, 4096);
     // One 64-byte request slot per ring entry pair, like the driver's.
-    const slots = memory.alloc(64 * size, 4096);
+    const slots = dma.alloc(64 * size, 4096);
+    this.#regions = [desc, avail, used, slots];
+    this.#desc = desc.view;
+    this.#avail = avail.view;
+    this.#availIdxView = avail.view;
+    this.#used = used.view;
+    this.#usedIdx16 = new Uint16Array(used.bytes.buffer, used.bytes.byteOffset, 2);
+    this.#tailOf = new Int32Array(size);
+    // Polled: ask the device not to interrupt (§2.7.7), as the driver does.
+    this.#avail.setUint16(0, VIRTQ_AVAIL_F_NO_INTERRUPT, true);
+    t.enableQueue(0, size, {
+      descLo: desc.addrLo,
+      descHi: desc.addrHi,
+      driverLo: avail.addrLo,
+      driverHi: avail.addrHi,
+      deviceLo: used.addrLo,
+      deviceHi: used.addrHi,
+    });
     this.#reqLo = slots.addrLo;
     this.#reqHi = slots.addrHi;
     this.#reqView = slots.view;
   }
 
-  /** Initialises the device by hand (queue 1 left disabled) and attaches endpoint 8 to domain 1. */
-  static async create(size = 256): Promise<Baseline> {
+  /** The limit against a fresh mock (QEMU-like defaults, 64 MiB of memory) over virtio-mmio. */
+  static async create(size = 256): Promise<Baseline & { device: MockIommuDevice }> {
     const memory = new SimulatedMemory({ size: 64 * 1024 * 1024 });
     const device = new MockIommuDevice();
-    const t = MmioTransport.create(new MmioDevice(device, memory));
-    await beginInit(t, { supported: DIRECT_FEATURES });
-    const b = new Baseline(t, device, memory, size);
-    finishInit(t);
-    // ATTACH endpoint 8 to domain 1, by hand.
+    const b = await Baseline.over(MmioTransport.create(new MmioDevice(device, memory)), memory, {
+      size,
+    });
+    return Object.assign(b, { device });
+  }
+
+  /**
+   * Initialises the device behind `transport` by hand (features without INDIRECT_DESC and
+   * EVENT_IDX, queue 1 left disabled) and attaches `endpoint` to domain 1.
+   */
+  static async over(
+    transport: Transport,
+    dma: DmaAllocator,
+    options: BaselineOptions = {},
+  ): Promise<Baseline> {
+    const size = options.size ?? 256;
+    await beginInit(transport, { supported: BASELINE_FEATURES });
+    const b = new Baseline(transport, dma, size, options.iovaBase ?? 0x100000);
+    finishInit(transport);
+    // ATTACH the endpoint to domain 1, by hand.
     const v = b.#reqView;
     v.setUint32(0, 1, true); // type ATTACH
     v.setUint32(4, 1, true); // domain
-    v.setUint32(8, 8, true); // endpoint
+    v.setUint32(8, options.endpoint ?? 8, true); // endpoint
+    v.setUint32(12, 0, true); // flags
     b.#chain(0, 0, 20);
     b.#kick();
     b.#drain(1);
     return b;
+  }
+
+  /** Resets the device and frees the rings (the device may then be driven by someone else). */
+  async close(): Promise<void> {
+    await resetDevice(this.#t);
+    for (const r of this.#regions) this.#dma.free(r);
+    this.#regions = [];
   }
 
   /** Writes a 2-descriptor chain for slot `s` (request of `len` bytes, then the tail). */
@@ -137,6 +187,7 @@ export class Baseline {
     desc.setUint32(o + DESC_SIZE + DESC_ADDR + 4, this.#reqHi, true);
     desc.setUint32(o + DESC_SIZE + DESC_LEN, 4, true);
     desc.setUint16(o + DESC_SIZE + DESC_FLAGS, VIRTQ_DESC_F_WRITE, true);
+    this.#tailOf[d] = s * 64 + len;
     const slot = this.#availIdx & (this.#size - 1);
     this.#avail.setUint16(4 + 2 * slot, d, true);
     this.#availIdx = (this.#availIdx + 1) & 0xffff;
@@ -147,13 +198,17 @@ export class Baseline {
     this.#t.notify(0);
   }
 
+  /** Waits for `n` answers, each with used length 4 and status OK (bounded: never hangs). */
   #drain(n: number): void {
     let got = 0;
-    while (got < n) {
-      const idx = this.#used.getUint16(USED_IDX, true);
+    for (let round = 0; got < n; round++) {
+      if (round > 100_000_000) throw new Error("baseline: the device stopped answering");
+      const idx = Atomics.load(this.#usedIdx16, USED_IDX >> 1);
       while (this.#usedIdx !== idx) {
         const e = USED_RING + USED_ELEM_SIZE * (this.#usedIdx & (this.#size - 1));
         if (this.#used.getUint32(e + 4, true) !== 4) throw new Error("baseline: bad used len");
+        const tail = this.#tailOf[this.#used.getUint32(e, true) & (this.#size - 1)];
+        if (this.#reqView.getUint8(tail) !== 0) throw new Error("baseline: request refused");
         this.#usedIdx = (this.#usedIdx + 1) & 0xffff;
         got++;
       }
@@ -165,7 +220,7 @@ export class Baseline {
     const v = this.#reqView;
     const o = s * 64;
     const map = r < half;
-    const iova = 0x100000 + (map ? r : r - half) * 0x1000;
+    const iova = this.#iovaBase + (map ? r : r - half) * 0x1000;
     v.setUint32(o, map ? 3 : 4, true);
     v.setUint32(o + 4, 1, true);
     v.setUint32(o + 8, iova, true);
@@ -190,6 +245,27 @@ export class Baseline {
     this.#chain(0, 0, this.#encode(0, i + 1 + i, i + 1));
     this.#kick();
     this.#drain(1);
+  }
+
+  /**
+   * `n` MAPs of consecutive pages followed by one UNMAP of their whole range, in one
+   * notification (`n + 1` chains must fit the ring: n < size / 2).
+   */
+  batchRange(n: number): void {
+    if (n + 1 > this.#size >> 1) throw new RangeError(`batchRange(${n}): ring too small`);
+    for (let q = 0; q < n; q++) this.#chain(q, 2 * q, this.#encode(q, q, n));
+    const v = this.#reqView;
+    const o = n * 64;
+    v.setUint32(o, 4, true); // UNMAP
+    v.setUint32(o + 4, 1, true);
+    v.setUint32(o + 8, this.#iovaBase, true);
+    v.setUint32(o + 12, 0, true);
+    v.setUint32(o + 16, this.#iovaBase + n * 0x1000 - 1, true);
+    v.setUint32(o + 20, 0, true);
+    v.setUint32(o + 24, 0, true);
+    this.#chain(n, 2 * n, 28);
+    this.#kick();
+    this.#drain(n + 1);
   }
 
   /**

@@ -43,6 +43,7 @@ import { openSysfsPci } from "../transport/host/sysfs_pci.ts";
 import { PagemapDma } from "../transport/host/pagemap.ts";
 import { PciTransport } from "../transport/pci.ts";
 import { MAP_READ, MAP_WRITE, VirtioIommu } from "../driver/iommu/device.ts";
+import { Baseline } from "./_setup.ts";
 import { bindToVfioPci, boundDriver, EDU_DEVICE, EDU_VENDOR, findPciDevice } from "../tools/edu.ts";
 
 /** The benchmark's parameters. */
@@ -179,9 +180,8 @@ async function oursSide(params: PeerParams): Promise<Record<string, unknown>> {
 
   const dev = openSysfsPci(bdf);
   const dma = new PagemapDma();
-  const iommu = await VirtioIommu.create(new PciTransport(dev.config, (i) => dev.bar(i)), dma, {
-    timeoutMs: 5000,
-  });
+  const transport = new PciTransport(dev.config, (i) => dev.bar(i));
+  const iommu = await VirtioIommu.create(transport, dma, { timeoutMs: 5000 });
   const domain = 1;
   await iommu.attach(domain, endpoint);
   const n = params.pairs;
@@ -246,10 +246,45 @@ async function oursSide(params: PeerParams): Promise<Record<string, unknown>> {
     await iommu.detach(domain, endpoint).catch(() => {});
     await iommu.close();
     dma.free(pages);
+  }
+  try {
+    Object.assign(result, await floorOf(transport, dma, endpoint, params));
+  } finally {
     dma.close();
     dev.close();
   }
   return result;
+}
+
+/**
+ * The device's own cost: the same requests from the hand-written loop of bench/_setup.ts (no
+ * checks, no records, no promises, pre-encoded bytes), which initialises the device itself.
+ * What is left between it and our driver is the driver's JavaScript.
+ */
+async function floorOf(
+  transport: PciTransport,
+  dma: PagemapDma,
+  endpoint: number,
+  params: PeerParams,
+): Promise<Record<string, number[]>> {
+  const n = params.pairs;
+  const b = params.batch;
+  const base = await Baseline.over(transport, dma, { endpoint, iovaBase: IOVA_BASE });
+  try {
+    return {
+      floorOne: await measure(params, n, () => {
+        for (let i = 0; i < n; i++) base.pairOneAtATime(i);
+      }),
+      floorBatched: await measure(params, n, () => {
+        for (let at = 0; at < n; at += b) base.batch(2 * b);
+      }),
+      floorBatchedRange: await measure(params, n, () => {
+        for (let at = 0; at < n; at += b) base.batchRange(b);
+      }),
+    };
+  } finally {
+    await base.close();
+  }
 }
 
 if (import.meta.main) {

@@ -1,0 +1,35 @@
+/**
+ * The benchmarks' hand-written request loop ("the limit", also run against QEMU's device in
+ * the peer benchmark as "device alone") must send what the driver sends: requests the mock
+ * accepts without a rule broken, and nothing left mapped.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { Baseline } from "../bench/_setup.ts";
+import { MmioTransport } from "../mod.ts";
+import { MmioDevice, MockIommuDevice, SimulatedMemory } from "../testing.ts";
+
+Deno.test("Baseline's pairs, batches and range UNMAPs leave the mock clean and unviolated", async () => {
+  const memory = new SimulatedMemory({ size: 16 * 1024 * 1024 });
+  const device = new MockIommuDevice({ endpoints: [{ id: 0x18 }] });
+  const mmio = new MmioDevice(device, memory);
+  const base = await Baseline.over(MmioTransport.create(mmio), memory, {
+    size: 128,
+    endpoint: 0x18,
+    iovaBase: 0x400_0000,
+  });
+  assert.equal(device.endpointDomain(0x18), 1);
+  const handled = device.requestsHandled;
+  for (let i = 0; i < 40; i++) base.pairOneAtATime(i);
+  base.batch(64);
+  base.batchRange(32);
+  assert.equal(device.requestsHandled - handled, 80 + 64 + 33);
+  assert.equal(device.lastStatus, 0, "the range UNMAP succeeded");
+  assert.deepEqual(device.mappings(1), [], "every MAP was undone");
+  assert.throws(() => base.batchRange(64), RangeError, "64 + 1 chains do not fit 128 / 2");
+  assert.deepEqual(mmio.core.violations, []);
+  await base.close();
+  assert.equal(memory.allocated, 0, "close() frees the rings and slots");
+});
