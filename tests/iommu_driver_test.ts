@@ -798,6 +798,32 @@ for (const kind of KINDS) {
   // ---- Batching and concurrency -----------------------------------------------------------
 
   t(
+    "VirtioIommu sends requests as direct chains on a large ring, indirect ones on a small ring",
+    async () => {
+      for (const [size, indirect] of [[256, false], [64, true]] as const) {
+        await withIommu(kind, async ({ iommu, scripted, core, memory }) => {
+          scripted.script = () => ({ do: "hold" });
+          const pending = iommu.map(1, 0x10000, 0, 0x1000, RW).catch((e) => e);
+          // The head of the chain just made available, and its descriptor's flags (§2.7.5).
+          const addr = (part: number): number =>
+            memory.resolve(
+              core.queueAddress(0, part, 0),
+              core.queueAddress(0, part, 1),
+              16 * size,
+            );
+          const availIdx = memory.view.getUint16(addr(1) + 2, true);
+          const head = memory.view.getUint16(addr(1) + 4 + 2 * ((availIdx - 1) % size), true);
+          const flags = memory.view.getUint16(addr(0) + 16 * head + 12, true);
+          assert.equal((flags & 4) !== 0, indirect, `queue of ${size}: flags ${flags}`);
+          assert.equal((flags & 1) !== 0, !indirect, "a direct chain goes on with NEXT");
+          scripted.releaseHeld();
+          assert.equal(await pending, undefined);
+        }, { queueSizes: [size, 8] });
+      }
+    },
+  );
+
+  t(
     "VirtioIommu sends a request to an idle queue at once, and batches those made meanwhile",
     () =>
       withIommu(kind, async ({ iommu, scripted, device }) => {

@@ -14,7 +14,7 @@ import type { Transport } from "../../transport/transport.ts";
 import { STATUS_DEVICE_NEEDS_RESET } from "../status.ts";
 import { SplitVirtqueue, VirtqueueError } from "../virtqueue.ts";
 import { DeviceResetError, requestError, RequestTimeoutError } from "./errors.ts";
-import { HEAD_TYPE, REQUEST_QUEUE, TAIL_SIZE } from "./wire.ts";
+import { HEAD_TYPE, REQUEST_QUEUE, TAIL_SIZE, VIRTIO_IOMMU_S_OK } from "./wire.ts";
 
 /** Called once when a request settles: `error` is null on success. */
 export type Completion = (error: Error | null, slot: number) => void;
@@ -76,7 +76,8 @@ export class RequestQueue {
   #kind: Uint8Array;
   #writeLen: Int32Array;
   #deadline: Float64Array;
-  #statusView: DataView[];
+  /** The view holding the status of a request sent with its own buffers (PROBE), else null. */
+  #extView: (DataView | null)[];
   #statusOffset: Int32Array;
   #done: (Completion | null)[];
   #headToSlot: Int32Array;
@@ -118,7 +119,7 @@ export class RequestQueue {
     this.#kind = new Uint8Array(slots);
     this.#writeLen = new Int32Array(slots);
     this.#deadline = new Float64Array(slots);
-    this.#statusView = new Array(slots);
+    this.#extView = new Array(slots).fill(null);
     this.#statusOffset = new Int32Array(slots);
     this.#done = new Array(slots).fill(null);
     this.#headToSlot = new Int32Array(size).fill(-1);
@@ -243,7 +244,7 @@ export class RequestQueue {
       view.setUint32(offset + readLen, 0xffff_ffff, true);
       head = this.vq.add2(lo, hi, readLen, lo + readLen, hi, writeLen);
       this.#kind[slot] = view.getUint8(offset + HEAD_TYPE);
-      this.#statusView[slot] = view;
+      if (this.#extView[slot] !== null) this.#extView[slot] = null;
       this.#statusOffset[slot] = offset + readLen;
     } else {
       const tail = readLen + writeLen - TAIL_SIZE;
@@ -257,7 +258,7 @@ export class RequestQueue {
         writeLen,
       );
       this.#kind[slot] = ext.view.getUint8(HEAD_TYPE);
-      this.#statusView[slot] = ext.view;
+      this.#extView[slot] = ext.view;
       this.#statusOffset[slot] = tail;
     }
     if (head < 0) {
@@ -331,8 +332,11 @@ export class RequestQueue {
     const kind = this.#kind[slot];
     const writeLen = this.#writeLen[slot];
     if (state === IN_FLIGHT && done !== null) {
-      const status = this.#statusView[slot].getUint8(this.#statusOffset[slot]);
-      done(requestError(KIND_NAMES[kind] ?? `type ${kind}`, status, written, writeLen), slot);
+      const ext = this.#extView[slot];
+      const status = (ext ?? this.#slotView[slot]).getUint8(this.#statusOffset[slot]);
+      // The common case without a call; requestError() decides everything else.
+      if (status === VIRTIO_IOMMU_S_OK && written >= writeLen) done(null, slot);
+      else done(requestError(KIND_NAMES[kind] ?? `type ${kind}`, status, written, writeLen), slot);
     }
     this.#release(slot);
   }
@@ -344,9 +348,8 @@ export class RequestQueue {
 
   #release(slot: number): void {
     this.#state[slot] = FREE;
-    const waiter = this.#waiters.shift();
-    if (waiter) waiter.run(slot);
-    else this.#freeSlots[this.#freeCount++] = slot;
+    if (this.#waiters.length === 0) this.#freeSlots[this.#freeCount++] = slot;
+    else (this.#waiters.shift() as Waiter).run(slot);
   }
 
   /**
