@@ -1,7 +1,7 @@
 /**
  * Peer benchmark: our driver against Linux's own virtio-iommu driver
  * (drivers/iommu/virtio-iommu.c), on the same QEMU device (virtio-iommu-pci with edu as the
- * endpoint), in the same kind of guest, from one command. Two boots:
+ * endpoint), in the same kind of guest, from one command. Each round is two boots:
  *
  * 1. Linux's driver (6.12 guest, virtio_iommu + VFIO loaded, edu bound to vfio-pci): 4 KiB
  *    VFIO_IOMMU_MAP_DMA + VFIO_IOMMU_UNMAP_DMA pairs from Deno FFI, each ioctl one MAP or
@@ -9,12 +9,13 @@
  * 2. Ours (6.12 guest with virtio-pci unbound, or `--ours-kernel 6.1`): as many MAP+UNMAP pairs
  *    through the public API, one at a time and batched.
  *
- * Warm-up repetitions are discarded (JIT under TCG), medians are taken over the rest, and the
- * ratio ours/Linux is printed per mode.
+ * Ours also times the device alone (a hand-written loop on the same device). Warm-up
+ * repetitions are discarded (JIT under TCG), medians are taken over the rest, then over the
+ * rounds (3 in the full run, 1 in `--smoke`), and the ratio ours/Linux is printed per mode.
  *
  * ```sh
- * deno task bench:peer -- --peer linux [--pairs 512] [--reps 15] [--warmup 10] [--batch 32]
- *   [--ours-kernel 6.12|6.1] [--smoke] [--json]
+ * deno task bench:peer -- --peer linux [--pairs 512] [--reps 21] [--warmup 30] [--batch 32]
+ *   [--rounds 3] [--ours-kernel 6.12|6.1] [--smoke] [--json]
  * ```
  *
  * Needs what the guest runner needs (`.ci/install-guest-deps`). Permissions: read, write (the
@@ -35,6 +36,12 @@ export interface PeerBenchOptions extends PeerParams {
   projectRoot?: string;
   /** Seconds before a boot is killed (default 150). */
   timeoutSeconds?: number;
+  /**
+   * Rounds of boots, each a Linux boot then one of ours (default 1). A figure is the median
+   * over the rounds of each boot's median: under TCG one boot can run the same code 30 %
+   * faster or slower than the next (seen across identical boots), so one boot is one sample.
+   */
+  rounds?: number;
 }
 
 /** One boot's figures. */
@@ -88,14 +95,16 @@ export interface PeerSummary {
 
 /** The whole result. */
 export interface PeerBenchResult {
-  /** The parameters both boots used. */
+  /** The parameters every boot used. */
   params: PeerParams;
-  /** Linux's boot. */
-  linux: PeerBoot;
-  /** Our boot. */
-  ours: PeerBoot;
+  /** Linux's boots, one per round. */
+  linux: PeerBoot[];
+  /** Our boots, one per round. */
+  ours: PeerBoot[];
   /** Medians and ratios. */
   summary: PeerSummary;
+  /** Per figure of the summary that comes from boots: the lowest and highest boot median. */
+  spread: Record<string, [number, number]>;
 }
 
 /** Parameters of the CI smoke run: few repetitions, seconds per boot. */
@@ -107,6 +116,9 @@ export const SMOKE_PARAMS: PeerParams = { pairs: 128, reps: 3, warmup: 3, batch:
  * milliseconds, so the boots dominate the run time either way.
  */
 export const FULL_PARAMS: PeerParams = { pairs: 512, reps: 21, warmup: 30, batch: 32 };
+
+/** Rounds of boots of the full run (see {@link PeerBenchOptions.rounds}). */
+export const FULL_ROUNDS = 3;
 
 /** Returns the median of `values` (which must not be empty). */
 export function median(values: readonly number[]): number {
@@ -183,9 +195,23 @@ export async function runPeerBench(options: PeerBenchOptions): Promise<PeerBench
     warmup: options.warmup,
     batch: options.batch,
   };
-  const linux = await boot("linux", "6.12", params, options);
-  const ours = await boot("ours", options.oursKernel ?? "6.12", params, options);
-  const m = (b: PeerBoot, key: string): number => round2(median(b.report[key] as number[]));
+  const rounds = options.rounds ?? 1;
+  if (!Number.isInteger(rounds) || rounds < 1) throw new RangeError("rounds must be 1 or more");
+  const linuxBoots: PeerBoot[] = [];
+  const oursBoots: PeerBoot[] = [];
+  for (let r = 0; r < rounds; r++) {
+    linuxBoots.push(await boot("linux", "6.12", params, options));
+    oursBoots.push(await boot("ours", options.oursKernel ?? "6.12", params, options));
+  }
+  const spread: Record<string, [number, number]> = {};
+  const linux = "linux", ours = "ours";
+  const m = (side: string, key: string): number => {
+    const boots = side === linux ? linuxBoots : oursBoots;
+    const each = boots.map((b) => round2(median(b.report[key] as number[])));
+    const name = side + key[0].toUpperCase() + key.slice(1);
+    spread[name] = [Math.min(...each), Math.max(...each)];
+    return round2(median(each));
+  };
   const linuxOne = m(linux, "one");
   const linuxBatched = m(linux, "batched");
   const oursOne = m(ours, "one");
@@ -208,7 +234,7 @@ export async function runPeerBench(options: PeerBenchOptions): Promise<PeerBench
     floorBatched: m(ours, "floorBatched"),
     floorBatchedRange: m(ours, "floorBatchedRange"),
   };
-  return { params, linux, ours, summary };
+  return { params, linux: linuxBoots, ours: oursBoots, summary, spread };
 }
 
 /** Formats the result as the table the README shows. */
@@ -223,19 +249,26 @@ export function formatTable(result: PeerBenchResult): string {
     target: string,
     floor = "",
   ): string => `| ${mode} | ${linux} | ${ours} | ${ratio} | ${target} | ${floor} |`;
-  const us = (v: number): string => `${v.toFixed(1)} µs`;
+  const rounds = result.linux.length;
+  const us = (v: number, key?: string): string => {
+    const range = key === undefined || rounds < 2 ? undefined : result.spread[key];
+    return range === undefined
+      ? `${v.toFixed(1)} µs`
+      : `${v.toFixed(1)} µs (${range[0].toFixed(1)}–${range[1].toFixed(1)})`;
+  };
   const floor = (v: number, linux: number): string => `${us(v)} (${(v / linux).toFixed(2)})`;
   return [
     `4 KiB MAP+UNMAP pairs, medians of ${p.reps} repetitions of ${p.pairs} pairs ` +
-    `(${p.warmup} warm-up repetitions discarded), QEMU TCG; Linux ${result.linux.kernel}, ` +
-    `ours on ${result.ours.kernel}`,
+    `(${p.warmup} warm-up repetitions discarded)` +
+    (rounds > 1 ? `, median of ${rounds} boots per side (lowest–highest boot)` : "") +
+    `, QEMU TCG; Linux ${result.linux[0].kernel}, ours on ${result.ours[0].kernel}`,
     "",
     row("mode", "Linux (VFIO ioctls)", "ours", "ours/Linux", "target", "device alone"),
     row("---", "---", "---", "---", "---", "---"),
     row(
       "one pair at a time",
-      us(s.linuxOne),
-      us(s.oursOne),
+      us(s.linuxOne, "linuxOne"),
+      us(s.oursOne, "oursOne"),
       s.ratioOne.toFixed(2),
       "≤ 0.5",
       floor(s.floorOne, s.linuxOne),
@@ -243,14 +276,14 @@ export function formatTable(result: PeerBenchResult): string {
     row(
       `batched (${p.batch} per submit)`,
       `${us(s.linuxOne)} (one at a time)`,
-      us(s.oursBatched),
+      us(s.oursBatched, "oursBatched"),
       s.ratioBatched.toFixed(2),
       "≤ 0.3",
       floor(s.floorBatched, s.linuxOne),
     ),
     row(
       "batched, Linux's best (N MAPs, one range UNMAP)",
-      us(s.linuxBatched),
+      us(s.linuxBatched, "linuxBatched"),
       us(s.oursBatched),
       s.ratioBatchedVsLinuxBatched.toFixed(2),
       "",
@@ -258,7 +291,7 @@ export function formatTable(result: PeerBenchResult): string {
     row(
       `batched, one range UNMAP (${p.batch} MAPs + 1 UNMAP per submit)`,
       `${us(s.linuxOne)} (one at a time)`,
-      us(s.oursBatchedRange),
+      us(s.oursBatchedRange, "oursBatchedRange"),
       s.ratioBatchedRange.toFixed(2),
       "≤ 0.3",
       floor(s.floorBatchedRange, s.linuxOne),
@@ -270,16 +303,16 @@ export function formatTable(result: PeerBenchResult): string {
       s.ratioBatchedRangeVsLinuxBatched.toFixed(2),
       "",
     ),
-    row(`Promise.all (${p.batch} in one tick)`, "", us(s.oursPromiseAll), "", ""),
+    row(`Promise.all (${p.batch} in one tick)`, "", us(s.oursPromiseAll, "oursPromiseAll"), "", ""),
     row("null VFIO ioctl (syscall floor)", us(s.linuxNullIoctl), "", "", ""),
     "",
     "device alone: the same requests from a hand-written loop on the same device (no checks, " +
     "no records, no promises), and its ratio to Linux: what any driver pays QEMU.",
-    `boots: Linux ${(result.linux.bootMs / 1000).toFixed(1)} s (whole run ` +
-    `${(result.linux.totalMs / 1000).toFixed(1)} s), ours ${
-      (result.ours.bootMs / 1000).toFixed(1)
+    `first boots: Linux ${(result.linux[0].bootMs / 1000).toFixed(1)} s (whole run ` +
+    `${(result.linux[0].totalMs / 1000).toFixed(1)} s), ours ${
+      (result.ours[0].bootMs / 1000).toFixed(1)
     } s ` +
-    `(whole run ${(result.ours.totalMs / 1000).toFixed(1)} s)`,
+    `(whole run ${(result.ours[0].totalMs / 1000).toFixed(1)} s)`,
   ].join("\n");
 }
 
@@ -288,7 +321,7 @@ export function parsePeerArgs(argv: string[]): { options: PeerBenchOptions; json
   const args = argv[0] === "--" ? argv.slice(1) : argv;
   const smoke = args.includes("--smoke");
   const base = smoke ? SMOKE_PARAMS : FULL_PARAMS;
-  const options: PeerBenchOptions = { ...base };
+  const options: PeerBenchOptions = { ...base, rounds: smoke ? 1 : FULL_ROUNDS };
   let json = false;
   let peer: string | null = null;
   for (let i = 0; i < args.length; i++) {
@@ -308,6 +341,7 @@ export function parsePeerArgs(argv: string[]): { options: PeerBenchOptions; json
     else if (arg === "--reps") options.reps = integer();
     else if (arg === "--warmup") options.warmup = Number(value());
     else if (arg === "--batch") options.batch = integer();
+    else if (arg === "--rounds") options.rounds = integer();
     else if (arg === "--ours-kernel") {
       const k = value();
       if (k !== "6.1" && k !== "6.12") throw new TypeError("--ours-kernel needs 6.1 or 6.12");
@@ -319,7 +353,7 @@ export function parsePeerArgs(argv: string[]): { options: PeerBenchOptions; json
   if (peer !== "linux") {
     throw new TypeError(
       "Usage: deno task bench:peer -- --peer linux [--smoke] [--json] [--pairs n] [--reps n] " +
-        "[--warmup n] [--batch n] [--ours-kernel 6.12|6.1]",
+        "[--warmup n] [--batch n] [--rounds n] [--ours-kernel 6.12|6.1]",
     );
   }
   if (!Number.isInteger(options.warmup) || options.warmup < 0) {

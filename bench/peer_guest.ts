@@ -195,6 +195,7 @@ async function oursSide(params: PeerParams): Promise<Record<string, unknown>> {
     bdf,
     endpoint,
     requestQueueSize: iommu.info.requestQueueSize,
+    phys: "0x" + phys.toString(16),
     features: iommu.info.featureNames,
   };
   try {

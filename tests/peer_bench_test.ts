@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import { defaultProjectRoot, locateTools } from "../tools/qemu.ts";
 import {
   formatTable,
+  FULL_ROUNDS,
   median,
   parsePeerArgs,
   type PeerBenchResult,
@@ -32,9 +33,12 @@ Deno.test("median() takes the middle value, or the mean of the two middle ones",
 
 Deno.test("parsePeerArgs() needs --peer linux and checks the pairs/batch relation", () => {
   assert.deepEqual(parsePeerArgs(["--", "--peer", "linux", "--smoke", "--json"]), {
-    options: { ...SMOKE_PARAMS },
+    options: { ...SMOKE_PARAMS, rounds: 1 },
     json: true,
   });
+  assert.equal(parsePeerArgs(["--peer", "linux"]).options.rounds, FULL_ROUNDS);
+  assert.equal(parsePeerArgs(["--peer", "linux", "--rounds", "5"]).options.rounds, 5);
+  assert.throws(() => parsePeerArgs(["--peer", "linux", "--rounds", "0"]), /positive integer/);
   assert.equal(
     parsePeerArgs(["--peer", "linux", "--ours-kernel", "6.1"]).options.oursKernel,
     "6.1",
@@ -70,7 +74,7 @@ if (missing.length > 0) {
   }
 } else {
   Deno.test("peer bench: Linux's side binds edu to vfio-pci and times every mode", async () => {
-    const { linux, params } = await smoke();
+    const { linux: [linux], params } = await smoke();
     assert.match(linux.kernel, /^6\.12\./);
     assert.equal((linux.report.binding as { driver: string }).driver, "vfio-pci");
     for (const mode of ["one", "batched", "nullIoctl"]) {
@@ -81,7 +85,7 @@ if (missing.length > 0) {
   });
 
   Deno.test("peer bench: our side drives the same device with virtio-pci unbound and leaves no mapping", async () => {
-    const { ours, params } = await smoke();
+    const { ours: [ours], params } = await smoke();
     assert.match(ours.kernel, /^6\.12\./);
     assert.equal(ours.report.bdf, "0000:00:02.0");
     assert.equal(ours.report.endpoint, 0x18);
@@ -96,7 +100,7 @@ if (missing.length > 0) {
   });
 
   Deno.test("peer bench: the null ioctl is cheaper than a MAP+UNMAP pair and ratios are consistent", async () => {
-    const { linux, ours, summary: s } = await smoke();
+    const { linux: [linux], ours: [ours], summary: s, spread } = await smoke();
     // Best repetitions, not medians: a smoke run's few repetitions can all be JIT-noisy.
     const best = (key: string): number => Math.min(...(linux.report[key] as number[]));
     assert.ok(
@@ -104,6 +108,8 @@ if (missing.length > 0) {
       "two ioctls that send requests cost more than one null",
     );
     assert.equal(s.ratioOne, Math.round((s.oursOne / s.linuxOne) * 100) / 100);
+    // One round: every figure's spread is that boot's median alone.
+    assert.deepEqual(spread.oursOne, [s.oursOne, s.oursOne]);
     // The hand-written loop does a subset of the driver's work on the same device.
     const oursBest = (key: string): number => Math.min(...(ours.report[key] as number[]));
     assert.ok(oursBest("floorOne") < oursBest("one"), "the device alone is cheaper than ours");
