@@ -275,6 +275,24 @@ for (const kind of KINDS) {
   );
 
   t(
+    "a used element posted with nothing in flight breaks the queue at the next request",
+    () =>
+      withFixture(kind, async ({ iommu, scripted }) => {
+        await iommu.attach(1, 0x08);
+        assert.equal(iommu.pending, 0);
+        // The driver has nothing out, so it does not read the used ring until it sends again;
+        // then the element is there before any answer (the device holds the MAP). Id 7 is odd:
+        // never the head of a direct 2-descriptor chain.
+        scripted.rawUsed(7, 4);
+        scripted.script = () => ({ do: "hold" });
+        const e = await outcome(iommu.map(1, 0x1000, 0x1000, 0x1000, RW));
+        assert.ok(e instanceof VirtqueueError, String(e));
+        assert.match(e.message, /used id 7 .* not the head of a chain/);
+        assert.equal(iommu.mappings(1).length, 0, "the MAP the device never answered is undone");
+      }),
+  );
+
+  t(
     "a used id out of range (>= queue size) rejects with VirtqueueError",
     () =>
       withFixture(kind, async ({ iommu, scripted }) => {

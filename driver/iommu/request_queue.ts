@@ -304,8 +304,12 @@ export class RequestQueue {
   collect(): number {
     let n = 0;
     try {
-      // popUsed() reads used.idx only when it has caught up with the value it last read.
-      for (let head = this.vq.popUsed(); head >= 0; head = this.vq.popUsed()) {
+      // popUsed() reads used.idx only when it has caught up with the value it last read, and
+      // with no chain out nothing can come back: no read at all (a device that puts something
+      // in the used ring anyway is caught by the next read, §2.7.8).
+      while (this.vq.inFlight > 0) {
+        const head = this.vq.popUsed();
+        if (head < 0) break;
         this.#complete(head, this.vq.usedLen);
         n++;
       }
