@@ -19,6 +19,8 @@ import {
 import { granuleShift, type IommuConfig } from "./config.ts";
 import { driverError } from "./errors.ts";
 
+const TWO_32 = 0x1_0000_0000;
+
 /** Checks requests against one device's configuration. */
 export class RequestChecks {
   /** First address of the range last checked by {@link RequestChecks.range}. */
@@ -36,12 +38,18 @@ export class RequestChecks {
   #domainStart: number;
   #domainEnd: number;
   #mapFlags: number;
+  /** Granule − 1 when {@link RequestChecks.range} may take its fast path, else −1. */
+  #smallMask: number;
 
   /** Checks for a device with `config`, whose MAP accepts the `mapFlags` bits. */
   constructor(config: IommuConfig, mapFlags: number) {
     this.granule = granuleShift(config.pageSizeMask);
     split(config.inputStart, "input start", this.#inputStart);
     split(config.inputEnd, "input end", this.#inputEnd);
+    this.#smallMask = this.granule <= 30 && config.inputStart === 0n &&
+        config.inputEnd >= 0xffff_ffffn
+      ? (1 << this.granule) - 1
+      : -1;
     this.#domainStart = config.domainStart;
     this.#domainEnd = config.domainEnd;
     this.#mapFlags = mapFlags;
@@ -83,6 +91,26 @@ export class RequestChecks {
    * granule, inside input_range, no wrap past 2^64.
    */
   range(verb: string, iova: Address, size: Address, phys?: Address): void {
+    // Fast path, the same rules for the common case: numbers below 2^32, a granule mask that
+    // fits an int, and an input range covering [0, 2^32). Anything else takes the general path.
+    const mask = this.#smallMask;
+    if (
+      mask >= 0 && typeof iova === "number" && typeof size === "number" &&
+      (iova >>> 0) === iova && (size >>> 0) === size && size !== 0 &&
+      iova + size <= TWO_32 && (iova & mask) === 0 && (size & mask) === 0
+    ) {
+      this.iova.lo = iova;
+      this.iova.hi = 0;
+      this.last.lo = iova + size - 1;
+      this.last.hi = 0;
+      if (phys === undefined) return;
+      // phys + size − 1 cannot pass 2^64 when both are below 2^32.
+      if (typeof phys === "number" && (phys >>> 0) === phys && (phys & mask) === 0) {
+        this.phys.lo = phys;
+        this.phys.hi = 0;
+        return;
+      }
+    }
     const a = split(iova, "iova", this.iova);
     const s = split(size, "size", this.#size);
     if (!isAligned(a.lo, a.hi, this.granule)) {
