@@ -440,10 +440,10 @@ export class SplitVirtqueue {
   /**
    * Pops one used element: returns its head id and sets {@link SplitVirtqueue.usedLen}, or
    * returns -1 when there is none; frees the chain's descriptors. used.idx is read (with
-   * acquire ordering) only once the elements of the previous read are all popped. Everything read from the used
-   * ring is checked against the driver's shadow first; a bad used.idx, id or len throws
-   * {@link VirtqueueError} and leaves the queue {@link SplitVirtqueue.broken} (further calls
-   * throw again until {@link SplitVirtqueue.reset}). Allocation-free.
+   * acquire ordering) only once the elements of the previous read are all popped. Everything
+   * read from the used ring is checked against the driver's shadow first; a bad used.idx, id or
+   * len throws {@link VirtqueueError} and leaves the queue {@link SplitVirtqueue.broken}
+   * (further calls throw again until {@link SplitVirtqueue.reset}). Allocation-free.
    */
   popUsed(): number {
     this.#checkLive();
