@@ -82,7 +82,6 @@ export class Baseline {
   #dma: DmaAllocator;
   #regions: DmaRegion[];
   #desc: DataView;
-  #availIdxView: DataView;
   #used: DataView;
   /** used.flags and used.idx, for an acquire load of used.idx (the device writes it). */
   #usedIdx16: Uint16Array;
@@ -112,7 +111,6 @@ export class Baseline {
     this.#regions = [desc, avail, used, slots];
     this.#desc = desc.view;
     this.#avail = avail.view;
-    this.#availIdxView = avail.view;
     this.#used = used.view;
     this.#usedIdx16 = new Uint16Array(used.bytes.buffer, used.bytes.byteOffset, 2);
     this.#tailOf = new Int32Array(size);
@@ -194,7 +192,7 @@ export class Baseline {
   }
 
   #kick(): void {
-    this.#availIdxView.setUint16(2, this.#availIdx, true);
+    this.#avail.setUint16(2, this.#availIdx, true);
     this.#t.notify(0);
   }
 
