@@ -293,38 +293,19 @@ export class SplitVirtqueue {
    * {@link SplitVirtqueue.publish}. Allocation-free.
    */
   add2(rLo: number, rHi: number, rLen: number, wLo: number, wHi: number, wLen: number): number {
-    this.#checkLive();
-    if (!isU32(rLen) || !isU32(wLen)) {
-      throw new RangeError(`Cannot add buffers of ${rLen} and ${wLen} bytes: not u32 lengths`);
-    }
-    if (rLen === 0 && wLen === 0) {
-      throw new TypeError("Cannot add a chain with no buffers (both lengths are 0)");
-    }
+    // One cheap test for the common case; the reasons are worked out only for a refusal (kept
+    // apart so this hot method stays small enough to inline).
     if (
-      (rLen !== 0 && (!isU32(rLo) || !isU32(rHi))) || (wLen !== 0 && (!isU32(wLo) || !isU32(wHi)))
+      this.#destroyed || !isU32(rLen) || !isU32(wLen) || (rLen === 0 && wLen === 0) ||
+      (rLen !== 0 && (!isU32(rLo) || !isU32(rHi))) ||
+      (wLen !== 0 && (!isU32(wLo) || !isU32(wHi))) || rLen + wLen > TWO_POW_32 ||
+      (rLen !== 0 && wLen !== 0 && this.size < 2)
     ) {
-      throw new RangeError("Cannot add a buffer whose address halves are not u32");
-    }
-    // §2.7.5.2: a chain is at most 2^32 bytes in total.
-    if (rLen + wLen > TWO_POW_32) {
-      throw new RangeError(`Cannot add a chain of ${rLen + wLen} bytes: more than 2^32`);
+      this.#refuseAdd(rLo, rHi, rLen, wLo, wHi, wLen);
     }
     const n = (rLen !== 0 ? 1 : 0) + (wLen !== 0 ? 1 : 0);
-    if (n > this.size) {
-      throw new RangeError(`Cannot add a chain of ${n} buffers to a queue of size ${this.size}`);
-    }
+    if (n === 2 && this.maxIndirect >= 2) return this.#addIndirect2(rLo, rHi, rLen, wLo, wHi, wLen);
     const view = this.#view;
-    if (n === 2 && this.maxIndirect >= 2) {
-      if (this.#numFree < 1) return -1;
-      const head = this.#freeHead;
-      this.#freeHead = this.#next[head];
-      const tv = this.#indirectView as DataView;
-      const toff = head * this.maxIndirect * DESC_SIZE;
-      writeDesc(tv, toff, rLo, rHi, rLen, VIRTQ_DESC_F_NEXT, 1);
-      writeDesc(tv, toff + DESC_SIZE, wLo, wHi, wLen, VIRTQ_DESC_F_WRITE, 0);
-      this.#writeIndirectHead(head, 2);
-      return this.#commit(head, 1, wLen);
-    }
     if (this.#numFree < n) return -1;
     const head = this.#freeHead;
     if (n === 2) {
@@ -453,45 +434,17 @@ export class SplitVirtqueue {
       const usedIdx = this.#load16(this.#usedOff + USED_IDX);
       if (usedIdx === last) return -1;
       const pending = (usedIdx - last) & 0xffff;
-      if (pending > this.size) {
-        this.#fail(
-          `Queue ${this.index}: used.idx moved from ${last} to ${usedIdx}, ` +
-            `${pending} entries, more than the queue size ${this.size}`,
-        );
-      }
-      if (pending > this.#published) {
-        this.#fail(
-          `Queue ${this.index}: used.idx moved from ${last} to ${usedIdx}, ` +
-            `${pending} entries, more than the ${this.#published} published chains in flight`,
-        );
-      }
+      if (pending > this.size || pending > this.#published) this.#badUsedIdx(last, usedIdx);
       this.#seenUsed = usedIdx;
     }
     const elem = this.#usedOff + USED_RING + (last & this.#mask) * USED_ELEM_SIZE;
     const id = this.#view.getUint32(elem, true);
     const len = this.#view.getUint32(elem + 4, true);
-    if (id >= this.size) {
-      this.#fail(
-        `Queue ${this.index}: used id ${id} at used idx ${last} is not below ${this.size}`,
-      );
-    }
-    const state = this.#state[id];
-    if (state !== HEAD_PUBLISHED) {
-      this.#fail(
-        `Queue ${this.index}: used id ${id} at used idx ${last} is not the head of a chain ` +
-          (state === HEAD_ADDED
-            ? "published to the device"
-            : "in flight (never submitted, already completed, or not a head)"),
-      );
+    // §2.7.8.1: the device MUST have written at least len bytes into the writable part.
+    if (id >= this.size || this.#state[id] !== HEAD_PUBLISHED || len > this.#writable[id]) {
+      this.#badUsedElem(last, id, len);
     }
     const count = this.#chainCount[id];
-    // §2.7.8.1: the device MUST have written at least len bytes into the writable part.
-    if (len > this.#writable[id]) {
-      this.#fail(
-        `Queue ${this.index}: used len ${len} for id ${id} exceeds the ` +
-          `${this.#writable[id]} writable bytes of its chain`,
-      );
-    }
 
     // Free the chain: walk the shadow links (never the shared table) to its tail.
     let tail = id;
@@ -603,6 +556,54 @@ export class SplitVirtqueue {
     writeDesc(this.#view, head * DESC_SIZE, lo, hi, n * DESC_SIZE, VIRTQ_DESC_F_INDIRECT, 0);
   }
 
+  /** {@link SplitVirtqueue.add2} of a 2-buffer chain as one indirect descriptor (§2.7.5.3). */
+  #addIndirect2(
+    rLo: number,
+    rHi: number,
+    rLen: number,
+    wLo: number,
+    wHi: number,
+    wLen: number,
+  ): number {
+    if (this.#numFree < 1) return -1;
+    const head = this.#freeHead;
+    this.#freeHead = this.#next[head];
+    const tv = this.#indirectView as DataView;
+    const toff = head * this.maxIndirect * DESC_SIZE;
+    writeDesc(tv, toff, rLo, rHi, rLen, VIRTQ_DESC_F_NEXT, 1);
+    writeDesc(tv, toff + DESC_SIZE, wLo, wHi, wLen, VIRTQ_DESC_F_WRITE, 0);
+    this.#writeIndirectHead(head, 2);
+    return this.#commit(head, 1, wLen);
+  }
+
+  /** Throws the error for arguments {@link SplitVirtqueue.add2} refuses. */
+  #refuseAdd(
+    rLo: number,
+    rHi: number,
+    rLen: number,
+    wLo: number,
+    wHi: number,
+    wLen: number,
+  ): never {
+    this.#checkLive();
+    if (!isU32(rLen) || !isU32(wLen)) {
+      throw new RangeError(`Cannot add buffers of ${rLen} and ${wLen} bytes: not u32 lengths`);
+    }
+    if (rLen === 0 && wLen === 0) {
+      throw new TypeError("Cannot add a chain with no buffers (both lengths are 0)");
+    }
+    if (
+      (rLen !== 0 && (!isU32(rLo) || !isU32(rHi))) || (wLen !== 0 && (!isU32(wLo) || !isU32(wHi)))
+    ) {
+      throw new RangeError("Cannot add a buffer whose address halves are not u32");
+    }
+    // §2.7.5.2: a chain is at most 2^32 bytes in total.
+    if (rLen + wLen > TWO_POW_32) {
+      throw new RangeError(`Cannot add a chain of ${rLen + wLen} bytes: more than 2^32`);
+    }
+    throw new RangeError(`Cannot add a chain of 2 buffers to a queue of size ${this.size}`);
+  }
+
   /** Records chain `head` in the shadow and puts it in the next avail ring slot. */
   #commit(head: number, count: number, writable: number): number {
     this.#numFree -= count;
@@ -622,6 +623,43 @@ export class SplitVirtqueue {
   #writeUsedEvent(): void {
     const value = this.#interrupts ? this.#lastUsed : (this.#lastUsed - 1) & 0xffff;
     this.#store16(this.#usedEventOff, value);
+  }
+
+  /** Fails for a used.idx that moved further than the chains out allow. */
+  #badUsedIdx(last: number, usedIdx: number): never {
+    const pending = (usedIdx - last) & 0xffff;
+    if (pending > this.size) {
+      this.#fail(
+        `Queue ${this.index}: used.idx moved from ${last} to ${usedIdx}, ` +
+          `${pending} entries, more than the queue size ${this.size}`,
+      );
+    }
+    this.#fail(
+      `Queue ${this.index}: used.idx moved from ${last} to ${usedIdx}, ` +
+        `${pending} entries, more than the ${this.#published} published chains in flight`,
+    );
+  }
+
+  /** Fails for a used element whose id or len the driver's shadow refutes. */
+  #badUsedElem(last: number, id: number, len: number): never {
+    if (id >= this.size) {
+      this.#fail(
+        `Queue ${this.index}: used id ${id} at used idx ${last} is not below ${this.size}`,
+      );
+    }
+    const state = this.#state[id];
+    if (state !== HEAD_PUBLISHED) {
+      this.#fail(
+        `Queue ${this.index}: used id ${id} at used idx ${last} is not the head of a chain ` +
+          (state === HEAD_ADDED
+            ? "published to the device"
+            : "in flight (never submitted, already completed, or not a head)"),
+      );
+    }
+    this.#fail(
+      `Queue ${this.index}: used len ${len} for id ${id} exceeds the ` +
+        `${this.#writable[id]} writable bytes of its chain`,
+    );
   }
 
   /** Marks the queue broken and throws a {@link VirtqueueError}. */

@@ -111,6 +111,11 @@ export class RequestChecks {
         return;
       }
     }
+    this.#rangeGeneral(verb, iova, size, phys);
+  }
+
+  /** {@link RequestChecks.range} for any input (kept apart so the fast path stays inlinable). */
+  #rangeGeneral(verb: string, iova: Address, size: Address, phys?: Address): void {
     const a = split(iova, "iova", this.iova);
     const s = split(size, "size", this.#size);
     if (!isAligned(a.lo, a.hi, this.granule)) {
