@@ -66,6 +66,17 @@ function checkU32(v: number, what: string): void {
   }
 }
 
+/** Throws for the range #checkRange refused (kept out of the hot path). */
+function refuseRange(sLo: number, sHi: number, eLo: number, eHi: number, verb: string): never {
+  checkU32(sLo, "start low half");
+  checkU32(sHi, "start high half");
+  checkU32(eLo, "end low half");
+  checkU32(eHi, "end high half");
+  throw new RangeError(
+    `Cannot ${verb} range [${hex64(sLo, sHi)}, ${hex64(eLo, eHi)}]: end is below start`,
+  );
+}
+
 /** Formats a 64-bit value given as halves, for error messages only. */
 function hex64(lo: number, hi: number): string {
   return hi === 0
@@ -297,9 +308,11 @@ export class IntervalMap {
     flags: number,
   ): number {
     this.#checkRange(startLo, startHi, endLo, endHi, "insert");
-    checkU32(physLo, "physLo");
-    checkU32(physHi, "physHi");
-    checkU32(flags, "flags");
+    if ((physLo >>> 0) !== physLo || (physHi >>> 0) !== physHi || (flags >>> 0) !== flags) {
+      checkU32(physLo, "physLo");
+      checkU32(physHi, "physHi");
+      checkU32(flags, "flags");
+    }
     const leaf = this.#descend(startLo, startHi);
     const pos = this.#leafLowerBound(leaf, startLo, startHi);
     if (this.#conflictsAt(leaf, pos, startLo, startHi, endLo, endHi)) return NONE;
@@ -379,6 +392,23 @@ export class IntervalMap {
       }
     }
 
+    return this.#removeSpan(startLo, startHi, endLo, endHi, firstLeaf, firstPos, sink);
+  }
+
+  /**
+   * {@link IntervalMap.removeRange} beyond the exact-interval case: refuses a straddle, then
+   * removes every interval inside, starting at `firstPos` of `firstLeaf` (the last descent).
+   */
+  #removeSpan(
+    startLo: number,
+    startHi: number,
+    endLo: number,
+    endHi: number,
+    firstLeaf: number,
+    firstPos: number,
+    sink: IntervalSink | undefined,
+  ): number {
+    const b = this.#nodeCap;
     // The interval starting before `start`, if it reaches `start`, straddles it.
     const pred = this.#slotBefore(firstLeaf, firstPos);
     if (pred !== NONE && !less(this.#endLo[pred], this.#endHi[pred], startLo, startHi)) {
@@ -621,14 +651,11 @@ export class IntervalMap {
 
   /** Validates a range's halves and that end >= start. */
   #checkRange(sLo: number, sHi: number, eLo: number, eHi: number, verb: string): void {
-    checkU32(sLo, "start low half");
-    checkU32(sHi, "start high half");
-    checkU32(eLo, "end low half");
-    checkU32(eHi, "end high half");
-    if (less(eLo, eHi, sLo, sHi)) {
-      throw new RangeError(
-        `Cannot ${verb} range [${hex64(sLo, sHi)}, ${hex64(eLo, eHi)}]: end is below start`,
-      );
+    if (
+      (sLo >>> 0) !== sLo || (sHi >>> 0) !== sHi || (eLo >>> 0) !== eLo || (eHi >>> 0) !== eHi ||
+      less(eLo, eHi, sLo, sHi)
+    ) {
+      refuseRange(sLo, sHi, eLo, eHi, verb);
     }
   }
 
@@ -748,6 +775,12 @@ export class IntervalMap {
       this.#leafPut(leaf, pos, count, kLo, kHi, slot);
       return;
     }
+    this.#splitLeaf(leaf, pos, kLo, kHi, slot);
+  }
+
+  /** {@link IntervalMap.#insertInLeaf} into a full leaf: splits it, then inserts. */
+  #splitLeaf(leaf: number, pos: number, kLo: number, kHi: number, slot: number): void {
+    const b = this.#nodeCap;
     const right = this.#allocLeaf(); // may replace the leaf arrays: read them after this
     const half = b >> 1;
     if (pos === b && this.#leafNext[leaf] === NONE) {

@@ -207,35 +207,40 @@ export class RequestBatch {
         }
         if (slot < 0) break; // Ring full: continue when answers free slots.
         this.#next++;
-        this.#slotToOp[slot] = i;
-        const v = q.view(slot);
-        const o = q.offset(slot);
-        const f = this.#fields;
-        const at = i * FIELDS;
-        if (this.#ops[i] === OP_MAP) {
-          encodeMap(
-            v,
-            o,
-            f[at],
-            f[at + 1],
-            f[at + 2],
-            f[at + 3],
-            f[at + 4],
-            f[at + 5],
-            f[at + 6],
-            f[at + 7],
-          );
-          q.send(slot, MAP_SIZE, this.#doneBound);
-        } else {
-          encodeUnmap(v, o, f[at], f[at + 1], f[at + 2], f[at + 3], f[at + 4]);
-          q.send(slot, UNMAP_SIZE, this.#doneBound);
-        }
+        this.#send(q, i, slot);
       }
     } finally {
       this.#pumping = false;
     }
     // One notification for everything just queued; answers are collected right away.
     q.flushNow();
+  }
+
+  /** Encodes request `i` into `slot` and sends it (published by the pump's flush). */
+  #send(q: RequestQueue, i: number, slot: number): void {
+    this.#slotToOp[slot] = i;
+    const v = q.view(slot);
+    const o = q.offset(slot);
+    const f = this.#fields;
+    const at = i * FIELDS;
+    if (this.#ops[i] === OP_MAP) {
+      encodeMap(
+        v,
+        o,
+        f[at],
+        f[at + 1],
+        f[at + 2],
+        f[at + 3],
+        f[at + 4],
+        f[at + 5],
+        f[at + 6],
+        f[at + 7],
+      );
+      q.send(slot, MAP_SIZE, this.#doneBound);
+    } else {
+      encodeUnmap(v, o, f[at], f[at + 1], f[at + 2], f[at + 3], f[at + 4]);
+      q.send(slot, UNMAP_SIZE, this.#doneBound);
+    }
   }
 
   #failRest(error: Error): void {

@@ -57,32 +57,35 @@ export class RequestChecks {
 
   /** An endpoint or domain ID must be a u32 (they are le32 on the wire). */
   id(value: number, what: string): void {
-    if (!Number.isInteger(value) || value < 0 || value > 0xffff_ffff) {
-      throw driverError(`Invalid ${what} ${value}: expected a 32-bit unsigned integer`);
-    }
+    if ((value >>> 0) !== value) refuseId(value, what);
   }
 
   /** §5.13.6.3.1: with DOMAIN_RANGE the driver MUST NOT send a domain outside it. */
   domain(domain: number): void {
-    this.id(domain, "domain");
-    if (domain < this.#domainStart || domain > this.#domainEnd) {
-      throw driverError(
-        `Cannot use domain ${domain}: outside the device's domain range ` +
-          `${this.#domainStart}-${this.#domainEnd}`,
-      );
+    if ((domain >>> 0) !== domain || domain < this.#domainStart || domain > this.#domainEnd) {
+      this.#refuseDomain(domain);
     }
   }
 
   /** MAP flags: READ, WRITE, and MMIO only with F_MMIO (§5.13.6.5.1). */
   flags(flags: number): void {
-    const allowed = this.#mapFlags;
-    if (!Number.isInteger(flags) || flags < 0 || (flags & ~allowed) !== 0) {
-      throw driverError(
-        `Cannot map with flags 0x${flags.toString(16)}: the device accepts 0x${
-          allowed.toString(16)
-        } (MMIO needs VIRTIO_IOMMU_F_MMIO)`,
-      );
-    }
+    if ((flags >>> 0) !== flags || (flags & ~this.#mapFlags) !== 0) this.#refuseFlags(flags);
+  }
+
+  #refuseDomain(domain: number): never {
+    this.id(domain, "domain");
+    throw driverError(
+      `Cannot use domain ${domain}: outside the device's domain range ` +
+        `${this.#domainStart}-${this.#domainEnd}`,
+    );
+  }
+
+  #refuseFlags(flags: number): never {
+    throw driverError(
+      `Cannot map with flags 0x${flags.toString(16)}: the device accepts 0x${
+        this.#mapFlags.toString(16)
+      } (MMIO needs VIRTIO_IOMMU_F_MMIO)`,
+    );
   }
 
   /**
@@ -159,4 +162,9 @@ export class RequestChecks {
   #page(): string {
     return "0x" + (2n ** BigInt(this.granule)).toString(16);
   }
+}
+
+/** Throws for an ID that is not a u32 (kept out of the hot path). */
+function refuseId(value: number, what: string): never {
+  throw driverError(`Invalid ${what} ${value}: expected a 32-bit unsigned integer`);
 }

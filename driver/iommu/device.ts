@@ -17,7 +17,7 @@ import {
   VIRTIO_F_VERSION_1,
 } from "../features.ts";
 import { beginInit, failDevice, finishInit } from "../init.ts";
-import { type Address, hex, join, split } from "./address.ts";
+import { type Address, type Halves, hex, join, split } from "./address.ts";
 import { type IommuConfig, readIommuConfig } from "./config.ts";
 import { RequestChecks } from "./checks.ts";
 import { type DomainRecord, DomainTable, SavedMappings } from "./domains.ts";
@@ -589,6 +589,18 @@ export class VirtioIommu {
       const slot = this.#fastSlot();
       if (slot >= 0) return this.#mapFast(slot, domain, iova, phys, size, flags);
     }
+    return this.#mapSlow(domain, iova, phys, size, flags, options);
+  }
+
+  /** {@link VirtioIommu.map} when splitting, or when every slot is busy (this path may allocate). */
+  #mapSlow(
+    domain: number,
+    iova: Address,
+    phys: Address,
+    size: Address,
+    flags: number,
+    options: MapOptions,
+  ): Promise<void> {
     let plan: number;
     try {
       if (options.split) {
@@ -747,10 +759,7 @@ export class VirtioIommu {
     this.#domains.checkMappable(record, "map", this.#checks.iova, this.#checks.last);
     const a = this.#checks.iova, b = this.#checks.last, c = this.#checks.phys;
     if (record.mappings.insert(a.lo, a.hi, b.lo, b.hi, c.lo, c.hi, flags) < 0) {
-      throw driverError(
-        `Cannot map ${hex(a.lo, a.hi)}-${hex(b.lo, b.hi)} in domain ${domain}: ` +
-          "overlaps an existing mapping",
-      );
+      refuseRange("map", domain, a, b, "overlaps an existing mapping");
     }
     return record.endpoints.size === 0 ? PLAN_RECORD_ONLY : PLAN_SEND;
   }
@@ -796,7 +805,11 @@ export class VirtioIommu {
   unmap(domain: number, iova: Address, size: Address): Promise<void> {
     const slot = this.#fastSlot();
     if (slot >= 0) return this.#unmapFast(slot, domain, iova, size);
-    // Every slot busy: wait in line (this path may allocate).
+    return this.#unmapSlow(domain, iova, size);
+  }
+
+  /** {@link VirtioIommu.unmap} when every slot is busy: wait in line (this path may allocate). */
+  #unmapSlow(domain: number, iova: Address, size: Address): Promise<void> {
     const saved = new SavedMappings();
     let plan: number;
     try {
@@ -837,10 +850,7 @@ export class VirtioIommu {
     this.#domains.checkMappable(record, "unmap", this.#checks.iova, this.#checks.last);
     // Atomic like the device's UNMAP: a range that would split a mapping removes nothing.
     if (record.mappings.removeRange(a.lo, a.hi, b.lo, b.hi, saved) < 0) {
-      throw driverError(
-        `Cannot unmap ${hex(a.lo, a.hi)}-${hex(b.lo, b.hi)} in domain ${domain}: ` +
-          "it would split a mapping",
-      );
+      refuseRange("unmap", domain, a, b, "it would split a mapping");
     }
     return record.endpoints.size === 0 ? PLAN_RECORD_ONLY : PLAN_SEND;
   }
@@ -1153,4 +1163,11 @@ export class VirtioIommu {
     this.#events.destroy();
     if (this.#probeBuffer) this.#dma.free(this.#probeBuffer);
   }
+}
+
+/** Throws the driver's refusal of a MAP or UNMAP of `a`-`b` (kept out of the hot path). */
+function refuseRange(verb: string, domain: number, a: Halves, b: Halves, why: string): never {
+  throw driverError(
+    `Cannot ${verb} ${hex(a.lo, a.hi)}-${hex(b.lo, b.hi)} in domain ${domain}: ${why}`,
+  );
 }

@@ -129,9 +129,7 @@ export class DomainTable {
    * (§5.13.6.7.1.1: the driver SHOULD NOT map them).
    */
   checkMappable(record: DomainRecord, verb: string, start: Halves, last: Halves): void {
-    if (record.bypass) {
-      throw driverError(`Cannot ${verb} in domain ${record.id}: it is a bypass domain`);
-    }
+    if (record.bypass) refuseBypass(record, verb);
     if (verb !== "map") return;
     const r = record.reserved;
     for (let i = 0; i < r.length; i += 4) {
@@ -140,11 +138,7 @@ export class DomainTable {
         compare(r[i], r[i + 1], last.lo, last.hi) <= 0 &&
         compare(start.lo, start.hi, r[i + 2], r[i + 3]) <= 0
       ) {
-        throw driverError(
-          `Cannot map ${hex(start.lo, start.hi)}-${hex(last.lo, last.hi)} in domain ` +
-            `${record.id}: overlaps the reserved region ${hex(r[i], r[i + 1])}-` +
-            `${hex(r[i + 2], r[i + 3])} of an endpoint`,
-        );
+        refuseReserved(record, start, last, i);
       }
     }
   }
@@ -275,4 +269,19 @@ export class SavedMappings implements IntervalSink {
     d[n + 6] = flags;
     this.length = n + 7;
   }
+}
+
+/** Throws for a MAP or UNMAP on a bypass domain (kept out of the hot path). */
+function refuseBypass(record: DomainRecord, verb: string): never {
+  throw driverError(`Cannot ${verb} in domain ${record.id}: it is a bypass domain`);
+}
+
+/** Throws for a MAP over reserved region `i` (its index in `record.reserved`). */
+function refuseReserved(record: DomainRecord, start: Halves, last: Halves, i: number): never {
+  const r = record.reserved;
+  throw driverError(
+    `Cannot map ${hex(start.lo, start.hi)}-${hex(last.lo, last.hi)} in domain ` +
+      `${record.id}: overlaps the reserved region ${hex(r[i], r[i + 1])}-` +
+      `${hex(r[i + 2], r[i + 3])} of an endpoint`,
+  );
 }

@@ -233,34 +233,9 @@ export class RequestQueue {
     ext: DmaRegion | undefined,
     writeLen: number,
   ): boolean {
-    let head: number;
-    if (ext === undefined) {
-      const lo = this.#slotLo[slot];
-      const hi = this.#slotHi[slot];
-      // The tail follows the request in the same slot; slots never cross a 4 KiB chunk.
-      const view = this.#slotView[slot];
-      const offset = this.#slotOffset[slot];
-      // Poison the tail so a device that claims to have written it but did not is caught.
-      view.setUint32(offset + readLen, 0xffff_ffff, true);
-      head = this.vq.add2(lo, hi, readLen, lo + readLen, hi, writeLen);
-      this.#kind[slot] = view.getUint8(offset + HEAD_TYPE);
-      if (this.#extView[slot] !== null) this.#extView[slot] = null;
-      this.#statusOffset[slot] = offset + readLen;
-    } else {
-      const tail = readLen + writeLen - TAIL_SIZE;
-      ext.view.setUint32(tail, 0xffff_ffff, true);
-      head = this.vq.add2(
-        ext.addrLo,
-        ext.addrHi,
-        readLen,
-        ext.addrLo + readLen,
-        ext.addrHi,
-        writeLen,
-      );
-      this.#kind[slot] = ext.view.getUint8(HEAD_TYPE);
-      this.#extView[slot] = ext.view;
-      this.#statusOffset[slot] = tail;
-    }
+    const head = ext === undefined
+      ? this.#addSlot(slot, readLen, writeLen)
+      : this.#addExt(slot, ext, readLen, writeLen);
     if (head < 0) {
       // Cannot happen: slots never outnumber what the ring holds. Fail loudly, not silently.
       this.#release(slot);
@@ -276,6 +251,38 @@ export class RequestQueue {
     this.#deadline[slot] = this.#timeoutMs > 0 ? -this.#timeoutMs : Infinity;
     this.#inFlight++;
     return true;
+  }
+
+  /** Adds the chain of a request in its slot: `readLen` bytes, then the tail right after. */
+  #addSlot(slot: number, readLen: number, writeLen: number): number {
+    const lo = this.#slotLo[slot];
+    const hi = this.#slotHi[slot];
+    // The tail follows the request in the same slot; slots never cross a 4 KiB chunk.
+    const view = this.#slotView[slot];
+    const offset = this.#slotOffset[slot];
+    // Poison the tail so a device that claims to have written it but did not is caught.
+    view.setUint32(offset + readLen, 0xffff_ffff, true);
+    this.#kind[slot] = view.getUint8(offset + HEAD_TYPE);
+    if (this.#extView[slot] !== null) this.#extView[slot] = null;
+    this.#statusOffset[slot] = offset + readLen;
+    return this.vq.add2(lo, hi, readLen, lo + readLen, hi, writeLen);
+  }
+
+  /** Adds the chain of a request with its own buffers (PROBE): `ext` holds all of it. */
+  #addExt(slot: number, ext: DmaRegion, readLen: number, writeLen: number): number {
+    const tail = readLen + writeLen - TAIL_SIZE;
+    ext.view.setUint32(tail, 0xffff_ffff, true);
+    this.#kind[slot] = ext.view.getUint8(HEAD_TYPE);
+    this.#extView[slot] = ext.view;
+    this.#statusOffset[slot] = tail;
+    return this.vq.add2(
+      ext.addrLo,
+      ext.addrHi,
+      readLen,
+      ext.addrLo + readLen,
+      ext.addrHi,
+      writeLen,
+    );
   }
 
   /** Publishes and notifies at the end of the tick (once, whatever was sent meanwhile). */
