@@ -100,6 +100,24 @@ function alignUp(n: number, align: number): number {
   return (n + align - 1) & ~(align - 1);
 }
 
+/**
+ * Whether {@link SplitVirtqueue.add2} may add these buffers to a queue of `size`: u32 lengths
+ * and address halves, at least one buffer, at most 2^32 bytes (§2.7.5.2), and room for both.
+ */
+function chainOk(
+  rLo: number,
+  rHi: number,
+  rLen: number,
+  wLo: number,
+  wHi: number,
+  wLen: number,
+  size: number,
+): boolean {
+  return isU32(rLen) && isU32(wLen) && (rLen !== 0 || wLen !== 0) &&
+    (rLen === 0 || (isU32(rLo) && isU32(rHi))) && (wLen === 0 || (isU32(wLo) && isU32(wHi))) &&
+    rLen + wLen <= TWO_POW_32 && (rLen === 0 || wLen === 0 || size >= 2);
+}
+
 /** Whether `n` is an integer in 0..2^32 − 1 (a valid u32). Allocation-free. */
 function isU32(n: number): boolean {
   return (n >>> 0) === n;
@@ -295,12 +313,7 @@ export class SplitVirtqueue {
   add2(rLo: number, rHi: number, rLen: number, wLo: number, wHi: number, wLen: number): number {
     // One cheap test for the common case; the reasons are worked out only for a refusal (kept
     // apart so this hot method stays small enough to inline).
-    if (
-      this.#destroyed || !isU32(rLen) || !isU32(wLen) || (rLen === 0 && wLen === 0) ||
-      (rLen !== 0 && (!isU32(rLo) || !isU32(rHi))) ||
-      (wLen !== 0 && (!isU32(wLo) || !isU32(wHi))) || rLen + wLen > TWO_POW_32 ||
-      (rLen !== 0 && wLen !== 0 && this.size < 2)
-    ) {
+    if (this.#destroyed || !chainOk(rLo, rHi, rLen, wLo, wHi, wLen, this.size)) {
       this.#refuseAdd(rLo, rHi, rLen, wLo, wHi, wLen);
     }
     const n = (rLen !== 0 ? 1 : 0) + (wLen !== 0 ? 1 : 0);
@@ -429,14 +442,7 @@ export class SplitVirtqueue {
   popUsed(): number {
     this.#checkLive();
     const last = this.#lastUsed;
-    if (last === this.#seenUsed) {
-      // Acquire: read used.idx before the elements it covers (§2.7.13, device writes len first).
-      const usedIdx = this.#load16(this.#usedOff + USED_IDX);
-      if (usedIdx === last) return -1;
-      const pending = (usedIdx - last) & 0xffff;
-      if (pending > this.size || pending > this.#published) this.#badUsedIdx(last, usedIdx);
-      this.#seenUsed = usedIdx;
-    }
+    if (last === this.#seenUsed && !this.#readUsedIdx(last)) return -1;
     const elem = this.#usedOff + USED_RING + (last & this.#mask) * USED_ELEM_SIZE;
     const id = this.#view.getUint32(elem, true);
     const len = this.#view.getUint32(elem + 4, true);
@@ -623,6 +629,20 @@ export class SplitVirtqueue {
   #writeUsedEvent(): void {
     const value = this.#interrupts ? this.#lastUsed : (this.#lastUsed - 1) & 0xffff;
     this.#store16(this.#usedEventOff, value);
+  }
+
+  /**
+   * Reads used.idx once the elements of the previous read are popped: false when it has not
+   * moved; fails when it moved further than the chains out allow.
+   */
+  #readUsedIdx(last: number): boolean {
+    // Acquire: read used.idx before the elements it covers (§2.7.13, device writes len first).
+    const usedIdx = this.#load16(this.#usedOff + USED_IDX);
+    if (usedIdx === last) return false;
+    const pending = (usedIdx - last) & 0xffff;
+    if (pending > this.size || pending > this.#published) this.#badUsedIdx(last, usedIdx);
+    this.#seenUsed = usedIdx;
+    return true;
   }
 
   /** Fails for a used.idx that moved further than the chains out allow. */
