@@ -15,7 +15,7 @@
  *
  * ```sh
  * deno task bench:peer -- --peer linux [--pairs 512] [--reps 21] [--warmup 30] [--batch 32]
- *   [--rounds 3] [--ours-kernel 6.12|6.1] [--smoke] [--json]
+ *   [--rounds 3] [--v8-flags <flags>] [--ours-kernel 6.12|6.1] [--smoke] [--json]
  * ```
  *
  * Needs what the guest runner needs (`.ci/install-guest-deps`). Permissions: read, write (the
@@ -42,6 +42,8 @@ export interface PeerBenchOptions extends PeerParams {
    * faster or slower than the next (seen across identical boots), so one boot is one sample.
    */
   rounds?: number;
+  /** V8 flags of both sides (default {@link TCG_V8_FLAGS}). */
+  v8Flags?: string;
 }
 
 /** One boot's figures. */
@@ -105,6 +107,8 @@ export interface PeerBenchResult {
   summary: PeerSummary;
   /** Per figure of the summary that comes from boots: the lowest and highest boot median. */
   spread: Record<string, [number, number]>;
+  /** The V8 flags both sides ran with. */
+  v8Flags: string;
 }
 
 /** Parameters of the CI smoke run: few repetitions, seconds per boot. */
@@ -116,6 +120,15 @@ export const SMOKE_PARAMS: PeerParams = { pairs: 128, reps: 3, warmup: 3, batch:
  * milliseconds, so the boots dominate the run time either way.
  */
 export const FULL_PARAMS: PeerParams = { pairs: 512, reps: 21, warmup: 30, batch: 32 };
+
+/**
+ * V8 flags of both sides by default. One vCPU: V8's background compiler and GC threads would
+ * share it with the measured loop (and install code mid-measurement, which makes TCG
+ * retranslate). Maglev, V8's mid-tier compiler, keeps compiling and deoptimising under TCG,
+ * where each new piece of code costs a retranslation: one-at-a-time pairs went from ~67 us to
+ * ~18 us without it (medians in one 6.1 guest).
+ */
+export const TCG_V8_FLAGS = "--single-threaded,--no-maglev";
 
 /** Rounds of boots of the full run (see {@link PeerBenchOptions.rounds}). */
 export const FULL_ROUNDS = 3;
@@ -135,16 +148,12 @@ export async function boot(
   params: PeerParams,
   options: PeerBenchOptions,
 ): Promise<PeerBoot> {
-  // One vCPU: V8's background compiler and GC threads would share it with the measured loop
-  // (and install code mid-measurement, which makes TCG retranslate); both sides run without.
-  // Maglev, V8's mid-tier compiler, keeps compiling and deoptimising under TCG, where each new
-  // piece of code costs a retranslation: one-at-a-time pairs went from ~67 us to ~18 us
-  // without it (medians in one 6.1 guest). Both sides run the same Deno with the same flags.
+  // Both sides run the same Deno with the same flags (see TCG_V8_FLAGS).
   const command = [
     "deno",
     "run",
     "-A",
-    "--v8-flags=--single-threaded,--no-maglev",
+    `--v8-flags=${options.v8Flags ?? TCG_V8_FLAGS}`,
     "bench/peer_guest.ts",
     "--side",
     side,
@@ -234,7 +243,14 @@ export async function runPeerBench(options: PeerBenchOptions): Promise<PeerBench
     floorBatched: m(ours, "floorBatched"),
     floorBatchedRange: m(ours, "floorBatchedRange"),
   };
-  return { params, linux: linuxBoots, ours: oursBoots, summary, spread };
+  return {
+    params,
+    linux: linuxBoots,
+    ours: oursBoots,
+    summary,
+    spread,
+    v8Flags: options.v8Flags ?? TCG_V8_FLAGS,
+  };
 }
 
 /** Formats the result as the table the README shows. */
@@ -261,7 +277,8 @@ export function formatTable(result: PeerBenchResult): string {
     `4 KiB MAP+UNMAP pairs, medians of ${p.reps} repetitions of ${p.pairs} pairs ` +
     `(${p.warmup} warm-up repetitions discarded)` +
     (rounds > 1 ? `, median of ${rounds} boots per side (lowest–highest boot)` : "") +
-    `, QEMU TCG; Linux ${result.linux[0].kernel}, ours on ${result.ours[0].kernel}`,
+    `, QEMU TCG; Linux ${result.linux[0].kernel}, ours on ${result.ours[0].kernel}; ` +
+    `both sides deno --v8-flags=${result.v8Flags}`,
     "",
     row("mode", "Linux (VFIO ioctls)", "ours", "ours/Linux", "target", "device alone"),
     row("---", "---", "---", "---", "---", "---"),
@@ -342,6 +359,7 @@ export function parsePeerArgs(argv: string[]): { options: PeerBenchOptions; json
     else if (arg === "--warmup") options.warmup = Number(value());
     else if (arg === "--batch") options.batch = integer();
     else if (arg === "--rounds") options.rounds = integer();
+    else if (arg === "--v8-flags") options.v8Flags = value();
     else if (arg === "--ours-kernel") {
       const k = value();
       if (k !== "6.1" && k !== "6.12") throw new TypeError("--ours-kernel needs 6.1 or 6.12");
@@ -353,7 +371,7 @@ export function parsePeerArgs(argv: string[]): { options: PeerBenchOptions; json
   if (peer !== "linux") {
     throw new TypeError(
       "Usage: deno task bench:peer -- --peer linux [--smoke] [--json] [--pairs n] [--reps n] " +
-        "[--warmup n] [--batch n] [--rounds n] [--ours-kernel 6.12|6.1]",
+        "[--warmup n] [--batch n] [--rounds n] [--v8-flags f] [--ours-kernel 6.12|6.1]",
     );
   }
   if (!Number.isInteger(options.warmup) || options.warmup < 0) {

@@ -40,6 +40,11 @@ Deno.test("parsePeerArgs() needs --peer linux and checks the pairs/batch relatio
   assert.equal(parsePeerArgs(["--peer", "linux", "--rounds", "5"]).options.rounds, 5);
   assert.throws(() => parsePeerArgs(["--peer", "linux", "--rounds", "0"]), /positive integer/);
   assert.equal(
+    parsePeerArgs(["--peer", "linux", "--v8-flags", "--no-maglev"]).options.v8Flags,
+    "--no-maglev",
+  );
+  assert.throws(() => parsePeerArgs(["--peer", "linux", "--v8-flags"]), /needs a value/);
+  assert.equal(
     parsePeerArgs(["--peer", "linux", "--ours-kernel", "6.1"]).options.oursKernel,
     "6.1",
   );
