@@ -90,15 +90,27 @@ function less(aLo: number, aHi: number, bLo: number, bHi: number): boolean {
 }
 
 /**
- * Moves words [from, end) of `a` up by one entry (W words). A plain loop: the moves are short,
- * and copyWithin's call overhead dominates at this size.
+ * Words a shift moves with a plain loop; longer moves use copyWithin (a memmove), whose call
+ * costs more than a short loop but far less than a long one, above all under TCG where each
+ * JIT-compiled element move is a bounds-checked load and store.
  */
+const SHIFT_LOOP_MAX = 24;
+
+/** Moves words [from, end) of `a` up by one entry (W words). */
 function shiftUp(a: Uint32Array, from: number, end: number): void {
+  if (end - from > SHIFT_LOOP_MAX) {
+    a.copyWithin(from + W, from, end);
+    return;
+  }
   for (let i = end - 1; i >= from; i--) a[i + W] = a[i];
 }
 
 /** Moves words [from + W, end) of `a` down by one entry, over the entry at `from`. */
 function shiftDown(a: Uint32Array, from: number, end: number): void {
+  if (end - from > SHIFT_LOOP_MAX) {
+    a.copyWithin(from, from + W, end);
+    return;
+  }
   for (let i = from + W; i < end; i++) a[i - W] = a[i];
 }
 
