@@ -17,9 +17,13 @@ import {
   VIRTIO_IOMMU_T_MAP,
   VIRTIO_IOMMU_T_UNMAP,
 } from "../driver/iommu/wire.ts";
-import type { MockIommuDevice } from "../transport/mock/iommu_device.ts";
 import { QEMU_IOMMU_FEATURES } from "../transport/mock/iommu_options.ts";
-import { type Fixture, KINDS, setup } from "./_fixtures.ts";
+import { type Fixture, KINDS, plug, setup } from "./_fixtures.ts";
+import { DeviceInitError } from "../driver/init.ts";
+import { VirtioIommu } from "../driver/iommu/device.ts";
+import { MockIommuDevice } from "../transport/mock/iommu_device.ts";
+import { SimulatedMemory } from "../transport/memory.ts";
+import type { Transport } from "../transport/transport.ts";
 
 const RW = MAP_READ | MAP_WRITE;
 const MSI_START = 0xfee00000n;
@@ -970,6 +974,7 @@ for (const kind of KINDS) {
     assert.equal(memory.allocated, 0, "all DMA memory is freed");
     const calls: Array<() => Promise<unknown>> = [
       () => iommu.attach(1, 0x10),
+      () => iommu.attach(1, 0x08), // already attached: still refused once closed
       () => iommu.detach(1, 0x08),
       () => iommu.map(1, 0x1000, 0x1000, 0x1000, RW),
       () => iommu.unmap(1, 0x1000, 0x1000),
@@ -983,4 +988,41 @@ for (const kind of KINDS) {
     await iommu.close(); // twice is fine
     assert.deepEqual(core.violations, []);
   });
+
+  t(
+    "VirtioIommu.close() keeps its DMA memory when the device never acknowledges the reset",
+    async () => {
+      const memory = new SimulatedMemory();
+      const { transport } = plug(kind, new MockIommuDevice({ endpoints: [{ id: 8 }] }), memory);
+      // The device ignores the reset write: it could still use the rings (§2.4.1).
+      let stuck = false;
+      const wrapped: Transport = {
+        kind: transport.kind,
+        deviceId: transport.deviceId,
+        getStatus: () => transport.getStatus(),
+        setStatus: (status) => {
+          if (!(stuck && status === 0)) transport.setStatus(status);
+        },
+        readDeviceFeatures: () => transport.readDeviceFeatures(),
+        writeDriverFeatures: (f) => transport.writeDriverFeatures(f),
+        configGeneration: () => transport.configGeneration(),
+        readConfig8: (o) => transport.readConfig8(o),
+        readConfig16: (o) => transport.readConfig16(o),
+        readConfig32: (o) => transport.readConfig32(o),
+        writeConfig8: (o, v) => transport.writeConfig8(o, v),
+        maxQueueSize: (i) => transport.maxQueueSize(i),
+        enableQueue: (i, size, a) => transport.enableQueue(i, size, a),
+        notify: (i) => transport.notify(i),
+        takeInterrupt: () => transport.takeInterrupt(),
+      };
+      const iommu = await VirtioIommu.create(wrapped, memory);
+      await iommu.attach(1, 8);
+      const held = memory.allocated;
+      stuck = true;
+      const e = await iommu.close().then(() => null, (error: unknown) => error);
+      assert.ok(e instanceof DeviceInitError && e.step === "reset", String(e));
+      assert.equal(memory.allocated, held, "nothing freed while the device may still write");
+      await assert.rejects(iommu.attach(1, 8), IommuError);
+    },
+  );
 }

@@ -16,7 +16,7 @@ import {
   VIRTIO_F_INDIRECT_DESC,
   VIRTIO_F_VERSION_1,
 } from "../features.ts";
-import { beginInit, failDevice, finishInit } from "../init.ts";
+import { beginInit, failDevice, finishInit, resetDevice } from "../init.ts";
 import { type Address, type Halves, hex, join, split } from "./address.ts";
 import { type IommuConfig, readIommuConfig } from "./config.ts";
 import { RequestChecks } from "./checks.ts";
@@ -457,6 +457,7 @@ export class VirtioIommu {
    * mappings are replayed, as Linux does.
    */
   async attach(domain: number, endpoint: number, options: AttachOptions = {}): Promise<void> {
+    this.#open();
     const group = this.#groups.get(endpoint);
     if (group === undefined || group.endpointIds.length < 2) {
       return this.#attachOne(domain, endpoint, options);
@@ -1148,17 +1149,17 @@ export class VirtioIommu {
     }
   }
 
-  /** Resets the device and frees the driver's DMA memory. The driver is unusable afterwards. */
+  /**
+   * Resets the device and frees the driver's DMA memory. The driver is unusable afterwards. A
+   * device that does not acknowledge the reset within a second could still write to the rings
+   * and buffers (virtio 1.3 §2.4.1: it stops using them only once reset), so then nothing is
+   * freed and close() rejects with DeviceInitError "reset": the memory stays with the device.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.#requests.fail(new DeviceResetError("The driver was closed with the request pending"));
-    this.#transport.setStatus(0);
-    // Wait for the reset to be acknowledged before freeing memory the device could still use.
-    const deadline = performance.now() + 1000;
-    while (this.#transport.getStatus() !== 0 && performance.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 1));
-    }
+    await resetDevice(this.#transport);
     this.#requests.destroy();
     this.#events.destroy();
     if (this.#probeBuffer) this.#dma.free(this.#probeBuffer);
