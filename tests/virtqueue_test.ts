@@ -207,6 +207,26 @@ Deno.test("SplitVirtqueue.add() rejects empty, over-long and zero-length chains 
   r.vq.destroy();
 });
 
+Deno.test("SplitVirtqueue.add2() refuses each bad argument with its reason and accepts the edges", () => {
+  const r = rig(4);
+  const lo = r.buf.addrLo, hi = r.buf.addrHi;
+  const refusals: Array<[() => unknown, RegExp]> = [
+    [() => r.vq.add2(lo, hi, -1, lo, hi, 4), /not u32 lengths/],
+    [() => r.vq.add2(lo, hi, 4, lo, hi, 2 ** 32), /not u32 lengths/],
+    [() => r.vq.add2(2 ** 32, hi, 4, lo, hi, 4), /address halves are not u32/],
+    [() => r.vq.add2(lo, hi, 4, lo, -1, 4), /address halves are not u32/],
+    [() => r.vq.add2(lo, hi, 0xffff_ffff, lo, hi, 2), /more than 2\^32/],
+  ];
+  for (const [call, reason] of refusals) assert.throws(call, RangeError, String(reason));
+  for (const [call, reason] of refusals) assert.throws(call, reason);
+  // The address of an absent (0-byte) part is not looked at; exactly 2^32 bytes is allowed.
+  assert.notEqual(r.vq.add2(lo, hi, 4, 2 ** 40, -7, 0), -1);
+  assert.notEqual(r.vq.add2(lo, hi, 0xffff_ffff, lo, hi, 1), -1);
+  assert.equal(r.vq.numFree, 1, "the two accepted chains took 1 + 2 descriptors");
+  r.vq.destroy();
+  assert.throws(() => r.vq.add2(lo, hi, 4, lo, hi, 4), TypeError, "a destroyed queue refuses");
+});
+
 Deno.test("SplitVirtqueue.add2() returns -1 when descriptors run out and recovers after popUsed()", () => {
   const r = rig(4);
   const a = add2(r, 0);

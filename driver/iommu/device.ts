@@ -584,13 +584,15 @@ export class VirtioIommu {
     phys: Address,
     size: Address,
     flags: number,
-    options: MapOptions = {},
+    options?: MapOptions,
   ): Promise<void> {
-    if (!options.split) {
+    // No default `{}`: that would allocate an object per call on the hot path.
+    const split = options?.split === true;
+    if (!split) {
       const slot = this.#fastSlot();
       if (slot >= 0) return this.#mapFast(slot, domain, iova, phys, size, flags);
     }
-    return this.#mapSlow(domain, iova, phys, size, flags, options);
+    return this.#mapSlow(domain, iova, phys, size, flags, split);
   }
 
   /** {@link VirtioIommu.map} when splitting, or when every slot is busy (this path may allocate). */
@@ -600,11 +602,11 @@ export class VirtioIommu {
     phys: Address,
     size: Address,
     flags: number,
-    options: MapOptions,
+    split: boolean,
   ): Promise<void> {
     let plan: number;
     try {
-      if (options.split) {
+      if (split) {
         this.#open();
         this.#checks.domain(domain);
         this.#checks.flags(flags);
@@ -760,7 +762,7 @@ export class VirtioIommu {
     this.#domains.checkMappable(record, "map", this.#checks.iova, this.#checks.last);
     const a = this.#checks.iova, b = this.#checks.last, c = this.#checks.phys;
     if (record.mappings.insert(a.lo, a.hi, b.lo, b.hi, c.lo, c.hi, flags) < 0) {
-      refuseRange("map", domain, a, b, "overlaps an existing mapping");
+      refuseMapping("map", domain, a, b, "overlaps an existing mapping");
     }
     return record.endpoints.size === 0 ? PLAN_RECORD_ONLY : PLAN_SEND;
   }
@@ -851,7 +853,7 @@ export class VirtioIommu {
     this.#domains.checkMappable(record, "unmap", this.#checks.iova, this.#checks.last);
     // Atomic like the device's UNMAP: a range that would split a mapping removes nothing.
     if (record.mappings.removeRange(a.lo, a.hi, b.lo, b.hi, saved) < 0) {
-      refuseRange("unmap", domain, a, b, "it would split a mapping");
+      refuseMapping("unmap", domain, a, b, "it would split a mapping");
     }
     return record.endpoints.size === 0 ? PLAN_RECORD_ONLY : PLAN_SEND;
   }
@@ -1167,7 +1169,7 @@ export class VirtioIommu {
 }
 
 /** Throws the driver's refusal of a MAP or UNMAP of `a`-`b` (kept out of the hot path). */
-function refuseRange(verb: string, domain: number, a: Halves, b: Halves, why: string): never {
+function refuseMapping(verb: string, domain: number, a: Halves, b: Halves, why: string): never {
   throw driverError(
     `Cannot ${verb} ${hex(a.lo, a.hi)}-${hex(b.lo, b.hi)} in domain ${domain}: ${why}`,
   );
