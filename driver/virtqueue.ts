@@ -54,6 +54,14 @@ export interface VirtqueueOptions {
    * size). A chain with more buffers than this falls back to direct descriptors.
    */
   maxIndirect?: number;
+  /**
+   * Descriptor pairs pinned to fixed two-buffer chains (default 0): pair `p` is descriptors
+   * `2p` (device-readable, NEXT → `2p + 1`) and `2p + 1` (device-writable). They never enter the
+   * free list; {@link SplitVirtqueue.setPair} points them at buffers once and
+   * {@link SplitVirtqueue.addPair} sends them again and again, writing at most one length. At
+   * most `size / 2`.
+   */
+  pairs?: number;
 }
 
 /** One buffer of a chain passed to {@link SplitVirtqueue.add}. */
@@ -160,6 +168,8 @@ export class SplitVirtqueue {
   readonly maxIndirect: number;
   /** Whether VIRTIO_F_EVENT_IDX is in use. */
   readonly eventIdx: boolean;
+  /** Pinned descriptor pairs ({@link VirtqueueOptions.pairs}). */
+  readonly pairs: number;
 
   #dma: DmaAllocator;
   #region: DmaRegion;
@@ -185,8 +195,12 @@ export class SplitVirtqueue {
   #availShadow: Uint16Array;
   /** Device-writable bytes of the chain whose head is `i`. */
   #writable: Float64Array;
+  /** Per pinned pair: the readable buffer's size as set (0: not set), its length as written, the writable size. */
+  #pairCap: Float64Array;
+  #pairLen: Float64Array;
+  #pairWrite: Float64Array;
   #freeHead = 0;
-  #numFree: number;
+  #numFree = 0;
   #inFlight = 0;
   /** Chains published and not yet returned. */
   #published = 0;
@@ -229,9 +243,14 @@ export class SplitVirtqueue {
       maxIndirect = Math.min(wanted, size);
       if (maxIndirect < 2) maxIndirect = 0;
     }
+    const pairs = options.pairs ?? 0;
+    if (!Number.isInteger(pairs) || pairs < 0 || pairs > size >> 1) {
+      throw new RangeError(`pairs ${pairs} is not in 0..${size >> 1} (half the queue size)`);
+    }
     this.index = index;
     this.size = size;
     this.maxIndirect = maxIndirect;
+    this.pairs = pairs;
     this.eventIdx = options.eventIdx === true;
     this.#dma = dma;
     this.#mask = size - 1;
@@ -279,7 +298,9 @@ export class SplitVirtqueue {
     this.#state = new Uint8Array(size);
     this.#availShadow = new Uint16Array(size);
     this.#writable = new Float64Array(size);
-    this.#numFree = size;
+    this.#pairCap = new Float64Array(pairs);
+    this.#pairLen = new Float64Array(pairs);
+    this.#pairWrite = new Float64Array(pairs);
     this.#initState();
   }
 
@@ -333,6 +354,76 @@ export class SplitVirtqueue {
       else writeDesc(view, head * DESC_SIZE, wLo, wHi, wLen, VIRTQ_DESC_F_WRITE, 0);
     }
     return this.#commit(head, n, wLen);
+  }
+
+  /**
+   * Points pinned pair `pair` at a device-readable buffer of up to `rLen` bytes and a
+   * device-writable one of `wLen` bytes (descriptors `2·pair` and `2·pair + 1`, readable first,
+   * §2.7.4.2). Both lengths must be non-zero u32s, at most 2^32 bytes together (§2.7.5.2). The
+   * pair must not be in flight. Throws RangeError otherwise. Allocation-free.
+   */
+  setPair(
+    pair: number,
+    rLo: number,
+    rHi: number,
+    rLen: number,
+    wLo: number,
+    wHi: number,
+    wLen: number,
+  ): void {
+    this.#checkLive();
+    if (!isU32(pair) || pair >= this.pairs) {
+      throw new RangeError(`Pair ${pair} is not one of the ${this.pairs} pinned pairs`);
+    }
+    if (this.#state[2 * pair] !== HEAD_FREE) {
+      throw new RangeError(`Pair ${pair} is in flight: its buffers cannot change`);
+    }
+    if (rLen === 0 || wLen === 0) {
+      throw new RangeError(`Pair ${pair} needs two buffers, not lengths ${rLen} and ${wLen}`);
+    }
+    if (!chainOk(rLo, rHi, rLen, wLo, wHi, wLen, this.size)) {
+      this.#refuseAdd(rLo, rHi, rLen, wLo, wHi, wLen);
+    }
+    const off = 2 * pair * DESC_SIZE;
+    writeDesc(this.#view, off, rLo, rHi, rLen, VIRTQ_DESC_F_NEXT, 2 * pair + 1);
+    writeDesc(this.#view, off + DESC_SIZE, wLo, wHi, wLen, VIRTQ_DESC_F_WRITE, 0);
+    this.#pairCap[pair] = rLen;
+    this.#pairLen[pair] = rLen;
+    this.#pairWrite[pair] = wLen;
+  }
+
+  /**
+   * Adds pinned pair `pair` as a chain whose readable part is its first `rLen` bytes (1 up to
+   * the size given to {@link SplitVirtqueue.setPair}; only a changed length is written). Returns
+   * the head id, `2·pair`. Throws RangeError for a pair that is not set, is in flight, or
+   * `rLen` out of range. Not visible to the device until {@link SplitVirtqueue.publish}.
+   * Allocation-free.
+   */
+  addPair(pair: number, rLen: number): number {
+    const head = pair * 2;
+    if (
+      this.#destroyed || !(pair >= 0 && pair < this.pairs) || this.#state[head] !== HEAD_FREE ||
+      !(rLen >= 1 && rLen <= this.#pairCap[pair]) || !isU32(rLen)
+    ) this.#refusePair(pair, rLen);
+    if (rLen !== this.#pairLen[pair]) {
+      this.#view.setUint32(head * DESC_SIZE + DESC_LEN, rLen, true);
+      this.#pairLen[pair] = rLen;
+    }
+    // A pinned chain holds no free-list descriptors: count 0 keeps popUsed() from freeing it.
+    return this.#commit(head, 0, this.#pairWrite[pair]);
+  }
+
+  /** Throws the error for arguments {@link SplitVirtqueue.addPair} refuses. */
+  #refusePair(pair: number, rLen: number): never {
+    this.#checkLive();
+    if (!isU32(pair) || pair >= this.pairs) {
+      throw new RangeError(`Pair ${pair} is not one of the ${this.pairs} pinned pairs`);
+    }
+    if (this.#pairCap[pair] === 0) throw new RangeError(`Pair ${pair} has no buffers set`);
+    if (this.#state[2 * pair] !== HEAD_FREE) throw new RangeError(`Pair ${pair} is in flight`);
+    throw new RangeError(
+      `Cannot send ${rLen} readable bytes on pair ${pair}: not in 1..${this.#pairCap[pair]}`,
+    );
   }
 
   /**
@@ -452,12 +543,15 @@ export class SplitVirtqueue {
     }
     const count = this.#chainCount[id];
 
-    // Free the chain: walk the shadow links (never the shared table) to its tail.
-    let tail = id;
-    for (let i = 1; i < count; i++) tail = this.#next[tail];
-    this.#next[tail] = this.#freeHead;
-    this.#freeHead = id;
-    this.#numFree += count;
+    // Free the chain: walk the shadow links (never the shared table) to its tail. A pinned
+    // pair (count 0) stays out of the free list.
+    if (count !== 0) {
+      let tail = id;
+      for (let i = 1; i < count; i++) tail = this.#next[tail];
+      this.#next[tail] = this.#freeHead;
+      this.#freeHead = id;
+      this.#numFree += count;
+    }
     this.#state[id] = HEAD_FREE;
     this.#writable[id] = 0;
     this.#inFlight--;
@@ -511,7 +605,6 @@ export class SplitVirtqueue {
     this.#state.fill(HEAD_FREE);
     this.#availShadow.fill(0);
     this.#writable.fill(0);
-    this.#numFree = this.size;
     this.#inFlight = 0;
     this.#published = 0;
     this.#availIdx = 0;
@@ -535,9 +628,20 @@ export class SplitVirtqueue {
 
   /** Initial free list and flags; the ring memory is zero (fresh or just cleared). */
   #initState(): void {
-    // Free list 0 → 1 → … → size−1.
+    // Pinned pairs 2p → 2p + 1 (§2.7.5: NEXT on the readable one), then the free list of the
+    // rest, 2·pairs → … → size−1. A pair's buffers are set by setPair() (none yet).
+    const pinned = 2 * this.pairs;
     for (let i = 0; i < this.size; i++) this.#next[i] = (i + 1) & this.#mask;
-    this.#freeHead = 0;
+    for (let p = 0; p < this.pairs; p++) {
+      this.#view.setUint16(2 * p * DESC_SIZE + DESC_FLAGS, VIRTQ_DESC_F_NEXT, true);
+      this.#view.setUint16(2 * p * DESC_SIZE + DESC_NEXT, 2 * p + 1, true);
+      this.#view.setUint16((2 * p + 1) * DESC_SIZE + DESC_FLAGS, VIRTQ_DESC_F_WRITE, true);
+    }
+    this.#pairCap.fill(0);
+    this.#pairLen.fill(0);
+    this.#pairWrite.fill(0);
+    this.#freeHead = pinned & this.#mask;
+    this.#numFree = this.size - pinned;
     // §2.7.8: used.flags starts 0 — the used ring memory is zeroed, nothing to write.
     if (this.eventIdx) {
       // §2.7.7.1: with EVENT_IDX avail.flags MUST be 0; suppress via used_event instead.

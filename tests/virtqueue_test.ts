@@ -183,6 +183,91 @@ Deno.test("SplitVirtqueue.add2() writes one readable then one writable descripto
   r.vq.destroy();
 });
 
+Deno.test("SplitVirtqueue pinned pairs: fixed chains 2p → 2p+1 outside the free list", () => {
+  const r = rig(8, { pairs: 2 });
+  assert.equal(r.vq.pairs, 2);
+  // Descriptors 0..3 belong to the pairs; add2() only ever gets 4..7.
+  assert.equal(r.vq.numFree, 4);
+  const lo = r.buf.addrLo, hi = r.buf.addrHi;
+  r.vq.setPair(1, lo + 64, hi, 60, lo + 124, hi, 4);
+  assert.equal(r.vq.addPair(1, 36), 2);
+  const other = add2(r, 256);
+  assert.ok(other >= 4, `add2 took descriptor ${other}, which belongs to a pair`);
+  assert.equal(r.vq.numFree, 2);
+  r.vq.publish();
+  assert.deepEqual([r.dev.popAvail(), r.dev.popAvail()], [2, other]);
+  const pair = r.dev.chain(2).descs;
+  // §2.7.4.2: readable first, linked by NEXT; only the length the request uses is readable.
+  assert.deepEqual(pair.map((d) => [d.index, d.flags, d.len, d.addrLo, d.addrHi]), [
+    [2, VIRTQ_DESC_F_NEXT, 36, lo + 64, hi],
+    [3, VIRTQ_DESC_F_WRITE, 4, lo + 124, hi],
+  ]);
+  // In flight: neither sendable again nor re-pointable.
+  assert.throws(() => r.vq.addPair(1, 36), /in flight/);
+  assert.throws(() => r.vq.setPair(1, lo, hi, 8, lo + 8, hi, 4), /in flight/);
+  complete(r, 2, 4);
+  assert.equal(r.vq.popUsed(), 2);
+  assert.equal(r.vq.usedLen, 4);
+  // Returning a pair gives nothing to the free list.
+  assert.equal(r.vq.numFree, 2);
+  // Sent again with another length: the descriptor's len follows, the rest stays.
+  assert.equal(r.vq.addPair(1, 28), 2);
+  r.vq.publish();
+  assert.equal(r.dev.popAvail(), 2);
+  assert.deepEqual(r.dev.chain(2).descs.map((d) => d.len), [28, 4]);
+  complete(r, 2, 4);
+  assert.equal(r.vq.popUsed(), 2);
+  r.vq.destroy();
+});
+
+Deno.test("SplitVirtqueue pinned pairs refuse what a chain may not be, one reason at a time", () => {
+  const memory = new SimulatedMemory();
+  for (const pairs of [-1, 5, 1.5]) {
+    assert.throws(() => new SplitVirtqueue(0, 8, memory, { pairs }), /pairs/, `pairs ${pairs}`);
+  }
+  const r = rig(8, { pairs: 4 });
+  assert.equal(r.vq.numFree, 0);
+  assert.equal(add2(r), -1, "every descriptor is pinned");
+  const lo = r.buf.addrLo, hi = r.buf.addrHi;
+  assert.throws(() => r.vq.addPair(0, 8), /no buffers set/);
+  assert.throws(() => r.vq.setPair(4, lo, hi, 8, lo + 8, hi, 4), /not one of the 4/);
+  assert.throws(() => r.vq.setPair(0, lo, hi, 0, lo + 8, hi, 4), /two buffers/);
+  assert.throws(() => r.vq.setPair(0, lo, hi, 8, lo + 8, hi, 0), /two buffers/);
+  assert.throws(() => r.vq.setPair(0, -1, hi, 8, lo + 8, hi, 4), /address halves/);
+  assert.throws(() => r.vq.setPair(0, lo, hi, 2 ** 32 - 1, lo, hi, 2), /more than 2\^32/);
+  r.vq.setPair(0, lo, hi, 60, lo + 60, hi, 4);
+  for (const rLen of [0, 61, 1.5, NaN]) {
+    assert.throws(() => r.vq.addPair(0, rLen), /readable bytes/, `rLen ${rLen}`);
+  }
+  assert.throws(() => r.vq.addPair(-1, 8), /not one of/);
+  assert.equal(r.vq.addPair(0, 60), 0);
+  assert.throws(() => r.vq.addPair(0, 60), /in flight/);
+  r.vq.destroy();
+});
+
+Deno.test("SplitVirtqueue pinned pairs: the odd half is no head, and reset() forgets the buffers", () => {
+  const r = rig(8, { pairs: 4 });
+  const lo = r.buf.addrLo, hi = r.buf.addrHi;
+  r.vq.setPair(2, lo, hi, 60, lo + 60, hi, 4);
+  assert.equal(r.vq.addPair(2, 20), 4);
+  r.vq.publish();
+  complete(r, 5, 4);
+  assert.throws(() => r.vq.popUsed(), VirtqueueError);
+  assert.deepEqual(r.vq.reset(), [4]);
+  assert.throws(() => r.vq.addPair(2, 20), /no buffers set/);
+  // The links are back for the next setPair(); the buffers are not.
+  const d = r.dev.readDesc(4);
+  assert.deepEqual([d.flags, d.next, d.len], [VIRTQ_DESC_F_NEXT, 5, 0]);
+  assert.equal(r.dev.readDesc(5).flags, VIRTQ_DESC_F_WRITE);
+  r.vq.setPair(2, lo, hi, 60, lo + 60, hi, 4);
+  assert.equal(r.vq.addPair(2, 20), 4);
+  r.vq.publish();
+  assert.equal(r.dev.popAvail(), 4);
+  complete(r, 4, 4);
+  assert.equal(r.vq.popUsed(), 4);
+  r.vq.destroy();
+});
+
 Deno.test("SplitVirtqueue.add() rejects empty, over-long and zero-length chains as caller bugs", () => {
   const r = rig(4);
   const b = { addrLo: r.buf.addrLo, addrHi: r.buf.addrHi, length: 8 };
@@ -705,17 +790,21 @@ function heapGrowth(step: (i: number) => void): number {
   return least;
 }
 
-Deno.test("SplitVirtqueue hot path (add2, publish, hasUsed, popUsed) allocates nothing", () => {
-  for (const options of [{}, { eventIdx: true, indirect: true }]) {
+Deno.test("SplitVirtqueue hot path (add2 or addPair, publish, hasUsed, popUsed) allocates nothing", () => {
+  for (const options of [{}, { eventIdx: true, indirect: true }, { pairs: 8 }]) {
     const r = rig(16, options);
     const view = r.memory.view;
     const dev = r.dev;
     const lo = r.buf.addrLo;
     const hi = r.buf.addrHi;
     const size = 16;
+    const pinned = r.vq.pairs > 0;
+    for (let p = 0; p < r.vq.pairs; p++) r.vq.setPair(p, lo, hi, 60, lo + 64, hi, 48);
     // The device, inline and allocation-free: pop one avail entry, complete it.
     const step = (i: number): void => {
-      const head = r.vq.add2(lo, hi, 16, lo + 64, hi, 48);
+      const head = pinned
+        ? r.vq.addPair(i & 7, 16 + (i & 1))
+        : r.vq.add2(lo, hi, 16, lo + 64, hi, 48);
       if (head < 0) throw new Error("ring full");
       r.vq.publish();
       const availIdx = view.getUint16(dev.avail + 2, true);
@@ -732,7 +821,7 @@ Deno.test("SplitVirtqueue hot path (add2, publish, hasUsed, popUsed) allocates n
     };
     const grown = heapGrowth(step);
     assert.ok(grown < 1024 * 1024, `hot path grew the heap by ${grown} bytes`);
-    assert.equal(r.vq.numFree, 16);
+    assert.equal(r.vq.numFree, pinned ? 0 : 16);
     r.vq.destroy();
   }
   // Control: the measurement does see a loop that allocates 16+ bytes per iteration.

@@ -35,8 +35,10 @@ for (const kind of KINDS) {
     await iommu.unmap(0x0a0b_0c0d, iova, size);
     await iommu.detach(0x0a0b_0c0d, 0x0102_0304);
     await iommu.probe(0x0102_0304);
+    // The slot the PROBE lent its own buffers to carries a MAP again, from the slot itself.
+    await assert.rejects(iommu.map(0x0a0b_0c0d + 1, iova, phys, size, MAP_READ));
 
-    const [map0, attach, map, unmap, detach, probe] = seen;
+    const [map0, attach, map, unmap, detach, probe, mapAfterProbe] = seen;
     const domain = le(0x0a0b_0c0dn, 4), endpoint = le(0x0102_0304n, 4);
     const head = (type: number) => [type, 0, 0, 0];
     // ATTACH: head, domain, endpoint, flags, reserved[4]; then a 4-byte tail.
@@ -92,6 +94,8 @@ for (const kind of KINDS) {
     // PROBE: head, endpoint, reserved[64]; writable: probe_size (512) properties + tail.
     assert.deepEqual([...probe.bytes], [...head(5), ...endpoint, ...new Array(64).fill(0)]);
     assert.deepEqual([probe.readableLength, probe.writableLength], [72, 512 + 4]);
+    assert.deepEqual([...mapAfterProbe.bytes].slice(8), mapBytes(1).slice(8));
+    assert.deepEqual([mapAfterProbe.readableLength, mapAfterProbe.writableLength], [36, 4]);
     await iommu.close();
   });
 }

@@ -21,6 +21,11 @@ export type Completion = (error: Error | null, slot: number) => void;
 
 /** Bytes per request slot: the largest fixed request (MAP, 36) plus its tail, rounded up. */
 export const SLOT_SIZE = 64;
+/**
+ * Offset of a request's tail in its slot: the last 4 bytes, after the largest fixed request
+ * (MAP, 36 bytes), so the writable buffer is the same whatever the request.
+ */
+const TAIL_AT = SLOT_SIZE - TAIL_SIZE;
 /** Slots per DMA chunk: a chunk is one 4 KiB page, so each stays physically contiguous. */
 const SLOTS_PER_CHUNK = 4096 / SLOT_SIZE;
 
@@ -67,6 +72,8 @@ export class RequestQueue {
   readonly slots: number;
   #transport: Transport;
   #dma: DmaAllocator;
+  /** Direct chains: slot `s` is the virtqueue's pinned descriptor pair `s` (head `2s`). */
+  #pinned: boolean;
   #chunks: DmaRegion[] = [];
   #slotView: DataView[];
   #slotOffset: Int32Array;
@@ -104,12 +111,15 @@ export class RequestQueue {
     this.#dma = dma;
     this.#timeoutMs = options.timeoutMs;
     this.#spinMs = options.spinMs ?? DEFAULT_SPIN_MS;
+    // With indirect descriptors a request takes one ring descriptor, otherwise two: then
+    // every slot owns a pinned pair, whose descriptors are written once, not per request.
+    const slots = options.indirect ? size : Math.max(1, size >> 1);
+    this.#pinned = !options.indirect && size >= 2;
     this.vq = new SplitVirtqueue(REQUEST_QUEUE, size, dma, {
       eventIdx: options.eventIdx,
       indirect: options.indirect,
+      pairs: this.#pinned ? slots : 0,
     });
-    // With indirect descriptors a request takes one ring descriptor, otherwise two.
-    const slots = options.indirect ? size : Math.max(1, size >> 1);
     this.slots = slots;
     this.#slotView = new Array(slots);
     this.#slotOffset = new Int32Array(slots);
@@ -133,8 +143,21 @@ export class RequestQueue {
       this.#slotLo[i] = chunk.addrLo + offset; // chunks are 4 KiB-aligned: no carry.
       this.#slotHi[i] = chunk.addrHi;
       this.#freeSlots[i] = slots - 1 - i;
+      this.#statusOffset[i] = offset + TAIL_AT;
     }
     this.#freeCount = slots;
+    this.#setPairs();
+  }
+
+  /** Points every slot's pinned pair at the slot: request bytes, then the tail at TAIL_AT. */
+  #setPairs(): void {
+    if (!this.#pinned) return;
+    for (let i = 0; i < this.slots; i++) this.#setPair(i);
+  }
+
+  #setPair(slot: number): void {
+    const lo = this.#slotLo[slot], hi = this.#slotHi[slot];
+    this.vq.setPair(slot, lo, hi, TAIL_AT, lo + TAIL_AT, hi, TAIL_SIZE);
   }
 
   /** Hands the ring to the device (queue setup step of virtio 1.3 §3.1.1 step 7). */
@@ -253,19 +276,28 @@ export class RequestQueue {
     return true;
   }
 
-  /** Adds the chain of a request in its slot: `readLen` bytes, then the tail right after. */
+  /**
+   * Adds the chain of a request in its slot: its first `readLen` bytes, then the tail at
+   * TAIL_AT (slots never cross a 4 KiB chunk).
+   */
   #addSlot(slot: number, readLen: number, writeLen: number): number {
-    const lo = this.#slotLo[slot];
-    const hi = this.#slotHi[slot];
-    // The tail follows the request in the same slot; slots never cross a 4 KiB chunk.
     const view = this.#slotView[slot];
     const offset = this.#slotOffset[slot];
     // Poison the tail so a device that claims to have written it but did not is caught.
-    view.setUint32(offset + readLen, 0xffff_ffff, true);
+    view.setUint32(offset + TAIL_AT, 0xffff_ffff, true);
     this.#kind[slot] = view.getUint8(offset + HEAD_TYPE);
-    if (this.#extView[slot] !== null) this.#extView[slot] = null;
-    this.#statusOffset[slot] = offset + readLen;
-    return this.vq.add2(lo, hi, readLen, lo + readLen, hi, writeLen);
+    if (this.#extView[slot] !== null) this.#unExt(slot);
+    if (this.#pinned) return this.vq.addPair(slot, readLen);
+    const lo = this.#slotLo[slot];
+    const hi = this.#slotHi[slot];
+    return this.vq.add2(lo, hi, readLen, lo + TAIL_AT, hi, writeLen);
+  }
+
+  /** Points a slot that last carried a PROBE's own buffers back at itself. */
+  #unExt(slot: number): void {
+    this.#extView[slot] = null;
+    this.#statusOffset[slot] = this.#slotOffset[slot] + TAIL_AT;
+    if (this.#pinned) this.#setPair(slot);
   }
 
   /** Adds the chain of a request with its own buffers (PROBE): `ext` holds all of it. */
@@ -275,6 +307,11 @@ export class RequestQueue {
     this.#kind[slot] = ext.view.getUint8(HEAD_TYPE);
     this.#extView[slot] = ext.view;
     this.#statusOffset[slot] = tail;
+    if (this.#pinned) {
+      const lo = ext.addrLo, hi = ext.addrHi;
+      this.vq.setPair(slot, lo, hi, readLen, lo + readLen, hi, writeLen);
+      return this.vq.addPair(slot, readLen);
+    }
     return this.vq.add2(
       ext.addrLo,
       ext.addrHi,
@@ -475,6 +512,9 @@ export class RequestQueue {
   restart(error: Error): void {
     this.fail(error);
     this.vq.reset();
+    this.#extView.fill(null);
+    for (let i = 0; i < this.slots; i++) this.#statusOffset[i] = this.#slotOffset[i] + TAIL_AT;
+    this.#setPairs();
     this.#headToSlot.fill(-1);
     this.#state.fill(FREE);
     this.#inFlight = 0;
