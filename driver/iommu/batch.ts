@@ -13,42 +13,8 @@ import { type IommuError, type IommuStatus, statusName } from "./errors.ts";
 import type { Completion, RequestQueue } from "./request_queue.ts";
 import { encodeMap, encodeUnmap } from "./requests.ts";
 import { SavedMappings } from "./domains.ts";
+import { type MappingPlanner, PLAN_RECORD_ONLY } from "./planner.ts";
 import { MAP_SIZE, UNMAP_SIZE, VIRTIO_IOMMU_S_OK } from "./wire.ts";
-
-/** What a batch needs from the driver. Internal: built by `VirtioIommu.batch()`. */
-export interface BatchHost {
-  /** The request queue the batch sends on. */
-  readonly queue: RequestQueue;
-  /**
-   * Checks and records a MAP; writes start, end, phys halves to `out[at..at+6)`. Returns
-   * true when it must be sent. Throws IommuError "DRIVER" for a refusal.
-   */
-  prepareMap(
-    domain: number,
-    iova: Address,
-    phys: Address,
-    size: Address,
-    flags: number,
-    out: Uint32Array,
-    at: number,
-  ): boolean;
-  /**
-   * Checks an UNMAP and removes the records it covers, saving them with `save`; writes
-   * start, end halves to `out[at..at+4)`. Returns true when it must be sent.
-   */
-  prepareUnmap(
-    domain: number,
-    iova: Address,
-    size: Address,
-    out: Uint32Array,
-    at: number,
-    saved: SavedMappings,
-  ): boolean;
-  /** Forgets the record of a refused MAP. */
-  forgetMap(domain: number, fields: Uint32Array, at: number): void;
-  /** Restores the records of a refused UNMAP. */
-  restoreMappings(domain: number, saved: ArrayLike<number>, from: number, to: number): void;
-}
 
 const OP_MAP = 1;
 const OP_UNMAP = 2;
@@ -80,7 +46,8 @@ const FAILED = 0xff;
  * ```
  */
 export class RequestBatch {
-  #host: BatchHost;
+  #queue: RequestQueue;
+  #planner: MappingPlanner;
   #ops = new Uint8Array(64);
   #fields = new Uint32Array(64 * FIELDS);
   #status = new Uint8Array(64);
@@ -99,10 +66,11 @@ export class RequestBatch {
   #doneBound: Completion = (error, slot) => this.#done(error, slot);
   #pumpBound = (): void => this.#pump();
 
-  /** Internal: use `VirtioIommu.batch()`. */
-  constructor(host: BatchHost) {
-    this.#host = host;
-    this.#slotToOp = new Int32Array(host.queue.slots).fill(-1);
+  /** Internal: use `VirtioIommu.batch()`, which hands over its request queue and planner. */
+  constructor(queue: RequestQueue, planner: MappingPlanner) {
+    this.#queue = queue;
+    this.#planner = planner;
+    this.#slotToOp = new Int32Array(queue.slots).fill(-1);
   }
 
   /** Number of requests queued. */
@@ -141,12 +109,18 @@ export class RequestBatch {
     this.#checkIdle();
     if (this.#length === this.#ops.length) this.#grow();
     const i = this.#length;
-    const at = i * FIELDS;
-    const send = this.#host.prepareMap(domain, iova, phys, size, flags, this.#fields, at + 1);
-    this.#fields[at] = domain;
-    this.#fields[at + 7] = flags;
+    const plan = this.#planner.prepareMap(domain, iova, phys, size, flags);
+    const c = this.#planner.checks, f = this.#fields, at = i * FIELDS;
+    f[at] = domain;
+    f[at + 1] = c.iova.lo;
+    f[at + 2] = c.iova.hi;
+    f[at + 3] = c.last.lo;
+    f[at + 4] = c.last.hi;
+    f[at + 5] = c.phys.lo;
+    f[at + 6] = c.phys.hi;
+    f[at + 7] = flags;
     this.#ops[i] = OP_MAP;
-    this.#status[i] = send ? PENDING : VIRTIO_IOMMU_S_OK;
+    this.#status[i] = plan === PLAN_RECORD_ONLY ? VIRTIO_IOMMU_S_OK : PENDING;
     this.#length++;
     return i;
   }
@@ -156,13 +130,17 @@ export class RequestBatch {
     this.#checkIdle();
     if (this.#length === this.#ops.length) this.#grow();
     const i = this.#length;
-    const at = i * FIELDS;
     this.#savedFrom[i] = this.#saved.length;
-    const send = this.#host.prepareUnmap(domain, iova, size, this.#fields, at + 1, this.#saved);
+    const plan = this.#planner.prepareUnmap(domain, iova, size, this.#saved);
     this.#savedTo[i] = this.#saved.length;
-    this.#fields[at] = domain;
+    const c = this.#planner.checks, f = this.#fields, at = i * FIELDS;
+    f[at] = domain;
+    f[at + 1] = c.iova.lo;
+    f[at + 2] = c.iova.hi;
+    f[at + 3] = c.last.lo;
+    f[at + 4] = c.last.hi;
     this.#ops[i] = OP_UNMAP;
-    this.#status[i] = send ? PENDING : VIRTIO_IOMMU_S_OK;
+    this.#status[i] = plan === PLAN_RECORD_ONLY ? VIRTIO_IOMMU_S_OK : PENDING;
     this.#length++;
     return i;
   }
@@ -189,7 +167,7 @@ export class RequestBatch {
     this.#pumpScheduled = false;
     if (this.#pumping) return;
     this.#pumping = true;
-    const q = this.#host.queue;
+    const q = this.#queue;
     try {
       while (this.#next < this.#length) {
         const i = this.#next;
@@ -270,10 +248,11 @@ export class RequestBatch {
       this.#status[i] = typeof code === "number" && code >= 0 && code < PENDING ? code : FAILED;
       this.#errors[i] = error;
       this.#failed++;
-      const domain = this.#fields[i * FIELDS];
-      if (this.#ops[i] === OP_MAP) this.#host.forgetMap(domain, this.#fields, i * FIELDS + 1);
-      else {
-        this.#host.restoreMappings(domain, this.#saved.data, this.#savedFrom[i], this.#savedTo[i]);
+      const f = this.#fields, at = i * FIELDS, domains = this.#planner.domains;
+      if (this.#ops[i] === OP_MAP) {
+        domains.forgetMap(f[at], f[at + 1], f[at + 2], f[at + 3], f[at + 4], f[at + 5], f[at + 6]);
+      } else {
+        domains.restoreMappings(f[at], this.#saved.data, this.#savedFrom[i], this.#savedTo[i]);
       }
     }
     if (--this.#unsettled === 0 && this.#resolve !== null) {

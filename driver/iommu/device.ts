@@ -17,11 +17,12 @@ import {
   VIRTIO_F_VERSION_1,
 } from "../features.ts";
 import { beginInit, failDevice, finishInit, resetDevice } from "../init.ts";
-import { type Address, type Halves, hex, join, split } from "./address.ts";
+import { type Address, join, split } from "./address.ts";
 import { type IommuConfig, readIommuConfig } from "./config.ts";
 import { RequestChecks } from "./checks.ts";
 import { type DomainRecord, DomainTable, SavedMappings } from "./domains.ts";
-import { type BatchHost, RequestBatch } from "./batch.ts";
+import { RequestBatch } from "./batch.ts";
+import { MappingPlanner, PLAN_RECORD_ONLY, PLAN_SEND, PLAN_SEND_UNTRACKED } from "./planner.ts";
 import { DeviceResetError, driverError, IommuError } from "./errors.ts";
 import { EventQueue } from "./event_queue.ts";
 import type { FaultEvent } from "./events.ts";
@@ -163,13 +164,6 @@ const MIN_DIRECT_SLOTS = 64;
 /** Fault reports kept for takeFaults() before the oldest are dropped. */
 export const MAX_KEPT_FAULTS = 4096;
 
-/** A request to send, for a domain the driver does not track. */
-const PLAN_SEND_UNTRACKED = 0;
-/** Recorded only: the domain has no endpoint, so the device has no such domain now. */
-const PLAN_RECORD_ONLY = 1;
-/** Recorded, and to send. */
-const PLAN_SEND = 2;
-
 /** A failed fast-path request has nothing to take back. */
 const UNDO_NONE = 0;
 /** A failed MAP takes its record back. */
@@ -206,7 +200,8 @@ export class VirtioIommu {
   #options: VirtioIommuOptions;
   #features = 0n;
   #config!: IommuConfig;
-  #checks!: RequestChecks;
+  /** The MAP/UNMAP checks and records, shared with batches (holds the closed flag). */
+  #planner!: MappingPlanner;
   #requests!: RequestQueue;
   #events!: EventQueue;
   #probeBuffer: DmaRegion | null = null;
@@ -215,7 +210,6 @@ export class VirtioIommu {
   #faults: FaultEvent[] = [];
   #droppedFaults = 0;
   #faultListeners = new Set<(event: FaultEvent) => void>();
-  #closed = false;
   #groups = new Map<number, IsolationGroup>();
   // Per-slot state of fast-path requests (see #mapFast).
   #resolveOf: ((() => void) | null)[] = [];
@@ -266,7 +260,7 @@ export class VirtioIommu {
     try {
       // Step 7: device-specific setup: config, then the two queues.
       this.#config = readIommuConfig(t, this.#features);
-      this.#checks = this.#newChecks();
+      this.#planner = new MappingPlanner(this.#newChecks(), this.#domains);
       const eventIdx = hasFeature(this.#features, VIRTIO_F_EVENT_IDX);
       // Indirect descriptors let a small ring hold twice the requests, but cost a table per
       // request on both sides (about 0.5 us per MAP+UNMAP pair under TCG): used only when
@@ -358,13 +352,12 @@ export class VirtioIommu {
   }
 
   #open(): void {
-    if (this.#closed) throw driverError("The driver was closed");
+    this.#planner.open();
   }
 
   // ---------------------------------------------------------------------------------------
   // Sending.
 
-  /** Sends the request in `slot` and returns a promise that settles with its outcome. */
   /**
    * Encodes with `encode(view, offset)` in a free slot (waiting FIFO when none is free) and
    * sends. The encoder runs synchronously when a slot is free, so scratch state is safe.
@@ -485,8 +478,8 @@ export class VirtioIommu {
   }
 
   async #attachOne(domain: number, endpoint: number, options: AttachOptions): Promise<void> {
-    this.#checks.domain(domain);
-    this.#checks.id(endpoint, "endpoint");
+    this.#planner.checks.domain(domain);
+    this.#planner.checks.id(endpoint, "endpoint");
     const bypass = options.bypass ?? false;
     if (bypass && !hasFeature(this.#features, VIRTIO_IOMMU_F_BYPASS_CONFIG)) {
       throw driverError(
@@ -566,8 +559,8 @@ export class VirtioIommu {
 
   /** Detaches `endpoint` from `domain` (virtio 1.3 §5.13.6.4). The domain keeps its mappings. */
   async detach(domain: number, endpoint: number): Promise<void> {
-    this.#checks.domain(domain);
-    this.#checks.id(endpoint, "endpoint");
+    this.#planner.checks.domain(domain);
+    this.#planner.checks.id(endpoint, "endpoint");
     await this.#sendDetach(domain, endpoint);
     this.#domains.detached(domain, endpoint);
   }
@@ -608,17 +601,19 @@ export class VirtioIommu {
     try {
       if (split) {
         this.#open();
-        this.#checks.domain(domain);
-        this.#checks.flags(flags);
-        this.#checks.range("map", iova, size, phys);
+        this.#planner.checks.domain(domain);
+        this.#planner.checks.flags(flags);
+        this.#planner.checks.range("map", iova, size, phys);
         return this.#mapSplit(domain, flags);
       }
-      plan = this.#prepareMap(domain, iova, phys, size, flags);
+      plan = this.#planner.prepareMap(domain, iova, phys, size, flags);
     } catch (error) {
       return Promise.reject(error);
     }
     if (plan === PLAN_RECORD_ONLY) return Promise.resolve();
-    const a = this.#checks.iova, b = this.#checks.last, c = this.#checks.phys;
+    const a = this.#planner.checks.iova,
+      b = this.#planner.checks.last,
+      c = this.#planner.checks.phys;
     const sLo = a.lo, sHi = a.hi, eLo = b.lo, eHi = b.hi, pLo = c.lo, pHi = c.hi;
     if (plan === PLAN_SEND_UNTRACKED) {
       return this.#sendMap(domain, sLo, sHi, eLo, eHi, pLo, pHi, flags);
@@ -643,7 +638,7 @@ export class VirtioIommu {
   /** A free request slot for the fast path, or -1 (queue broken, full, or callers waiting). */
   #fastSlot(): number {
     const q = this.#requests;
-    if (this.#closed || q === undefined || q.broken) return -1;
+    if (this.#planner.closed || q === undefined || q.broken) return -1;
     return q.tryTakeSlot();
   }
 
@@ -658,7 +653,7 @@ export class VirtioIommu {
     const q = this.#requests;
     let plan: number;
     try {
-      plan = this.#prepareMap(domain, iova, phys, size, flags);
+      plan = this.#planner.prepareMap(domain, iova, phys, size, flags);
     } catch (error) {
       q.release(slot);
       return Promise.reject(error);
@@ -669,9 +664,9 @@ export class VirtioIommu {
     }
     const v = q.view(slot),
       o = q.offset(slot),
-      a = this.#checks.iova,
-      b = this.#checks.last,
-      c = this.#checks.phys;
+      a = this.#planner.checks.iova,
+      b = this.#planner.checks.last,
+      c = this.#planner.checks.phys;
     encodeMap(v, o, domain, a.lo, a.hi, b.lo, b.hi, c.lo, c.hi, flags);
     this.#undoOf[slot] = plan === PLAN_SEND ? UNDO_MAP : UNDO_NONE;
     const f = this.#undoFields, at = slot * 7;
@@ -691,7 +686,7 @@ export class VirtioIommu {
     saved.length = 0;
     let plan: number;
     try {
-      plan = this.#prepareUnmap(domain, iova, size, saved);
+      plan = this.#planner.prepareUnmap(domain, iova, size, saved);
     } catch (error) {
       q.release(slot);
       return Promise.reject(error);
@@ -700,7 +695,10 @@ export class VirtioIommu {
       q.release(slot);
       return Promise.resolve();
     }
-    const v = q.view(slot), o = q.offset(slot), a = this.#checks.iova, b = this.#checks.last;
+    const v = q.view(slot),
+      o = q.offset(slot),
+      a = this.#planner.checks.iova,
+      b = this.#planner.checks.last;
     encodeUnmap(v, o, domain, a.lo, a.hi, b.lo, b.hi);
     this.#undoOf[slot] = plan === PLAN_SEND ? UNDO_UNMAP : UNDO_NONE;
     this.#undoFields[slot * 7] = domain;
@@ -746,37 +744,16 @@ export class VirtioIommu {
     reject?.(error);
   };
 
-  /**
-   * Checks a MAP and records it (virtio 1.3 §5.13.6.5), leaving iova/last/phys in #a/#b/#c.
-   * Returns what to send; throws an IommuError "DRIVER" for a refusal. Shared by
-   * {@link VirtioIommu.map} and {@link RequestBatch.map}.
-   */
-  #prepareMap(domain: number, iova: Address, phys: Address, size: Address, flags: number): number {
-    this.#open();
-    this.#checks.domain(domain);
-    this.#checks.flags(flags);
-    this.#checks.range("map", iova, size, phys);
-    const record = this.#domains.get(domain);
-    // Not a domain this driver created: let the device judge (typically S_NOENT).
-    if (record === undefined) return PLAN_SEND_UNTRACKED;
-    this.#domains.checkMappable(record, "map", this.#checks.iova, this.#checks.last);
-    const a = this.#checks.iova, b = this.#checks.last, c = this.#checks.phys;
-    if (record.mappings.insert(a.lo, a.hi, b.lo, b.hi, c.lo, c.hi, flags) < 0) {
-      refuseMapping("map", domain, a, b, "overlaps an existing mapping");
-    }
-    return record.endpoints.size === 0 ? PLAN_RECORD_ONLY : PLAN_SEND;
-  }
-
   /** MAP split into the largest page sizes page_size_mask allows (#a, #b, #c hold the range). */
   async #mapSplit(domain: number, flags: number): Promise<void> {
-    let iova = join(this.#checks.iova.lo, this.#checks.iova.hi);
-    let phys = join(this.#checks.phys.lo, this.#checks.phys.hi);
-    const last = join(this.#checks.last.lo, this.#checks.last.hi);
+    let iova = join(this.#planner.checks.iova.lo, this.#planner.checks.iova.hi);
+    let phys = join(this.#planner.checks.phys.lo, this.#planner.checks.phys.hi);
+    const last = join(this.#planner.checks.last.lo, this.#planner.checks.last.hi);
     const mask = this.#config.pageSizeMask;
     const chunks: Array<[bigint, bigint, bigint]> = [];
     while (iova <= last) {
       const remaining = last - iova + 1n;
-      let size = 1n << BigInt(this.#checks.granule);
+      let size = 1n << BigInt(this.#planner.checks.granule);
       for (let bit = 63n; bit >= 0n; bit--) {
         const page = 1n << bit;
         if ((mask & page) === 0n || page > remaining) continue;
@@ -816,12 +793,12 @@ export class VirtioIommu {
     const saved = new SavedMappings();
     let plan: number;
     try {
-      plan = this.#prepareUnmap(domain, iova, size, saved);
+      plan = this.#planner.prepareUnmap(domain, iova, size, saved);
     } catch (error) {
       return Promise.reject(error);
     }
     if (plan === PLAN_RECORD_ONLY) return Promise.resolve();
-    const a = this.#checks.iova, b = this.#checks.last;
+    const a = this.#planner.checks.iova, b = this.#planner.checks.last;
     if (plan === PLAN_SEND_UNTRACKED) return this.#sendUnmap(domain, a.lo, a.hi, b.lo, b.hi);
     return this.#sendUnmap(
       domain,
@@ -834,74 +811,12 @@ export class VirtioIommu {
   }
 
   /**
-   * Checks an UNMAP and removes the records it covers (virtio 1.3 §5.13.6.6), appending each
-   * removed mapping's 7 numbers to `saved` so a refusal can put them back. Leaves iova/last in
-   * #a/#b. Throws an IommuError "DRIVER" when it would split a mapping (the driver MUST NOT).
-   */
-  #prepareUnmap(
-    domain: number,
-    iova: Address,
-    size: Address,
-    saved: SavedMappings,
-  ): number {
-    this.#open();
-    this.#checks.domain(domain);
-    this.#checks.range("unmap", iova, size);
-    const a = this.#checks.iova, b = this.#checks.last;
-    const record = this.#domains.get(domain);
-    if (record === undefined) return PLAN_SEND_UNTRACKED;
-    this.#domains.checkMappable(record, "unmap", this.#checks.iova, this.#checks.last);
-    // Atomic like the device's UNMAP: a range that would split a mapping removes nothing.
-    if (record.mappings.removeRange(a.lo, a.hi, b.lo, b.hi, saved) < 0) {
-      refuseMapping("unmap", domain, a, b, "it would split a mapping");
-    }
-    return record.endpoints.size === 0 ? PLAN_RECORD_ONLY : PLAN_SEND;
-  }
-
-  /**
    * A reusable batch of MAP/UNMAP requests: queue many, send them with one notification per
    * ring-full, await once. Allocation-free per request once grown; see {@link RequestBatch}.
    */
   batch(): RequestBatch {
     this.#open();
-    const host: BatchHost = {
-      queue: this.#requests,
-      prepareMap: (domain, iova, phys, size, flags, out, at) => {
-        const plan = this.#prepareMap(domain, iova, phys, size, flags);
-        this.#copyOut(out, at, true);
-        return plan !== PLAN_RECORD_ONLY;
-      },
-      prepareUnmap: (domain, iova, size, out, at, saved) => {
-        const plan = this.#prepareUnmap(domain, iova, size, saved);
-        this.#copyOut(out, at, false);
-        return plan !== PLAN_RECORD_ONLY;
-      },
-      forgetMap: (domain, f, at) =>
-        this.#domains.forgetMap(
-          domain,
-          f[at],
-          f[at + 1],
-          f[at + 2],
-          f[at + 3],
-          f[at + 4],
-          f[at + 5],
-        ),
-      restoreMappings: (domain, saved, from, to) =>
-        this.#domains.restoreMappings(domain, saved, from, to),
-    };
-    return new RequestBatch(host);
-  }
-
-  /** Copies the scratch halves #a, #b (and #c) into `out` at `at`. */
-  #copyOut(out: Uint32Array, at: number, phys: boolean): void {
-    out[at] = this.#checks.iova.lo;
-    out[at + 1] = this.#checks.iova.hi;
-    out[at + 2] = this.#checks.last.lo;
-    out[at + 3] = this.#checks.last.hi;
-    if (phys) {
-      out[at + 4] = this.#checks.phys.lo;
-      out[at + 5] = this.#checks.phys.hi;
-    }
+    return new RequestBatch(this.#requests, this.#planner);
   }
 
   /**
@@ -916,7 +831,7 @@ export class VirtioIommu {
 
   async #probe(endpoint: number): Promise<ProbeResult> {
     this.#open();
-    this.#checks.id(endpoint, "endpoint");
+    this.#planner.checks.id(endpoint, "endpoint");
     const buffer = this.#probeBuffer;
     if (buffer === null || !hasFeature(this.#features, VIRTIO_IOMMU_F_PROBE)) {
       throw driverError("Cannot probe: VIRTIO_IOMMU_F_PROBE not negotiated");
@@ -1019,7 +934,7 @@ export class VirtioIommu {
   iovaToPhys(domain: number, iova: Address): bigint | null {
     const record = this.#domains.get(domain);
     if (!record) return null;
-    const a = split(iova, "iova", this.#checks.iova);
+    const a = split(iova, "iova", this.#planner.checks.iova);
     const s = record.mappings.find(a.lo, a.hi);
     if (s < 0) return null;
     const m = record.mappings;
@@ -1095,7 +1010,7 @@ export class VirtioIommu {
   > {
     const { signal, idleMs = Infinity } = options;
     let idleSince = performance.now();
-    while (!this.#closed && !signal?.aborted) {
+    while (!this.#planner.closed && !signal?.aborted) {
       this.pollEvents();
       const event = this.#faults.shift();
       if (event) {
@@ -1131,7 +1046,7 @@ export class VirtioIommu {
     });
     try {
       this.#config = readIommuConfig(t, this.#features);
-      this.#checks = this.#newChecks();
+      this.#planner.checks = this.#newChecks();
       this.#goLive();
     } catch (e) {
       failDevice(t);
@@ -1158,19 +1073,12 @@ export class VirtioIommu {
    * freed and close() rejects with DeviceInitError "reset": the memory stays with the device.
    */
   async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
+    if (this.#planner.closed) return;
+    this.#planner.closed = true;
     this.#requests.fail(new DeviceResetError("The driver was closed with the request pending"));
     await resetDevice(this.#transport);
     this.#requests.destroy();
     this.#events.destroy();
     if (this.#probeBuffer) this.#dma.free(this.#probeBuffer);
   }
-}
-
-/** Throws the driver's refusal of a MAP or UNMAP of `a`-`b` (kept out of the hot path). */
-function refuseMapping(verb: string, domain: number, a: Halves, b: Halves, why: string): never {
-  throw driverError(
-    `Cannot ${verb} ${hex(a.lo, a.hi)}-${hex(b.lo, b.hi)} in domain ${domain}: ${why}`,
-  );
 }
