@@ -659,8 +659,13 @@ for (const kind of KINDS) {
           assert.equal(e.status, "DRIVER");
           return true;
         });
+        // A mapping recorded in 7 (no endpoint yet) goes with it: the new 7 starts empty.
+        await iommu.map(7, 0x1000, 0x2000, 0x1000, MAP_READ);
+        assert.equal(iommu.mappings(7).length, 1);
         assert.equal(iommu.freeDomain(7), true);
         assert.equal(iommu.allocateDomain(), 7);
+        assert.deepEqual(iommu.mappings(7), []);
+        await iommu.map(7, 0x1000, 0x2000, 0x1000, MAP_READ);
         await iommu.attach(7, 0x08);
         assert.equal(iommu.freeDomain(7), false, "a domain with endpoints is not freed");
       }, { domainRange: { start: 5, end: 10 } }),
