@@ -195,10 +195,9 @@ export class SplitVirtqueue {
   #availShadow: Uint16Array;
   /** Device-writable bytes of the chain whose head is `i`. */
   #writable: Float64Array;
-  /** Per pinned pair: the readable buffer's size as set (0: not set), its length as written, the writable size. */
+  /** Per pinned pair: the readable buffer's size as set (0: not set), and its length as written. */
   #pairCap: Float64Array;
   #pairLen: Float64Array;
-  #pairWrite: Float64Array;
   #freeHead = 0;
   #numFree = 0;
   #inFlight = 0;
@@ -300,7 +299,6 @@ export class SplitVirtqueue {
     this.#writable = new Float64Array(size);
     this.#pairCap = new Float64Array(pairs);
     this.#pairLen = new Float64Array(pairs);
-    this.#pairWrite = new Float64Array(pairs);
     this.#initState();
   }
 
@@ -389,7 +387,7 @@ export class SplitVirtqueue {
     writeDesc(this.#view, off + DESC_SIZE, wLo, wHi, wLen, VIRTQ_DESC_F_WRITE, 0);
     this.#pairCap[pair] = rLen;
     this.#pairLen[pair] = rLen;
-    this.#pairWrite[pair] = wLen;
+    this.#writable[2 * pair] = wLen;
   }
 
   /**
@@ -401,16 +399,21 @@ export class SplitVirtqueue {
    */
   addPair(pair: number, rLen: number): number {
     const head = pair * 2;
+    // One test (kept small: this is the hot path). The size is 0 for a pair not set or after
+    // destroy(), undefined for no pair at all: both refuse any length.
     if (
-      this.#destroyed || !(pair >= 0 && pair < this.pairs) || this.#state[head] !== HEAD_FREE ||
-      !(rLen >= 1 && rLen <= this.#pairCap[pair]) || !isU32(rLen)
+      !((rLen >>> 0) === rLen && rLen !== 0 && rLen <= this.#pairCap[pair]) ||
+      this.#state[head] !== HEAD_FREE
     ) this.#refusePair(pair, rLen);
     if (rLen !== this.#pairLen[pair]) {
       this.#view.setUint32(head * DESC_SIZE + DESC_LEN, rLen, true);
       this.#pairLen[pair] = rLen;
     }
-    // A pinned chain holds no free-list descriptors: count 0 keeps popUsed() from freeing it.
-    return this.#commit(head, 0, this.#pairWrite[pair]);
+    // Its chain count (0) and writable size were set by setPair(): count 0 keeps popUsed()
+    // from freeing the pair's descriptors.
+    this.#state[head] = HEAD_ADDED;
+    this.#inFlight++;
+    return this.#toAvail(head);
   }
 
   /** Throws the error for arguments {@link SplitVirtqueue.addPair} refuses. */
@@ -551,9 +554,9 @@ export class SplitVirtqueue {
       this.#next[tail] = this.#freeHead;
       this.#freeHead = id;
       this.#numFree += count;
+      this.#writable[id] = 0;
     }
     this.#state[id] = HEAD_FREE;
-    this.#writable[id] = 0;
     this.#inFlight--;
     this.#published--;
     this.#lastUsed = (last + 1) & 0xffff;
@@ -622,6 +625,7 @@ export class SplitVirtqueue {
   destroy(): void {
     if (this.#destroyed) return;
     this.#destroyed = true;
+    this.#pairCap.fill(0); // addPair() refuses from now on
     this.#dma.free(this.#region);
     if (this.#indirectRegion !== null) this.#dma.free(this.#indirectRegion);
   }
@@ -639,7 +643,6 @@ export class SplitVirtqueue {
     }
     this.#pairCap.fill(0);
     this.#pairLen.fill(0);
-    this.#pairWrite.fill(0);
     this.#freeHead = pinned & this.#mask;
     this.#numFree = this.size - pinned;
     // §2.7.8: used.flags starts 0 — the used ring memory is zeroed, nothing to write.
@@ -721,6 +724,11 @@ export class SplitVirtqueue {
     this.#state[head] = HEAD_ADDED;
     this.#writable[head] = writable;
     this.#inFlight++;
+    return this.#toAvail(head);
+  }
+
+  /** Puts chain `head` in the next avail ring slot (unpublished); returns `head`. */
+  #toAvail(head: number): number {
     // §2.7.13.2: ring slot = idx mod size; avail.idx itself is only written by publish().
     const slot = this.#availIdx & this.#mask;
     this.#availShadow[slot] = head;

@@ -760,6 +760,12 @@ Deno.test("SplitVirtqueue.destroy() frees its memory and refuses later use", () 
   assert.throws(() => add2(r), TypeError);
   assert.throws(() => r.vq.publish(), TypeError);
   assert.throws(() => r.vq.popUsed(), TypeError);
+  // A pinned pair that was set is refused too: its descriptors are in freed memory.
+  const p = rig(8, { pairs: 2 });
+  p.vq.setPair(0, p.buf.addrLo, p.buf.addrHi, 60, p.buf.addrLo + 60, p.buf.addrHi, 4);
+  p.vq.destroy();
+  assert.throws(() => p.vq.addPair(0, 36), TypeError);
+  assert.throws(() => p.vq.setPair(0, 0, 0, 8, 8, 0, 4), TypeError);
 });
 
 let sink: unknown = null;

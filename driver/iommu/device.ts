@@ -383,7 +383,7 @@ export class VirtioIommu {
       const slot = q.tryTakeSlot();
       if (slot >= 0) {
         encode(q.view(slot), q.offset(slot));
-        q.send(slot, readLen, done);
+        q.sendSlot(slot, readLen, done);
         return;
       }
       // Ring full: wait our turn; encode when a slot is ours.
@@ -394,7 +394,7 @@ export class VirtioIommu {
           return;
         }
         encode(q.view(s), q.offset(s));
-        q.send(s, readLen, done);
+        q.sendSlot(s, readLen, done);
       });
     });
   }

@@ -96,6 +96,12 @@ export class RequestQueue {
   #pollTimer: ReturnType<typeof setTimeout> | undefined;
   #broken: Error | null = null;
   #timeoutMs: number;
+  /**
+   * The deadline of a request just sent: −timeout (Infinity without one). The clock is read
+   * lazily, by the first timer-driven poll that finds the request still in flight: reading it
+   * per request costs more than the rest of a batched send.
+   */
+  #unstarted: number;
   #spinMs: number;
   #flushBound = (): void => this.#flush();
   #pollBound = (): void => this.#poll();
@@ -110,6 +116,7 @@ export class RequestQueue {
     this.#transport = transport;
     this.#dma = dma;
     this.#timeoutMs = options.timeoutMs;
+    this.#unstarted = options.timeoutMs > 0 ? -options.timeoutMs : Infinity;
     this.#spinMs = options.spinMs ?? DEFAULT_SPIN_MS;
     // With indirect descriptors a request takes one ring descriptor, otherwise two: then
     // every slot owns a pinned pair, whose descriptors are written once, not per request.
@@ -230,6 +237,14 @@ export class RequestQueue {
   }
 
   /**
+   * {@link RequestQueue.send} of a fixed-size request in its slot (MAP, UNMAP, ATTACH,
+   * DETACH): the batch's hot path, kept small enough for the JIT to inline.
+   */
+  sendSlot(slot: number, readLen: number, done: Completion): void {
+    if (this.#track(slot, this.#addSlot(slot, readLen), TAIL_SIZE, done)) this.#scheduleFlush();
+  }
+
+  /**
    * Like {@link RequestQueue.send} for a fixed-size request, but when nothing else is in
    * flight it publishes, notifies and collects at once instead of at the end of the tick:
    * there is nothing to batch the request with yet. A device that answers during the
@@ -238,7 +253,7 @@ export class RequestQueue {
    * end-of-tick flush takes over and requests made meanwhile share its notification.
    */
   sendNow(slot: number, readLen: number, done: Completion): void {
-    if (!this.#enqueue(slot, readLen, done, undefined, TAIL_SIZE)) return;
+    if (!this.#track(slot, this.#addSlot(slot, readLen), TAIL_SIZE, done)) return;
     if (this.#flushScheduled || this.#inFlight !== 1) {
       this.#scheduleFlush();
       return;
@@ -257,40 +272,49 @@ export class RequestQueue {
     writeLen: number,
   ): boolean {
     const head = ext === undefined
-      ? this.#addSlot(slot, readLen, writeLen)
+      ? this.#addSlot(slot, readLen)
       : this.#addExt(slot, ext, readLen, writeLen);
-    if (head < 0) {
-      // Cannot happen: slots never outnumber what the ring holds. Fail loudly, not silently.
-      this.#release(slot);
-      done(new VirtqueueError(REQUEST_QUEUE, "Request ring full although a slot was free"), slot);
-      return false;
-    }
+    return this.#track(slot, head, writeLen, done);
+  }
+
+  /** Records the request added as chain `head` in `slot`; false when it already failed. */
+  #track(slot: number, head: number, writeLen: number, done: Completion): boolean {
+    if (head < 0) return this.#ringFull(slot, done);
     this.#headToSlot[head] = slot;
     this.#state[slot] = IN_FLIGHT;
     this.#writeLen[slot] = writeLen;
     this.#done[slot] = done;
-    // The clock is read lazily, by the first timer-driven poll that finds the request still in
-    // flight: reading it per request costs more than the rest of a batched send.
-    this.#deadline[slot] = this.#timeoutMs > 0 ? -this.#timeoutMs : Infinity;
+    this.#deadline[slot] = this.#unstarted;
     this.#inFlight++;
     return true;
+  }
+
+  /** Cannot happen: slots never outnumber what the ring holds. Fails loudly, not silently. */
+  #ringFull(slot: number, done: Completion): false {
+    this.#release(slot);
+    done(new VirtqueueError(REQUEST_QUEUE, "Request ring full although a slot was free"), slot);
+    return false;
   }
 
   /**
    * Adds the chain of a request in its slot: its first `readLen` bytes, then the tail at
    * TAIL_AT (slots never cross a 4 KiB chunk).
    */
-  #addSlot(slot: number, readLen: number, writeLen: number): number {
+  #addSlot(slot: number, readLen: number): number {
     const view = this.#slotView[slot];
     const offset = this.#slotOffset[slot];
     // Poison the tail so a device that claims to have written it but did not is caught.
     view.setUint32(offset + TAIL_AT, 0xffff_ffff, true);
     this.#kind[slot] = view.getUint8(offset + HEAD_TYPE);
     if (this.#extView[slot] !== null) this.#unExt(slot);
-    if (this.#pinned) return this.vq.addPair(slot, readLen);
+    return this.#pinned ? this.vq.addPair(slot, readLen) : this.#addChain(slot, readLen);
+  }
+
+  /** {@link RequestQueue.#addSlot} on a ring without pinned pairs (an indirect chain). */
+  #addChain(slot: number, readLen: number): number {
     const lo = this.#slotLo[slot];
     const hi = this.#slotHi[slot];
-    return this.vq.add2(lo, hi, readLen, lo + TAIL_AT, hi, writeLen);
+    return this.vq.add2(lo, hi, readLen, lo + TAIL_AT, hi, TAIL_SIZE);
   }
 
   /** Points a slot that last carried a PROBE's own buffers back at itself. */
@@ -366,27 +390,34 @@ export class RequestQueue {
 
   #complete(head: number, written: number): void {
     const slot = this.#headToSlot[head];
+    if (slot < 0) this.#noSlot(head);
     this.#headToSlot[head] = -1;
-    if (slot < 0) {
-      throw new VirtqueueError(
-        REQUEST_QUEUE,
-        `Device returned request ${head}, which has no request slot`,
-      );
-    }
-    const state = this.#state[slot];
     const done = this.#done[slot];
     this.#done[slot] = null;
-    if (state === IN_FLIGHT) this.#inFlight--;
-    const kind = this.#kind[slot];
-    const writeLen = this.#writeLen[slot];
-    if (state === IN_FLIGHT && done !== null) {
+    if (this.#state[slot] === IN_FLIGHT && done !== null) {
+      this.#inFlight--;
       const ext = this.#extView[slot];
       const status = (ext ?? this.#slotView[slot]).getUint8(this.#statusOffset[slot]);
-      // The common case without a call; requestError() decides everything else.
-      if (status === VIRTIO_IOMMU_S_OK && written >= writeLen) done(null, slot);
-      else done(requestError(KIND_NAMES[kind] ?? `type ${kind}`, status, written, writeLen), slot);
+      // The common case without a call; #refused() builds the error of everything else.
+      if (status === VIRTIO_IOMMU_S_OK && written >= this.#writeLen[slot]) done(null, slot);
+      else done(this.#refused(slot, status, written), slot);
     }
+    // A request that timed out (ABANDONED) only gives its slot back now.
     this.#release(slot);
+  }
+
+  /** The error of a request the device answered with a status other than OK, or too short. */
+  #refused(slot: number, status: number, written: number): Error | null {
+    const kind = this.#kind[slot];
+    return requestError(KIND_NAMES[kind] ?? `type ${kind}`, status, written, this.#writeLen[slot]);
+  }
+
+  /** Fails for a used chain no request slot owns. */
+  #noSlot(head: number): never {
+    throw new VirtqueueError(
+      REQUEST_QUEUE,
+      `Device returned request ${head}, which has no request slot`,
+    );
   }
 
   /** Gives back a slot taken with {@link RequestQueue.tryTakeSlot} and never sent. */
