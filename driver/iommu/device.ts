@@ -171,6 +171,8 @@ const UNDO_MAP = 1;
 /** A failed UNMAP puts back the records it removed. */
 const UNDO_UNMAP = 2;
 const DEFAULT_MAX_QUEUE = 256;
+/** The promise of every fast-path request that settled before its call returned. */
+const RESOLVED: Promise<void> = Promise.resolve();
 
 /** Largest power of two ≤ n. */
 function floorPow2(n: number): number {
@@ -214,6 +216,10 @@ export class VirtioIommu {
   // Per-slot state of fast-path requests (see #mapFast).
   #resolveOf: ((() => void) | null)[] = [];
   #rejectOf: (((error: Error) => void) | null)[] = [];
+  /** The fast-path slot being sent right now (-1: none), and its outcome if it settled meanwhile. */
+  #syncSlot = -1;
+  #syncDone = false;
+  #syncError: Error | null = null;
   #undoOf = new Uint8Array(0);
   #undoFields = new Uint32Array(0);
   #savedOf: SavedMappings[] = [];
@@ -705,17 +711,39 @@ export class VirtioIommu {
     return this.#sendFast(slot, UNMAP_SIZE);
   }
 
+  /**
+   * Sends a fast-path request. A device that answers during the notification (QEMU under TCG,
+   * the mock) has settled it before sendNow() returns: then the outcome is known and no
+   * deferred promise is needed, which saves most of the cost of a promise per request.
+   */
   #sendFast(slot: number, readLen: number): Promise<void> {
-    const promise = new Promise<void>((resolve, reject) => {
+    this.#syncSlot = slot;
+    this.#syncDone = false;
+    try {
+      this.#requests.sendNow(slot, readLen, this.#completeFast);
+    } finally {
+      this.#syncSlot = -1;
+    }
+    if (this.#syncDone) {
+      const error = this.#syncError;
+      this.#syncError = null;
+      return error === null ? RESOLVED : Promise.reject(error);
+    }
+    return new Promise<void>((resolve, reject) => {
       this.#resolveOf[slot] = resolve;
       this.#rejectOf[slot] = reject;
     });
-    this.#requests.sendNow(slot, readLen, this.#completeFast);
-    return promise;
   }
 
   /** Settles a fast-path request; on failure first takes back what it recorded. */
   #completeFast: Completion = (error, slot) => {
+    if (slot === this.#syncSlot) {
+      // Answered inside #sendFast: it returns the outcome itself.
+      this.#syncDone = true;
+      this.#syncError = error;
+      if (error !== null) this.#undoFast(slot);
+      return;
+    }
     const resolve = this.#resolveOf[slot];
     const reject = this.#rejectOf[slot];
     this.#resolveOf[slot] = null;
@@ -724,6 +752,12 @@ export class VirtioIommu {
       resolve?.();
       return;
     }
+    this.#undoFast(slot);
+    reject?.(error);
+  };
+
+  /** Takes back what a failed fast-path request recorded. */
+  #undoFast(slot: number): void {
     const undo = this.#undoOf[slot];
     if (undo === UNDO_MAP) {
       // From the driver's own copy: the slot is shared memory the device could have changed.
@@ -741,8 +775,7 @@ export class VirtioIommu {
       const saved = this.#savedOf[slot];
       this.#domains.restoreMappings(this.#undoFields[slot * 7], saved.data, 0, saved.length);
     }
-    reject?.(error);
-  };
+  }
 
   /** MAP split into the largest page sizes page_size_mask allows (#a, #b, #c hold the range). */
   async #mapSplit(domain: number, flags: number): Promise<void> {
