@@ -181,6 +181,12 @@ export class IntervalMap {
   // array) and its slot. Leaves form a doubly linked list in key order.
   #leafPool: number;
   #leaf: Uint32Array;
+  /**
+   * Per leaf: where its entries start within its `nodeCap` places. Removing a leaf's first
+   * entry (the usual order of unmapping: oldest mapping first) moves the start instead of
+   * shifting every other entry down; anything that reshapes a leaf compacts it first.
+   */
+  #leafOff: Uint16Array;
   #leafCount: Uint16Array;
   /** Next leaf in key order, or NONE; for a free leaf, the next free leaf. */
   #leafNext: Int32Array;
@@ -245,6 +251,7 @@ export class IntervalMap {
     const leaves = Math.ceil((initialCapacity * 2) / nodeCap) + 1;
     this.#leafPool = leaves;
     this.#leaf = new Uint32Array(leaves * nodeCap * W);
+    this.#leafOff = new Uint16Array(leaves);
     this.#leafCount = new Uint16Array(leaves);
     this.#leafNext = new Int32Array(leaves);
     this.#leafPrev = new Int32Array(leaves);
@@ -383,7 +390,7 @@ export class IntervalMap {
     // Fast path, the usual UNMAP: exactly one interval, [start, end] itself. Nothing can
     // straddle either end (it would overlap that interval), so remove it at once.
     if (firstPos < this.#leafCount[firstLeaf]) {
-      const e = (firstLeaf * b + firstPos) * W;
+      const e = (this.#start(firstLeaf) + firstPos) * W;
       const slot = this.#leaf[e + REF];
       if (
         this.#leaf[e] === startLo && this.#leaf[e + 1] === startHi &&
@@ -436,7 +443,7 @@ export class IntervalMap {
         if (leaf === NONE) break;
         pos = 0;
       }
-      const e = (leaf * b + pos) * W;
+      const e = (this.#start(leaf) + pos) * W;
       if (less(endLo, endHi, this.#leaf[e], this.#leaf[e + 1])) break;
       const slot = this.#leaf[e + REF];
       if (less(endLo, endHi, this.#endLo[slot], this.#endHi[slot])) return NONE;
@@ -455,12 +462,12 @@ export class IntervalMap {
       }
       if (pos === this.#leafCount[leaf]) {
         // The first key >= start is the next leaf's first; descend to it so the path is right.
-        const e = this.#leafNext[leaf] * b * W;
+        const e = this.#start(this.#leafNext[leaf]) * W;
         leaf = this.#descend(this.#leaf[e], this.#leaf[e + 1]);
         pos = 0;
       }
       if (sink !== undefined) {
-        const slot = this.#leaf[(leaf * b + pos) * W + REF];
+        const slot = this.#leaf[(this.#start(leaf) + pos) * W + REF];
         sink.keep(
           this.#startLo[slot],
           this.#startHi[slot],
@@ -509,12 +516,11 @@ export class IntervalMap {
    */
   forEach(fn: (slot: number) => void): void {
     const version = this.#version;
-    const b = this.#nodeCap;
     let leaf = this.#leftmostLeaf();
     while (leaf !== NONE) {
       const count = this.#leafCount[leaf];
       for (let i = 0; i < count; i++) {
-        fn(this.#leaf[(leaf * b + i) * W + REF]);
+        fn(this.#leaf[(this.#start(leaf) + i) * W + REF]);
         if (this.#version !== version) {
           throw new Error("IntervalMap was changed during forEach()");
         }
@@ -607,12 +613,18 @@ export class IntervalMap {
     const isRoot = depth === 0;
     if (depth === this.#height - 1) {
       const count = this.#leafCount[node];
-      if ((!isRoot && count < this.#minFill) || count > b) {
+      // The last leaf may hold fewer than minFill (down to 1): a split by an append past the
+      // last key keeps the left leaf full and starts the new one with one entry.
+      const least = isRoot ? 0 : this.#leafNext[node] === NONE ? 1 : this.#minFill;
+      if (count < least || count > b) {
         throw new Error(`Leaf ${node} holds ${count} entries`);
+      }
+      if (this.#leafOff[node] + count > b) {
+        throw new Error(`Leaf ${node} runs past its capacity`);
       }
       const a = this.#leaf;
       for (let i = 0; i < count; i++) {
-        const e = (node * b + i) * W;
+        const e = (this.#start(node) + i) * W;
         const kLo = a[e];
         const kHi = a[e + 1];
         const slot = a[e + REF];
@@ -691,7 +703,7 @@ export class IntervalMap {
       at = 0;
     }
     if (next !== NONE) {
-      const e = (next * this.#nodeCap + at) * W;
+      const e = (this.#start(next) + at) * W;
       if (!less(eLo, eHi, this.#leaf[e], this.#leaf[e + 1])) return true;
     }
     // The last interval starting before s must end before s.
@@ -701,17 +713,17 @@ export class IntervalMap {
 
   /** The slot just before leaf position `pos` (possibly in the previous leaf), or NONE. */
   #slotBefore(leaf: number, pos: number): number {
-    if (pos > 0) return this.#leaf[(leaf * this.#nodeCap + pos - 1) * W + REF];
+    if (pos > 0) return this.#leaf[(this.#start(leaf) + pos - 1) * W + REF];
     const prev = this.#leafPrev[leaf];
     if (prev === NONE) return NONE;
-    return this.#leaf[(prev * this.#nodeCap + this.#leafCount[prev] - 1) * W + REF];
+    return this.#leaf[(this.#start(prev) + this.#leafCount[prev] - 1) * W + REF];
   }
 
   /** The slot at leaf position `pos`, or the next leaf's first if `pos` is past the end. */
   #slotAtOrAfter(leaf: number, pos: number): number {
-    if (pos < this.#leafCount[leaf]) return this.#leaf[(leaf * this.#nodeCap + pos) * W + REF];
+    if (pos < this.#leafCount[leaf]) return this.#leaf[(this.#start(leaf) + pos) * W + REF];
     const next = this.#leafNext[leaf];
-    return next === NONE ? NONE : this.#leaf[next * this.#nodeCap * W + REF];
+    return next === NONE ? NONE : this.#leaf[this.#start(next) * W + REF];
   }
 
   /** Walks from the root to the leaf whose key range holds k, recording the path. */
@@ -741,7 +753,7 @@ export class IntervalMap {
 
   /** First position in `leaf` whose key is >= k (the count if none). */
   #leafLowerBound(leaf: number, kLo: number, kHi: number): number {
-    const base = leaf * this.#nodeCap;
+    const base = this.#start(leaf);
     const a = this.#leaf;
     let lo = 0;
     let hi = this.#leafCount[leaf];
@@ -757,7 +769,7 @@ export class IntervalMap {
 
   /** First position in `leaf` whose key is > k (the count if none). */
   #leafUpperBound(leaf: number, kLo: number, kHi: number): number {
-    const base = leaf * this.#nodeCap;
+    const base = this.#start(leaf);
     const a = this.#leaf;
     let lo = 0;
     let hi = this.#leafCount[leaf];
@@ -793,6 +805,7 @@ export class IntervalMap {
   /** {@link IntervalMap.#insertInLeaf} into a full leaf: splits it, then inserts. */
   #splitLeaf(leaf: number, pos: number, kLo: number, kHi: number, slot: number): void {
     const b = this.#nodeCap;
+    // A full leaf starts at offset 0 (its entries fill all its places): no compaction needed.
     const right = this.#allocLeaf(); // may replace the leaf arrays: read them after this
     const half = b >> 1;
     if (pos === b && this.#leafNext[leaf] === NONE) {
@@ -817,6 +830,7 @@ export class IntervalMap {
 
   /** Shifts entries [pos, count) of a non-full leaf right by one and stores (k, slot) at pos. */
   #leafPut(leaf: number, pos: number, count: number, kLo: number, kHi: number, slot: number): void {
+    if (this.#leafOff[leaf] !== 0) this.#compact(leaf);
     const a = this.#leaf;
     const e = (leaf * this.#nodeCap + pos) * W;
     if (pos < count) shiftUp(a, e, (leaf * this.#nodeCap + count) * W);
@@ -891,10 +905,12 @@ export class IntervalMap {
    */
   #removeAt(leaf: number, pos: number): boolean {
     const a = this.#leaf;
-    const e = (leaf * this.#nodeCap + pos) * W;
+    const start = this.#start(leaf);
+    const e = (start + pos) * W;
     const slot = a[e + REF];
     const count = this.#leafCount[leaf] - 1;
-    if (pos < count) shiftDown(a, e, (leaf * this.#nodeCap + count + 1) * W);
+    if (pos === 0) this.#leafOff[leaf]++; // the first entry: move the start, shift nothing
+    else if (pos < count) shiftDown(a, e, (start + count + 1) * W);
     this.#leafCount[leaf] = count;
     this.#link[slot] = this.#freeSlot;
     this.#freeSlot = slot;
@@ -915,6 +931,7 @@ export class IntervalMap {
     const count = this.#leafCount[leaf];
     if (idx > 0) {
       const left = inner[(parent * b + idx - 1) * W + REF];
+      this.#compact(left);
       const leftCount = this.#leafCount[left];
       if (leftCount > this.#minFill) {
         // Move left's last entry to the front of this leaf; it becomes the separator.
@@ -932,6 +949,7 @@ export class IntervalMap {
       return;
     }
     const right = inner[(parent * b + 1) * W + REF];
+    this.#compact(right);
     const rightCount = this.#leafCount[right];
     if (rightCount > this.#minFill) {
       // Move right's first entry to the end of this leaf; right's new first is the separator.
@@ -950,6 +968,8 @@ export class IntervalMap {
   /** Appends `right`'s entries to `left`, unlinks `right` and frees it. */
   #mergeLeaves(left: number, right: number): void {
     const b = this.#nodeCap;
+    this.#compact(left);
+    this.#compact(right);
     const leftCount = this.#leafCount[left];
     const rightCount = this.#leafCount[right];
     this.#leaf.copyWithin((left * b + leftCount) * W, right * b * W, (right * b + rightCount) * W);
@@ -1043,6 +1063,23 @@ export class IntervalMap {
     this.#freeInnerNode(right);
   }
 
+  /** Index (in entries) of `leaf`'s first entry: its entries are [start, start + count). */
+  #start(leaf: number): number {
+    return leaf * this.#nodeCap + this.#leafOff[leaf];
+  }
+
+  /** Moves `leaf`'s entries back to the start of its places, so they can be reshaped. */
+  #compact(leaf: number): void {
+    const off = this.#leafOff[leaf];
+    if (off === 0) return;
+    const count = this.#leafCount[leaf];
+    if (count !== 0) {
+      const base = leaf * this.#nodeCap;
+      this.#leaf.copyWithin(base * W, (base + off) * W, (base + off + count) * W);
+    }
+    this.#leafOff[leaf] = 0;
+  }
+
   #allocSlot(): number {
     let slot = this.#freeSlot;
     if (slot !== NONE) {
@@ -1080,6 +1117,7 @@ export class IntervalMap {
         const pool = this.#leafPool * 2;
         this.#leaf = growU32(this.#leaf, pool * this.#nodeCap * W);
         this.#leafCount = growU16(this.#leafCount, pool);
+        this.#leafOff = growU16(this.#leafOff, pool);
         this.#leafNext = growI32(this.#leafNext, pool);
         this.#leafPrev = growI32(this.#leafPrev, pool);
         this.#leafPool = pool;
@@ -1087,6 +1125,7 @@ export class IntervalMap {
       leaf = this.#leafHigh++;
     }
     this.#leafCount[leaf] = 0;
+    this.#leafOff[leaf] = 0;
     this.#leafNext[leaf] = NONE;
     this.#leafPrev[leaf] = NONE;
     return leaf;

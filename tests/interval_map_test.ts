@@ -379,6 +379,53 @@ Deno.test("IntervalMap keeps its tree valid through ascending bulk insert and ra
   assert.equal(m.find(0xffff_8000, 6999), m.firstAtOrAfter(0, 6999));
 });
 
+Deno.test("IntervalMap stays valid when the oldest mapping goes first (FIFO), with some in between", () => {
+  // Removing a leaf's first entry moves the leaf's start instead of shifting: splits, borrows
+  // and merges must all see those leaves compacted (small nodes: all three happen often).
+  for (const nodeCapacity of [8, 64]) {
+    const m = new IntervalMap(16, { nodeCapacity });
+    const rng = xorshift(11 + nodeCapacity);
+    const live: number[] = []; // page numbers, ascending
+    let nextPage = 1000;
+    let frontPage = 999;
+    for (let op = 0; op < 6000; op++) {
+      const r = rng() % 10;
+      if (r < 4 || live.length === 0) {
+        const page = nextPage++;
+        assert.notEqual(m.insert(page * 0x1000, 0, page * 0x1000 + 0xfff, 0, page, 0, 1), -1);
+        live.push(page);
+      } else if (r < 5) {
+        // Before the oldest: lands at position 0 of the first leaf, right after its start moved.
+        const page = frontPage--;
+        assert.notEqual(m.insert(page * 0x1000, 0, page * 0x1000 + 0xfff, 0, page, 0, 1), -1);
+        live.unshift(page);
+      } else if (r < 8) {
+        const page = live.shift() as number;
+        assert.equal(m.removeRange(page * 0x1000, 0, page * 0x1000 + 0xfff, 0), 1);
+      } else if (r < 9) {
+        const page = live.shift() as number;
+        m.remove(m.find(page * 0x1000, 0));
+      } else {
+        // One from the middle: a plain shift, next to leaves whose start moved.
+        const i = rng() % live.length;
+        const page = live.splice(i, 1)[0];
+        assert.equal(m.removeRange(page * 0x1000, 0, page * 0x1000 + 0xfff, 0), 1);
+      }
+      if (op % 50 === 0 || op === 5999) {
+        m.checkInvariants();
+        const got: number[] = [];
+        m.forEach((slot) => got.push(m.physLo(slot)));
+        assert.deepEqual(got, live, `nodeCapacity ${nodeCapacity}, op ${op}`);
+        if (live.length > 0) {
+          assert.equal(m.physLo(m.firstAtOrAfter(0, 0)), live[0]);
+          assert.equal(m.find(live[live.length - 1] * 0x1000 + 5, 0) >= 0, true);
+        }
+      }
+    }
+    assert.equal(m.size, live.length);
+  }
+});
+
 // ---- Randomized comparison with a naive bigint reference. ----
 
 /** xorshift32: a small deterministic PRNG returning u32 values. */
