@@ -544,18 +544,8 @@ export class SplitVirtqueue {
     if (id >= this.size || this.#state[id] !== HEAD_PUBLISHED || len > this.#writable[id]) {
       this.#badUsedElem(last, id, len);
     }
-    const count = this.#chainCount[id];
-
-    // Free the chain: walk the shadow links (never the shared table) to its tail. A pinned
-    // pair (count 0) stays out of the free list.
-    if (count !== 0) {
-      let tail = id;
-      for (let i = 1; i < count; i++) tail = this.#next[tail];
-      this.#next[tail] = this.#freeHead;
-      this.#freeHead = id;
-      this.#numFree += count;
-      this.#writable[id] = 0;
-    }
+    // A pinned pair (chain count 0) stays out of the free list.
+    if (this.#chainCount[id] !== 0) this.#freeChain(id);
     this.#state[id] = HEAD_FREE;
     this.#inFlight--;
     this.#published--;
@@ -568,6 +558,17 @@ export class SplitVirtqueue {
       this.#writeUsedEvent();
     }
     return id;
+  }
+
+  /** Gives chain `id`'s descriptors back: walks the shadow links (never the shared table). */
+  #freeChain(id: number): void {
+    const count = this.#chainCount[id];
+    let tail = id;
+    for (let i = 1; i < count; i++) tail = this.#next[tail];
+    this.#next[tail] = this.#freeHead;
+    this.#freeHead = id;
+    this.#numFree += count;
+    this.#writable[id] = 0;
   }
 
   /**
