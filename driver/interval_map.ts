@@ -383,7 +383,6 @@ export class IntervalMap {
     sink?: IntervalSink,
   ): number {
     this.#checkRange(startLo, startHi, endLo, endHi, "remove");
-    const b = this.#nodeCap;
     const firstLeaf = this.#descend(startLo, startHi);
     const firstPos = this.#leafLowerBound(firstLeaf, startLo, startHi);
 
@@ -427,7 +426,6 @@ export class IntervalMap {
     firstPos: number,
     sink: IntervalSink | undefined,
   ): number {
-    const b = this.#nodeCap;
     // The interval starting before `start`, if it reaches `start`, straddles it.
     const pred = this.#slotBefore(firstLeaf, firstPos);
     if (pred !== NONE && !less(this.#endLo[pred], this.#endHi[pred], startLo, startHi)) {
