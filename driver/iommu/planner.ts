@@ -45,7 +45,7 @@ export class MappingPlanner {
    * PLAN_* value; throws IommuError "DRIVER" for a refusal.
    */
   prepareMap(domain: number, iova: Address, phys: Address, size: Address, flags: number): number {
-    if (this.closed) refuseClosed();
+    this.open();
     const checks = this.checks;
     checks.domain(domain);
     checks.flags(flags);
@@ -67,7 +67,7 @@ export class MappingPlanner {
    * `checks`. Throws IommuError "DRIVER" when it would split a mapping (the driver MUST NOT).
    */
   prepareUnmap(domain: number, iova: Address, size: Address, saved: SavedMappings): number {
-    if (this.closed) refuseClosed();
+    this.open();
     const checks = this.checks;
     checks.domain(domain);
     checks.range("unmap", iova, size);

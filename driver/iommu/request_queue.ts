@@ -150,19 +150,20 @@ export class RequestQueue {
       this.#slotLo[i] = chunk.addrLo + offset; // chunks are 4 KiB-aligned: no carry.
       this.#slotHi[i] = chunk.addrHi;
       this.#freeSlots[i] = slots - 1 - i;
-      this.#statusOffset[i] = offset + TAIL_AT;
     }
     this.#freeCount = slots;
-    this.#setPairs();
+    for (let i = 0; i < slots; i++) this.#pointAtSlot(i);
   }
 
-  /** Points every slot's pinned pair at the slot: request bytes, then the tail at TAIL_AT. */
-  #setPairs(): void {
+  /**
+   * Makes `slot` carry its own bytes: status read from its tail at TAIL_AT and, on a ring with
+   * pinned pairs, the slot's pair pointed at the request bytes and the tail. Done for every
+   * slot at the start and after a reset, and for a slot that last lent the pair to a PROBE.
+   */
+  #pointAtSlot(slot: number): void {
+    this.#extView[slot] = null;
+    this.#statusOffset[slot] = this.#slotOffset[slot] + TAIL_AT;
     if (!this.#pinned) return;
-    for (let i = 0; i < this.slots; i++) this.#setPair(i);
-  }
-
-  #setPair(slot: number): void {
     const lo = this.#slotLo[slot], hi = this.#slotHi[slot];
     this.vq.setPair(slot, lo, hi, TAIL_AT, lo + TAIL_AT, hi, TAIL_SIZE);
   }
@@ -306,7 +307,7 @@ export class RequestQueue {
     // Poison the tail so a device that claims to have written it but did not is caught.
     view.setUint32(offset + TAIL_AT, 0xffff_ffff, true);
     this.#kind[slot] = view.getUint8(offset + HEAD_TYPE);
-    if (this.#extView[slot] !== null) this.#unExt(slot);
+    if (this.#extView[slot] !== null) this.#pointAtSlot(slot);
     return this.#pinned ? this.vq.addPair(slot, readLen) : this.#addChain(slot, readLen);
   }
 
@@ -315,13 +316,6 @@ export class RequestQueue {
     const lo = this.#slotLo[slot];
     const hi = this.#slotHi[slot];
     return this.vq.add2(lo, hi, readLen, lo + TAIL_AT, hi, TAIL_SIZE);
-  }
-
-  /** Points a slot that last carried a PROBE's own buffers back at itself. */
-  #unExt(slot: number): void {
-    this.#extView[slot] = null;
-    this.#statusOffset[slot] = this.#slotOffset[slot] + TAIL_AT;
-    if (this.#pinned) this.#setPair(slot);
   }
 
   /** Adds the chain of a request with its own buffers (PROBE): `ext` holds all of it. */
@@ -544,9 +538,7 @@ export class RequestQueue {
   restart(error: Error): void {
     this.fail(error);
     this.vq.reset();
-    this.#extView.fill(null);
-    for (let i = 0; i < this.slots; i++) this.#statusOffset[i] = this.#slotOffset[i] + TAIL_AT;
-    this.#setPairs();
+    for (let i = 0; i < this.slots; i++) this.#pointAtSlot(i);
     this.#headToSlot.fill(-1);
     this.#state.fill(FREE);
     this.#inFlight = 0;
