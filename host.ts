@@ -25,7 +25,7 @@ export {
   HostPermissionError,
   isRoot,
   MappedRegisters,
-} from "./transport/host/ffi.ts";
+} from "./host/ffi.ts";
 export {
   isBdf,
   openSysfsPci,
@@ -33,13 +33,13 @@ export {
   type SysfsPciDevice,
   type SysfsPciOptions,
   type SysfsResource,
-} from "./transport/host/sysfs_pci.ts";
-export { PagemapDma, type PagemapDmaOptions, physicalAddress } from "./transport/host/pagemap.ts";
+} from "./host/sysfs_pci.ts";
+export { PagemapDma, type PagemapDmaOptions, physicalAddress } from "./host/pagemap.ts";
 export {
   iommuGroup,
   openVfioPci,
   VfioDma,
   type VfioPciDevice,
   type VfioPciOptions,
-} from "./transport/host/vfio.ts";
-export type { RegionInfo } from "./transport/host/vfio_abi.ts";
+} from "./host/vfio.ts";
+export type { RegionInfo } from "./host/vfio_abi.ts";

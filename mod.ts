@@ -54,8 +54,8 @@ export {
 } from "./transport/pci.ts";
 
 // Generic virtio: status, features, initialisation, split virtqueue.
-export * from "./driver/status.ts";
-export * from "./driver/features.ts";
+export * from "./spec/status.ts";
+export * from "./spec/features.ts";
 export {
   beginInit,
   checkNeedsReset,
@@ -68,14 +68,14 @@ export {
   negotiateFeatures,
   readConfigStable,
   resetDevice,
-} from "./driver/init.ts";
+} from "./driver/virtio/init.ts";
 export {
   type DmaBuffer,
   SplitVirtqueue,
   VirtqueueError,
   type VirtqueueOptions,
-} from "./driver/virtqueue.ts";
-export { IntervalMap, type IntervalMapOptions, type IntervalSink } from "./driver/interval_map.ts";
+} from "./driver/virtio/split_queue.ts";
+export { IntervalMap, type IntervalMapOptions, type IntervalSink } from "./util/interval_map.ts";
 
 // The virtio-iommu driver.
 export {
@@ -112,7 +112,7 @@ export {
   ReservedRegionConflictError,
   type UnknownProperty,
 } from "./driver/iommu/probe.ts";
-export * as wire from "./driver/iommu/wire.ts";
+export * as wire from "./spec/iommu.ts";
 
 // Topology: which endpoint ID a device has (built-in draft topology, ACPI VIOT, device tree).
 export {

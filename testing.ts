@@ -26,39 +26,31 @@ export type {
   DeviceContext,
   DeviceModel,
   DeviceQueue,
-} from "./transport/mock/device.ts";
-export {
-  type CoreFaults,
-  VirtioCore,
-  type VirtioCoreOptions,
-} from "./transport/mock/virtio_core.ts";
-export { SplitDeviceQueue } from "./transport/mock/device_queue.ts";
-export { ForwardingDevice } from "./transport/mock/forwarding.ts";
-export { MmioDevice, type MmioDeviceOptions } from "./transport/mock/mmio_device.ts";
-export {
-  type PciCapSpec,
-  PciFunction,
-  type PciFunctionOptions,
-} from "./transport/mock/pci_device.ts";
+} from "./mock/device.ts";
+export { type CoreFaults, VirtioCore, type VirtioCoreOptions } from "./mock/virtio_core.ts";
+export { SplitDeviceQueue } from "./mock/split_queue.ts";
+export { ForwardingDevice } from "./mock/forwarding.ts";
+export { MmioDevice, type MmioDeviceOptions } from "./mock/mmio_device.ts";
+export { type PciCapSpec, PciFunction, type PciFunctionOptions } from "./mock/pci_device.ts";
 export {
   type MockDomainInfo,
   MockIommuDevice,
   type MockMappingInfo,
   type TranslateResult,
-} from "./transport/mock/iommu_device.ts";
+} from "./mock/iommu/device.ts";
 export type {
   AddressRange,
   DomainRange,
   EndpointConfig,
   MockIommuOptions,
   ReservedRegionConfig,
-} from "./transport/mock/iommu_options.ts";
-export type { IommuFault } from "./transport/mock/iommu_events.ts";
+} from "./mock/iommu/options.ts";
+export type { IommuFault } from "./mock/iommu/events.ts";
 export {
   FAULT_KINDS,
   type FaultKind,
   type FaultPlan,
   FaultRandom,
   FaultyDevice,
-} from "./transport/mock/faults.ts";
-export { q35Viot, type Q35ViotOptions } from "./transport/mock/q35_viot.ts";
+} from "./mock/iommu/faults.ts";
+export { q35Viot, type Q35ViotOptions } from "./mock/q35_viot.ts";

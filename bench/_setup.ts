@@ -33,7 +33,7 @@ import {
   VIRTQ_AVAIL_F_NO_INTERRUPT,
   VIRTQ_DESC_F_NEXT,
   VIRTQ_DESC_F_WRITE,
-} from "../transport/ring_layout.ts";
+} from "../spec/split_ring.ts";
 import { MmioDevice, MockIommuDevice, SimulatedMemory } from "../testing.ts";
 
 /** The driver's feature set for like-for-like comparison: no indirect descriptors. */

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { IntervalMap } from "../driver/interval_map.ts";
+import { IntervalMap } from "../util/interval_map.ts";
 
 /** Intervals are 4 KiB pages every 8 KiB, so each has a free 4 KiB gap above it. */
 const STRIDE = 0x2000;

@@ -28,8 +28,8 @@ import {
   pointerAddress,
   PROT_READ,
   PROT_WRITE,
-} from "../transport/host/ffi.ts";
-import { openVfioPci } from "../transport/host/vfio.ts";
+} from "../host/ffi.ts";
+import { openVfioPci } from "../host/vfio.ts";
 import {
   encodeDmaMap,
   encodeDmaUnmap,
@@ -38,9 +38,9 @@ import {
   VFIO_GET_API_VERSION,
   VFIO_IOMMU_MAP_DMA,
   VFIO_IOMMU_UNMAP_DMA,
-} from "../transport/host/vfio_abi.ts";
-import { openSysfsPci } from "../transport/host/sysfs_pci.ts";
-import { PagemapDma } from "../transport/host/pagemap.ts";
+} from "../host/vfio_abi.ts";
+import { openSysfsPci } from "../host/sysfs_pci.ts";
+import { PagemapDma } from "../host/pagemap.ts";
 import { PciTransport } from "../transport/pci.ts";
 import { MAP_READ, MAP_WRITE, VirtioIommu } from "../driver/iommu/device.ts";
 import { Baseline } from "./_setup.ts";

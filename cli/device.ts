@@ -10,23 +10,23 @@ import { type CliFlags, parseRange, parseU32, parseU32List, parseU64, UsageError
 import { DraftTopologyModel } from "./draft_model.ts";
 import type { TopologyLayout } from "../driver/topology/builtin.ts";
 import { SUPPORTED_FEATURES, VirtioIommu } from "../driver/iommu/device.ts";
-import { VIRTIO_IOMMU_F_BYPASS_CONFIG } from "../driver/iommu/wire.ts";
+import { VIRTIO_IOMMU_F_BYPASS_CONFIG } from "../spec/iommu.ts";
 import type { DmaAllocator } from "../transport/dma.ts";
 import { SimulatedMemory } from "../transport/memory.ts";
 import { MmioTransport } from "../transport/mmio.ts";
 import { PciTransport } from "../transport/pci.ts";
 import type { Transport } from "../transport/transport.ts";
-import type { DeviceModel } from "../transport/mock/device.ts";
-import { MockIommuDevice } from "../transport/mock/iommu_device.ts";
+import type { DeviceModel } from "../mock/device.ts";
+import { MockIommuDevice } from "../mock/iommu/device.ts";
 import {
   type EndpointConfig,
   type MockIommuOptions,
   QEMU_X86_MSI_REGION,
   type ReservedRegionConfig,
-} from "../transport/mock/iommu_options.ts";
-import { MmioDevice } from "../transport/mock/mmio_device.ts";
-import { PciFunction } from "../transport/mock/pci_device.ts";
-import type { VirtioCore } from "../transport/mock/virtio_core.ts";
+} from "../mock/iommu/options.ts";
+import { MmioDevice } from "../mock/mmio_device.ts";
+import { PciFunction } from "../mock/pci_device.ts";
+import type { VirtioCore } from "../mock/virtio_core.ts";
 
 /** The endpoints of QEMU q35's default guest: BDFs 00:00.0 to 00:03.0. */
 export const Q35_ENDPOINTS: readonly number[] = [0x00, 0x08, 0x10, 0x18];

@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { DeviceContext, DeviceModel } from "../transport/mock/device.ts";
+import type { DeviceContext, DeviceModel } from "../mock/device.ts";
 import {
   DRAFT_CONFIG_SIZE,
   DRAFT_F_TOPOLOGY,

@@ -26,7 +26,7 @@ import {
   VIRTIO_IOMMU_FAULT_F_ADDRESS,
   VIRTIO_IOMMU_FAULT_F_READ,
   VIRTIO_IOMMU_FAULT_F_WRITE,
-} from "../driver/iommu/wire.ts";
+} from "../spec/iommu.ts";
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, parseU32, parseU64, UsageError } from "./args.ts";
 import type { DeviceSession } from "./device.ts";
 import { type CliOutput, hex, jsonLine, type Painter } from "./format.ts";

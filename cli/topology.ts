@@ -22,7 +22,7 @@ import {
   type TopologyTable,
 } from "../driver/topology/resolve.ts";
 import { parseViot } from "../driver/topology/viot.ts";
-import type { MockIommuOptions } from "../transport/mock/iommu_options.ts";
+import type { MockIommuOptions } from "../mock/iommu/options.ts";
 import {
   type DeviceSpec,
   mockBdfEnd,
@@ -32,7 +32,7 @@ import {
   Q35_IOMMU_BDF,
 } from "./device.ts";
 import { heading, hex, type Painter, table } from "./format.ts";
-import { q35Viot } from "../transport/mock/q35_viot.ts";
+import { q35Viot } from "../mock/q35_viot.ts";
 
 /** Where the kernel exposes the firmware's VIOT. */
 export const SYSFS_VIOT = "/sys/firmware/acpi/tables/VIOT";
@@ -81,7 +81,7 @@ export async function readTopology(spec: DeviceSpec): Promise<TopologyReport> {
     }
   } else {
     // The sysfs readers are loaded on demand: the mock path reads no file.
-    const sysfs = await import("../transport/host/sysfs_topology.ts");
+    const sysfs = await import("../host/sysfs_topology.ts");
     tree = await sysfs.readSysfsPciTree();
     if (spec.layout === "draft") {
       const host = await openHostPci(spec.bdf);

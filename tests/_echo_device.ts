@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { DeviceContext, DeviceModel } from "../transport/mock/device.ts";
+import type { DeviceContext, DeviceModel } from "../mock/device.ts";
 
 /** VERSION_1 | INDIRECT_DESC | EVENT_IDX. */
 export const ECHO_FEATURES: bigint = (1n << 32n) | (1n << 28n) | (1n << 29n);

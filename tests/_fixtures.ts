@@ -8,17 +8,17 @@
  */
 
 import { VirtioIommu, type VirtioIommuOptions } from "../driver/iommu/device.ts";
-import { EVENT_QUEUE, HEAD_TYPE, REQUEST_QUEUE, TAIL_SIZE } from "../driver/iommu/wire.ts";
+import { EVENT_QUEUE, HEAD_TYPE, REQUEST_QUEUE, TAIL_SIZE } from "../spec/iommu.ts";
 import { MmioTransport } from "../transport/mmio.ts";
 import { SimulatedMemory } from "../transport/memory.ts";
-import type { Chain, DeviceContext, DeviceModel } from "../transport/mock/device.ts";
-import { gatherReadable, scatterWritable } from "../transport/mock/iommu_chain.ts";
-import { MockIommuDevice } from "../transport/mock/iommu_device.ts";
-import type { MockIommuOptions } from "../transport/mock/iommu_options.ts";
-import { MmioDevice } from "../transport/mock/mmio_device.ts";
-import { PciFunction } from "../transport/mock/pci_device.ts";
-import { ForwardingDevice } from "../transport/mock/forwarding.ts";
-import { QUEUE_DEVICE, type VirtioCore } from "../transport/mock/virtio_core.ts";
+import type { Chain, DeviceContext, DeviceModel } from "../mock/device.ts";
+import { gatherReadable, scatterWritable } from "../mock/chain.ts";
+import { MockIommuDevice } from "../mock/iommu/device.ts";
+import type { MockIommuOptions } from "../mock/iommu/options.ts";
+import { MmioDevice } from "../mock/mmio_device.ts";
+import { PciFunction } from "../mock/pci_device.ts";
+import { ForwardingDevice } from "../mock/forwarding.ts";
+import { QUEUE_DEVICE, type VirtioCore } from "../mock/virtio_core.ts";
 import { PciTransport } from "../transport/pci.ts";
 import type { Transport } from "../transport/transport.ts";
 

@@ -25,7 +25,7 @@ import {
   USED_RING,
   usedEventOffset,
   usedRingSize,
-} from "../transport/ring_layout.ts";
+} from "../spec/split_ring.ts";
 
 /** A hand-built split ring. */
 export class HandRing {

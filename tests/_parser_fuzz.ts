@@ -10,10 +10,10 @@
 
 import { decodeFault } from "../driver/iommu/events.ts";
 import { parseProbeProperties } from "../driver/iommu/probe.ts";
-import { SplitVirtqueue, VirtqueueError } from "../driver/virtqueue.ts";
-import { VIRTIO_IOMMU_FAULT_F_ADDRESS } from "../driver/iommu/wire.ts";
+import { SplitVirtqueue, VirtqueueError } from "../driver/virtio/split_queue.ts";
+import { VIRTIO_IOMMU_FAULT_F_ADDRESS } from "../spec/iommu.ts";
 import { SimulatedMemory } from "../transport/memory.ts";
-import { FaultRandom } from "../transport/mock/faults.ts";
+import { FaultRandom } from "../mock/iommu/faults.ts";
 
 /** Figures of one fuzzer run. */
 export interface FuzzFigures {

@@ -1,6 +1,6 @@
 /**
  * Raw virtio-iommu requests built byte by byte with the LITERAL offsets of the spec's tables
- * (virtio 1.3 §5.13.6.3-§5.13.6.7, reference §1.5), deliberately not with driver/iommu/wire.ts,
+ * (virtio 1.3 §5.13.6.3-§5.13.6.7, reference §1.5), deliberately not with spec/iommu.ts,
  * so that a wrong constant there cannot hide in both the mock and its tests. Plus a small fake
  * device context and queue so the mock device model can be driven without a transport.
  *
@@ -8,9 +8,9 @@
  */
 
 import { SimulatedMemory } from "../transport/memory.ts";
-import type { Chain, DeviceContext, DeviceQueue } from "../transport/mock/device.ts";
-import { MockIommuDevice } from "../transport/mock/iommu_device.ts";
-import type { MockIommuOptions } from "../transport/mock/iommu_options.ts";
+import type { Chain, DeviceContext, DeviceQueue } from "../mock/device.ts";
+import { MockIommuDevice } from "../mock/iommu/device.ts";
+import type { MockIommuOptions } from "../mock/iommu/options.ts";
 
 /** ATTACH: head 0:4, domain 4:4, endpoint 8:4, flags 12:4, reserved 16:4 (20 readable). */
 export function attachRequest(

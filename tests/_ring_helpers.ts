@@ -1,7 +1,7 @@
 /**
  * A device played by hand for the split virtqueue tests: it reads the avail ring and the
  * descriptor table and writes used elements straight into simulated memory, using only the
- * wire layout constants of `transport/ring_layout.ts` (never the driver's own code).
+ * wire layout constants of `spec/split_ring.ts` (never the driver's own code).
  *
  * @module
  */
@@ -27,7 +27,7 @@ import {
   usedRingSize,
   VIRTQ_DESC_F_INDIRECT,
   VIRTQ_DESC_F_NEXT,
-} from "../transport/ring_layout.ts";
+} from "../spec/split_ring.ts";
 import type { QueueAddresses } from "../transport/transport.ts";
 
 /** One descriptor as the device reads it. */

@@ -401,8 +401,8 @@ export class FakeTransport implements Transport {
 // ---------------------------------------------------------------- fuzzing
 
 /** The seeded generator of the fault-injecting mock (mulberry32), so fuzz failures reproduce. */
-export { FaultRandom as Prng } from "../transport/mock/faults.ts";
-import type { FaultRandom as Prng } from "../transport/mock/faults.ts";
+export { FaultRandom as Prng } from "../mock/iommu/faults.ts";
+import type { FaultRandom as Prng } from "../mock/iommu/faults.ts";
 
 /** Returns a mutated copy of `input`: byte flips, interesting values, truncation, extension. */
 export function mutate(rng: Prng, input: Uint8Array): Uint8Array {

@@ -12,7 +12,7 @@ import { deviceSpecFromFlags, mockConfigFromJson, openDevice } from "../cli/devi
 import type { CliOutput } from "../cli/format.ts";
 import { type CliIo, main } from "../cli/main.ts";
 import { LineEditor, type Terminal } from "../cli/line_editor.ts";
-import { q35Viot } from "../transport/mock/q35_viot.ts";
+import { q35Viot } from "../mock/q35_viot.ts";
 import { formatMapFlags, parseMapFlags, runShellLine, type ShellContext } from "../cli/shell.ts";
 import { readTopology } from "../cli/topology.ts";
 import { parseViot } from "../driver/topology/viot.ts";

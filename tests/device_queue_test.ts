@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { SimulatedMemory } from "../transport/memory.ts";
-import { VirtioCore } from "../transport/mock/virtio_core.ts";
-import type { SplitDeviceQueue } from "../transport/mock/device_queue.ts";
+import { VirtioCore } from "../mock/virtio_core.ts";
+import type { SplitDeviceQueue } from "../mock/split_queue.ts";
 import { ECHO_FEATURES, EchoDevice } from "./_echo_device.ts";
 import { HandRing } from "./_hand_ring.ts";
-import { VIRTQ_AVAIL_F_NO_INTERRUPT } from "../transport/ring_layout.ts";
+import { VIRTQ_AVAIL_F_NO_INTERRUPT } from "../spec/split_ring.ts";
 
 const NEXT = 1;
 const WRITE = 2;

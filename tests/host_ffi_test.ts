@@ -11,7 +11,7 @@ import {
   openFile,
   PROT_READ,
   PROT_WRITE,
-} from "../transport/host/ffi.ts";
+} from "../host/ffi.ts";
 import { RegisterAccessError } from "../transport/registers.ts";
 
 Deno.test("MappedRegisters reads back exact-width little-endian writes over mmapped memory", () => {
@@ -91,7 +91,7 @@ Deno.test("openFile() throws HostError with the errno for a missing file", () =>
 
 Deno.test("libc() without --allow-ffi throws HostPermissionError naming the flag", async () => {
   const script = await Deno.makeTempFile({ suffix: ".ts" });
-  const ffi = new URL("../transport/host/ffi.ts", import.meta.url).href;
+  const ffi = new URL("../host/ffi.ts", import.meta.url).href;
   await Deno.writeTextFile(
     script,
     `import { libc } from "${ffi}";\n` +

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { PagemapDma, physicalAddress } from "../transport/host/pagemap.ts";
-import { isRoot, pointerAddress } from "../transport/host/ffi.ts";
+import { PagemapDma, physicalAddress } from "../host/pagemap.ts";
+import { isRoot, pointerAddress } from "../host/ffi.ts";
 import { DmaError, regionAddress } from "../transport/dma.ts";
 
 // pagemap shows frame numbers only to root.

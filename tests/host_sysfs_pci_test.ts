@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { isBdf, openSysfsPci, parseResourceFile } from "../transport/host/sysfs_pci.ts";
-import { HostError } from "../transport/host/ffi.ts";
+import { isBdf, openSysfsPci, parseResourceFile } from "../host/sysfs_pci.ts";
+import { HostError } from "../host/ffi.ts";
 
 Deno.test("parseResourceFile() reads start, end and flags of each BAR line", () => {
   const text = "0x00000000fe000000 0x00000000fe003fff 0x000000000014220c\n" +

@@ -21,7 +21,7 @@ import {
   VFIO_IOMMU_MAP_DMA,
   VFIO_IOMMU_UNMAP_DMA,
   VFIO_SET_IOMMU,
-} from "../transport/host/vfio_abi.ts";
+} from "../host/vfio_abi.ts";
 
 Deno.test("vfio_abi ioctl numbers match linux/vfio.h (_IO(';', 100 + n))", () => {
   assert.equal(VFIO_GET_API_VERSION, 0x3b64);

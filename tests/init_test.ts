@@ -1,5 +1,5 @@
 /**
- * Device initialisation (driver/init.ts) over a hand-written recording transport, so the order
+ * Device initialisation (driver/virtio/init.ts) over a hand-written recording transport, so the order
  * of every register access can be checked, and over the mock device through both transports,
  * whose core records every rule a driver breaks.
  */
@@ -15,7 +15,7 @@ import {
   negotiateFeatures,
   readConfigStable,
   resetDevice,
-} from "../driver/init.ts";
+} from "../driver/virtio/init.ts";
 import {
   STATUS_ACKNOWLEDGE,
   STATUS_DEVICE_NEEDS_RESET,
@@ -23,14 +23,14 @@ import {
   STATUS_DRIVER_OK,
   STATUS_FAILED,
   STATUS_FEATURES_OK,
-} from "../driver/status.ts";
+} from "../spec/status.ts";
 import { IommuConfigError } from "../driver/iommu/config.ts";
 import { VirtioIommu } from "../driver/iommu/device.ts";
 import { IommuError } from "../driver/iommu/errors.ts";
-import { SplitVirtqueue } from "../driver/virtqueue.ts";
+import { SplitVirtqueue } from "../driver/virtio/split_queue.ts";
 import { SimulatedMemory } from "../transport/memory.ts";
-import { MockIommuDevice } from "../transport/mock/iommu_device.ts";
-import { QEMU_IOMMU_FEATURES } from "../transport/mock/iommu_options.ts";
+import { MockIommuDevice } from "../mock/iommu/device.ts";
+import { QEMU_IOMMU_FEATURES } from "../mock/iommu/options.ts";
 import type { QueueAddresses, Transport, TransportKind } from "../transport/transport.ts";
 import { KINDS, plug } from "./_fixtures.ts";
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { IntervalMap } from "../driver/interval_map.ts";
+import { IntervalMap } from "../util/interval_map.ts";
 
 const MASK32 = 0xffff_ffffn;
 const MAX64 = (1n << 64n) - 1n;

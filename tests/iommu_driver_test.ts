@@ -16,12 +16,12 @@ import {
   VIRTIO_IOMMU_T_ATTACH,
   VIRTIO_IOMMU_T_MAP,
   VIRTIO_IOMMU_T_UNMAP,
-} from "../driver/iommu/wire.ts";
-import { QEMU_IOMMU_FEATURES } from "../transport/mock/iommu_options.ts";
+} from "../spec/iommu.ts";
+import { QEMU_IOMMU_FEATURES } from "../mock/iommu/options.ts";
 import { type Fixture, KINDS, plug, setup } from "./_fixtures.ts";
-import { DeviceInitError } from "../driver/init.ts";
+import { DeviceInitError } from "../driver/virtio/init.ts";
 import { VirtioIommu } from "../driver/iommu/device.ts";
-import { MockIommuDevice } from "../transport/mock/iommu_device.ts";
+import { MockIommuDevice } from "../mock/iommu/device.ts";
 import { SimulatedMemory } from "../transport/memory.ts";
 import type { Transport } from "../transport/transport.ts";
 

@@ -19,8 +19,8 @@ import {
   STATUS_NAMES,
   VIRTIO_IOMMU_T_MAP,
   VIRTIO_IOMMU_T_PROBE,
-} from "../driver/iommu/wire.ts";
-import { VirtqueueError } from "../driver/virtqueue.ts";
+} from "../spec/iommu.ts";
+import { VirtqueueError } from "../driver/virtio/split_queue.ts";
 import { type Fixture, KINDS, setup } from "./_fixtures.ts";
 
 const RW = MAP_READ | MAP_WRITE;

@@ -1,14 +1,14 @@
 import assert from "node:assert/strict";
 import { MmioReg, MmioTransport } from "../transport/mmio.ts";
 import { SimulatedMemory } from "../transport/memory.ts";
-import { MmioDevice } from "../transport/mock/mmio_device.ts";
+import { MmioDevice } from "../mock/mmio_device.ts";
 import { MemoryRegisters } from "../transport/registers.ts";
 import { type QueueAddresses, TransportError } from "../transport/transport.ts";
 import { ECHO_CONFIG_MAGIC, ECHO_FEATURES, EchoDevice } from "./_echo_device.ts";
 import { HandRing } from "./_hand_ring.ts";
 import { RecordingRegisters } from "./_recording.ts";
 import { bringUp, echoRoundTrip } from "./_bring_up.ts";
-import type { MmioDeviceOptions } from "../transport/mock/mmio_device.ts";
+import type { MmioDeviceOptions } from "../mock/mmio_device.ts";
 
 interface Rig {
   memory: SimulatedMemory;

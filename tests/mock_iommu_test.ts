@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { SimulatedMemory } from "../transport/memory.ts";
-import { MockIommuDevice } from "../transport/mock/iommu_device.ts";
-import { MmioDevice } from "../transport/mock/mmio_device.ts";
-import { PciFunction } from "../transport/mock/pci_device.ts";
+import { MockIommuDevice } from "../mock/iommu/device.ts";
+import { MmioDevice } from "../mock/mmio_device.ts";
+import { PciFunction } from "../mock/pci_device.ts";
 import { HandDriver } from "./_iommu_hand_driver.ts";
 import {
   attachRequest,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { PciTransport } from "../transport/pci.ts";
 import { SimulatedMemory } from "../transport/memory.ts";
-import { PciFunction, type PciFunctionOptions } from "../transport/mock/pci_device.ts";
+import { PciFunction, type PciFunctionOptions } from "../mock/pci_device.ts";
 import { MemoryRegisters, type RegisterSpace } from "../transport/registers.ts";
 import { TransportError } from "../transport/transport.ts";
 import { ECHO_CONFIG_MAGIC, ECHO_FEATURES, EchoDevice } from "./_echo_device.ts";

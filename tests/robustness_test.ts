@@ -14,12 +14,12 @@ import {
   type VirtioIommuOptions,
 } from "../driver/iommu/device.ts";
 import { DeviceResetError, IommuError, RequestTimeoutError } from "../driver/iommu/errors.ts";
-import { DeviceInitError } from "../driver/init.ts";
-import { VirtqueueError } from "../driver/virtqueue.ts";
+import { DeviceInitError } from "../driver/virtio/init.ts";
+import { VirtqueueError } from "../driver/virtio/split_queue.ts";
 import { SimulatedMemory } from "../transport/memory.ts";
-import { type FaultKind, type FaultPlan, FaultyDevice } from "../transport/mock/faults.ts";
-import { MockIommuDevice } from "../transport/mock/iommu_device.ts";
-import type { MockIommuOptions } from "../transport/mock/iommu_options.ts";
+import { type FaultKind, type FaultPlan, FaultyDevice } from "../mock/iommu/faults.ts";
+import { MockIommuDevice } from "../mock/iommu/device.ts";
+import type { MockIommuOptions } from "../mock/iommu/options.ts";
 import { type Kind, plug } from "./_fixtures.ts";
 
 const RW = MAP_READ | MAP_WRITE;

@@ -8,7 +8,7 @@ import {
   readBuiltinTopology,
 } from "../driver/topology/builtin.ts";
 import { TopologyError, type TopologyErrorCode } from "../driver/topology/errors.ts";
-import { STATUS_ACKNOWLEDGE, STATUS_DRIVER } from "../driver/status.ts";
+import { STATUS_ACKNOWLEDGE, STATUS_DRIVER } from "../spec/status.ts";
 import { ConfigSpace, FakeTransport } from "./_topology_fixtures.ts";
 
 function read(config: ConfigSpace): ReturnType<typeof readBuiltinTopology> {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { readSysfsTopology, readSysfsViot } from "../transport/host/sysfs_topology.ts";
+import { readSysfsTopology, readSysfsViot } from "../host/sysfs_topology.ts";
 import { TopologyError } from "../driver/topology/errors.ts";
 import { qemuQ35Viot } from "./_topology_fixtures.ts";
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { SimulatedMemory } from "../transport/memory.ts";
-import { VirtioCore } from "../transport/mock/virtio_core.ts";
+import { VirtioCore } from "../mock/virtio_core.ts";
 import { ECHO_FEATURES, EchoDevice } from "./_echo_device.ts";
 import { HandRing } from "./_hand_ring.ts";
 

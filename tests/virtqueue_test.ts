@@ -1,5 +1,9 @@
 import assert from "node:assert/strict";
-import { SplitVirtqueue, VirtqueueError, type VirtqueueOptions } from "../driver/virtqueue.ts";
+import {
+  SplitVirtqueue,
+  VirtqueueError,
+  type VirtqueueOptions,
+} from "../driver/virtio/split_queue.ts";
 import type { DmaAllocator, DmaRegion } from "../transport/dma.ts";
 import { SimulatedMemory } from "../transport/memory.ts";
 import {
@@ -12,7 +16,7 @@ import {
   VIRTQ_DESC_F_NEXT,
   VIRTQ_DESC_F_WRITE,
   VIRTQ_USED_F_NO_NOTIFY,
-} from "../transport/ring_layout.ts";
+} from "../spec/split_ring.ts";
 import { HandDevice } from "./_ring_helpers.ts";
 
 interface Rig {

@@ -14,7 +14,7 @@ import type { Completion, RequestQueue } from "./request_queue.ts";
 import { encodeMap, encodeUnmap } from "./requests.ts";
 import { SavedMappings } from "./domains.ts";
 import { type MappingPlanner, PLAN_RECORD_ONLY } from "./planner.ts";
-import { MAP_SIZE, UNMAP_SIZE, VIRTIO_IOMMU_S_OK } from "./wire.ts";
+import { MAP_SIZE, UNMAP_SIZE, VIRTIO_IOMMU_S_OK } from "../../spec/iommu.ts";
 
 const OP_MAP = 1;
 const OP_UNMAP = 2;

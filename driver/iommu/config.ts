@@ -6,8 +6,8 @@
  * @module
  */
 
-import { hasFeature } from "../features.ts";
-import { readConfigStable } from "../init.ts";
+import { hasFeature } from "../../spec/features.ts";
+import { readConfigStable } from "../virtio/init.ts";
 import type { Transport } from "../../transport/transport.ts";
 import {
   CONFIG_BYPASS,
@@ -21,7 +21,7 @@ import {
   VIRTIO_IOMMU_F_DOMAIN_RANGE,
   VIRTIO_IOMMU_F_INPUT_RANGE,
   VIRTIO_IOMMU_F_PROBE,
-} from "./wire.ts";
+} from "../../spec/iommu.ts";
 
 /** The device's configuration as the driver uses it. Ranges are inclusive. */
 export interface IommuConfig {

@@ -15,8 +15,8 @@ import {
   VIRTIO_F_EVENT_IDX,
   VIRTIO_F_INDIRECT_DESC,
   VIRTIO_F_VERSION_1,
-} from "../features.ts";
-import { beginInit, failDevice, finishInit, resetDevice } from "../init.ts";
+} from "../../spec/features.ts";
+import { beginInit, failDevice, finishInit, resetDevice } from "../virtio/init.ts";
 import { type Address, join, split } from "./address.ts";
 import { type IommuConfig, readIommuConfig } from "./config.ts";
 import { RequestChecks } from "./checks.ts";
@@ -58,7 +58,7 @@ import {
   VIRTIO_IOMMU_MAP_F_MMIO,
   VIRTIO_IOMMU_MAP_F_READ,
   VIRTIO_IOMMU_MAP_F_WRITE,
-} from "./wire.ts";
+} from "../../spec/iommu.ts";
 
 /** Endpoints may read through the mapping. */
 export const MAP_READ: number = VIRTIO_IOMMU_MAP_F_READ;

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { IntervalMap, type IntervalSink } from "../interval_map.ts";
+import { IntervalMap, type IntervalSink } from "../../util/interval_map.ts";
 import type { ReservedRegion } from "./probe.ts";
 import { compare, type Halves, hex } from "./address.ts";
 import { driverError } from "./errors.ts";

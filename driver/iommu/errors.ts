@@ -7,7 +7,7 @@
  * @module
  */
 
-import { STATUS_NAMES, VIRTIO_IOMMU_S_OK } from "./wire.ts";
+import { STATUS_NAMES, VIRTIO_IOMMU_S_OK } from "../../spec/iommu.ts";
 
 /** A status name from the spec (virtio 1.3 §5.13.6), or `DRIVER` for a driver-side refusal. */
 export type IommuStatus =

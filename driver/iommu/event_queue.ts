@@ -8,9 +8,9 @@
 
 import type { DmaAllocator, DmaRegion } from "../../transport/dma.ts";
 import type { Transport } from "../../transport/transport.ts";
-import { SplitVirtqueue } from "../virtqueue.ts";
+import { SplitVirtqueue } from "../virtio/split_queue.ts";
 import { decodeFault, type FaultEvent } from "./events.ts";
-import { EVENT_QUEUE, FAULT_SIZE } from "./wire.ts";
+import { EVENT_QUEUE, FAULT_SIZE } from "../../spec/iommu.ts";
 
 /** Bytes per event buffer: one fault report, rounded to 32 for alignment. */
 const EVENT_BUFFER_SIZE = 32;

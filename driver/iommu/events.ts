@@ -17,7 +17,7 @@ import {
   VIRTIO_IOMMU_FAULT_F_WRITE,
   VIRTIO_IOMMU_FAULT_R_DOMAIN,
   VIRTIO_IOMMU_FAULT_R_MAPPING,
-} from "./wire.ts";
+} from "../../spec/iommu.ts";
 
 /** Why the device faulted an access. */
 export type FaultReason = "UNKNOWN" | "DOMAIN" | "MAPPING";

@@ -16,7 +16,7 @@ import {
   VIRTIO_IOMMU_PROBE_T_NONE,
   VIRTIO_IOMMU_PROBE_T_RESV_MEM,
   VIRTIO_IOMMU_RESV_MEM_T_MSI,
-} from "./wire.ts";
+} from "../../spec/iommu.ts";
 
 /**
  * Kind of a reserved region: `reserved` (never map), `msi` (the MSI doorbell, identity-mapped

@@ -11,10 +11,10 @@
 
 import type { DmaAllocator, DmaRegion } from "../../transport/dma.ts";
 import type { Transport } from "../../transport/transport.ts";
-import { STATUS_DEVICE_NEEDS_RESET } from "../status.ts";
-import { SplitVirtqueue, VirtqueueError } from "../virtqueue.ts";
+import { STATUS_DEVICE_NEEDS_RESET } from "../../spec/status.ts";
+import { SplitVirtqueue, VirtqueueError } from "../virtio/split_queue.ts";
 import { DeviceResetError, requestError, RequestTimeoutError } from "./errors.ts";
-import { HEAD_TYPE, REQUEST_QUEUE, TAIL_SIZE, VIRTIO_IOMMU_S_OK } from "./wire.ts";
+import { HEAD_TYPE, REQUEST_QUEUE, TAIL_SIZE, VIRTIO_IOMMU_S_OK } from "../../spec/iommu.ts";
 
 /** Called once when a request settles: `error` is null on success. */
 export type Completion = (error: Error | null, slot: number) => void;

@@ -32,7 +32,7 @@ import {
   VIRTIO_IOMMU_T_MAP,
   VIRTIO_IOMMU_T_PROBE,
   VIRTIO_IOMMU_T_UNMAP,
-} from "./wire.ts";
+} from "../../spec/iommu.ts";
 
 /** Encodes ATTACH (§5.13.6.3); `reserved` stays zero as the driver SHOULD. */
 export function encodeAttach(

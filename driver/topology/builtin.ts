@@ -19,8 +19,8 @@
  * @module
  */
 
-import { hasFeature } from "../features.ts";
-import { STATUS_ACKNOWLEDGE, STATUS_DRIVER } from "../status.ts";
+import { hasFeature } from "../../spec/features.ts";
+import { STATUS_ACKNOWLEDGE, STATUS_DRIVER } from "../../spec/status.ts";
 import type { Transport } from "../../transport/transport.ts";
 import { hex, TopologyError } from "./errors.ts";
 

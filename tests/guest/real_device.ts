@@ -11,8 +11,8 @@
  * @module
  */
 
-import { openSysfsPci, type SysfsPciDevice } from "../../transport/host/sysfs_pci.ts";
-import { PagemapDma } from "../../transport/host/pagemap.ts";
+import { openSysfsPci, type SysfsPciDevice } from "../../host/sysfs_pci.ts";
+import { PagemapDma } from "../../host/pagemap.ts";
 import { PciTransport } from "../../transport/pci.ts";
 import type { RegisterSpace } from "../../transport/registers.ts";
 import { regionAddress } from "../../transport/dma.ts";

@@ -1,7 +1,7 @@
 /**
  * Runs INSIDE a 6.12 QEMU guest with Linux's virtio-iommu and VFIO loaded (see
  * tests/vfio_device_test.ts, which boots it with `--kernel 6.12 --linux-iommu -device edu`):
- * binds edu to vfio-pci, drives it through our VFIO backend (transport/host/vfio.ts) and
+ * binds edu to vfio-pci, drives it through our VFIO backend (host/vfio.ts) and
  * prints one JSON report line prefixed with `REPORT `. Each step records its own result or
  * error, so one failure does not hide the rest.
  *
@@ -13,7 +13,7 @@
  * @module
  */
 
-import { openVfioPci, type VfioPciDevice } from "../../transport/host/vfio.ts";
+import { openVfioPci, type VfioPciDevice } from "../../host/vfio.ts";
 import {
   MAP_ANONYMOUS,
   MAP_POPULATE,
@@ -22,10 +22,10 @@ import {
   munmap,
   PROT_READ,
   PROT_WRITE,
-} from "../../transport/host/ffi.ts";
+} from "../../host/ffi.ts";
 import { regionAddress } from "../../transport/dma.ts";
 import type { RegisterSpace } from "../../transport/registers.ts";
-import { VFIO_REGION_INFO_FLAG_MMAP, VFIO_TYPE1V2_IOMMU } from "../../transport/host/vfio_abi.ts";
+import { VFIO_REGION_INFO_FLAG_MMAP, VFIO_TYPE1V2_IOMMU } from "../../host/vfio_abi.ts";
 import { bindToVfioPci, EDU_DEVICE, EDU_VENDOR, eduDma, findPciDevice } from "../../tools/edu.ts";
 import { printReport, report, step } from "./_report.ts";
 

@@ -6,8 +6,8 @@
  * @module
  */
 
-import type { DmaRegion } from "../dma.ts";
-import { checkAccess, type RegisterSpace } from "../registers.ts";
+import type { DmaRegion } from "../transport/dma.ts";
+import { checkAccess, type RegisterSpace } from "../transport/registers.ts";
 
 /** Thrown when a host operation fails (a syscall error, a missing device, a bound driver). */
 export class HostError extends Error {

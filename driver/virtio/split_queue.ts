@@ -11,7 +11,7 @@
  * @module
  */
 
-import type { DmaAllocator, DmaRegion } from "../transport/dma.ts";
+import type { DmaAllocator, DmaRegion } from "../../transport/dma.ts";
 import {
   AVAIL_ALIGN,
   AVAIL_FLAGS,
@@ -40,8 +40,8 @@ import {
   VIRTQ_DESC_F_NEXT,
   VIRTQ_DESC_F_WRITE,
   VIRTQ_USED_F_NO_NOTIFY,
-} from "../transport/ring_layout.ts";
-import type { QueueAddresses } from "../transport/transport.ts";
+} from "../../spec/split_ring.ts";
+import type { QueueAddresses } from "../../transport/transport.ts";
 
 /** Options for {@link SplitVirtqueue}; set each one only when the feature was negotiated. */
 export interface VirtqueueOptions {
@@ -140,8 +140,8 @@ function isU32(n: number): boolean {
  *
  * @example Queue a request and collect the device's answer
  * ```ts
- * import { SplitVirtqueue } from "./virtqueue.ts";
- * import { SimulatedMemory } from "../transport/memory.ts";
+ * import { SplitVirtqueue } from "./split_queue.ts";
+ * import { SimulatedMemory } from "../../transport/memory.ts";
  *
  * const memory = new SimulatedMemory();
  * const vq = new SplitVirtqueue(0, 8, memory);

@@ -6,8 +6,8 @@
  * @module
  */
 
-import type { Transport } from "../transport/transport.ts";
-import { featureBit, VIRTIO_F_VERSION_1 } from "./features.ts";
+import type { Transport } from "../../transport/transport.ts";
+import { featureBit, VIRTIO_F_VERSION_1 } from "../../spec/features.ts";
 import {
   STATUS_ACKNOWLEDGE,
   STATUS_DEVICE_NEEDS_RESET,
@@ -16,7 +16,7 @@ import {
   STATUS_FAILED,
   STATUS_FEATURES_OK,
   statusNames,
-} from "./status.ts";
+} from "../../spec/status.ts";
 
 /** The step of initialisation that failed, for {@link DeviceInitError}. */
 export type InitStep = "reset" | "features" | "features-ok" | "config" | "driver-ok";

@@ -7,8 +7,8 @@
  * @module
  */
 
-import { checkAccess, type RegisterSpace } from "../registers.ts";
-import type { SimulatedMemory } from "../memory.ts";
+import { checkAccess, type RegisterSpace } from "../transport/registers.ts";
+import type { SimulatedMemory } from "../transport/memory.ts";
 import type { DeviceModel } from "./device.ts";
 import {
   QUEUE_DESC,

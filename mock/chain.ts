@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { SimulatedMemory } from "../memory.ts";
+import type { SimulatedMemory } from "../transport/memory.ts";
 import type { Chain } from "./device.ts";
 
 /**

@@ -2,7 +2,7 @@
  * Request-queue processing of the mock virtio-iommu: framing (virtio 1.3 §5.13.6.2) and the
  * ATTACH, DETACH, MAP, UNMAP and PROBE rules (§5.13.6.3-§5.13.6.7), spec-strict by default
  * or with QEMU 7.2's documented deviations (reference §2). Every field is read at its
- * `driver/iommu/wire.ts` offset from a scratch copy of the readable part; no BigInt, and no
+ * `spec/iommu.ts` offset from a scratch copy of the readable part; no BigInt, and no
  * allocation on the MAP/UNMAP path.
  *
  * Choices where the spec gives no status (documented, asserted by tests):
@@ -68,13 +68,13 @@ import {
   VIRTIO_IOMMU_T_MAP,
   VIRTIO_IOMMU_T_PROBE,
   VIRTIO_IOMMU_T_UNMAP,
-} from "../../driver/iommu/wire.ts";
-import type { SimulatedMemory } from "../memory.ts";
-import type { Chain } from "./device.ts";
-import { gatherReadable, scatterWritable, zeroWritable } from "./iommu_chain.ts";
-import type { IommuDomains, MockDomain } from "./iommu_domains.ts";
-import type { ResolvedIommuOptions } from "./iommu_options.ts";
-import { lessThan64, rangesOverlap } from "./iommu_u64.ts";
+} from "../../spec/iommu.ts";
+import type { SimulatedMemory } from "../../transport/memory.ts";
+import type { Chain } from "../device.ts";
+import { gatherReadable, scatterWritable, zeroWritable } from "../chain.ts";
+import type { IommuDomains, MockDomain } from "./domains.ts";
+import type { ResolvedIommuOptions } from "./options.ts";
+import { lessThan64, rangesOverlap } from "../../util/u64.ts";
 
 /** What the request handler needs from the device around it. */
 export interface RequestHooks {

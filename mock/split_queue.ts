@@ -31,7 +31,7 @@ import {
   VIRTQ_DESC_F_NEXT,
   VIRTQ_DESC_F_WRITE,
   VIRTQ_USED_F_NO_NOTIFY,
-} from "../ring_layout.ts";
+} from "../spec/split_ring.ts";
 import type { Chain, ChainSegment, DeviceContext, DeviceQueue } from "./device.ts";
 
 /** Feature bit 28, VIRTIO_F_INDIRECT_DESC (virtio 1.3 §6). */

@@ -13,15 +13,15 @@
  * @module
  */
 
-import { describeViot } from "../../driver/topology/description.ts";
+import { describeViot } from "../driver/topology/description.ts";
 import {
   parseBdf,
   type PciDevice,
   pciDeviceFromConfig,
   PciTree,
-} from "../../driver/topology/pci_tree.ts";
-import { resolveTopology, type TopologyTable } from "../../driver/topology/resolve.ts";
-import { parseViot, type Viot } from "../../driver/topology/viot.ts";
+} from "../driver/topology/pci_tree.ts";
+import { resolveTopology, type TopologyTable } from "../driver/topology/resolve.ts";
+import { parseViot, type Viot } from "../driver/topology/viot.ts";
 
 /** Options of the sysfs readers. */
 export interface SysfsTopologyOptions {

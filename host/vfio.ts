@@ -13,8 +13,8 @@
  * @module
  */
 
-import { type DmaAllocator, DmaError, type DmaRegion } from "../dma.ts";
-import type { RegisterSpace } from "../registers.ts";
+import { type DmaAllocator, DmaError, type DmaRegion } from "../transport/dma.ts";
+import type { RegisterSpace } from "../transport/registers.ts";
 import {
   carveRegion,
   closeFile,

@@ -10,7 +10,7 @@ import {
   RESV_MEM_SIZE,
   VIRTIO_IOMMU_RESV_MEM_T_MSI,
   VIRTIO_IOMMU_RESV_MEM_T_RESERVED,
-} from "../../driver/iommu/wire.ts";
+} from "../../spec/iommu.ts";
 
 /** A reserved memory region of an endpoint, reported by PROBE as a RESV_MEM property. */
 export interface ReservedRegionConfig {

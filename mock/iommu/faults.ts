@@ -18,11 +18,11 @@ import {
   REQUEST_QUEUE,
   TAIL_SIZE,
   VIRTIO_IOMMU_T_PROBE,
-} from "../../driver/iommu/wire.ts";
-import type { Chain, DeviceContext, DeviceModel } from "./device.ts";
-import { ForwardingDevice } from "./forwarding.ts";
-import { gatherReadable, scatterWritable } from "./iommu_chain.ts";
-import { QUEUE_DEVICE, type VirtioCore } from "./virtio_core.ts";
+} from "../../spec/iommu.ts";
+import type { Chain, DeviceContext, DeviceModel } from "../device.ts";
+import { ForwardingDevice } from "../forwarding.ts";
+import { gatherReadable, scatterWritable } from "../chain.ts";
+import { QUEUE_DEVICE, type VirtioCore } from "../virtio_core.ts";
 
 /** One way the device can misbehave. */
 export type FaultKind =
@@ -119,7 +119,7 @@ export class FaultRandom {
  * @example
  * ```ts
  * import { FaultyDevice } from "./faults.ts";
- * import { MockIommuDevice } from "./iommu_device.ts";
+ * import { MockIommuDevice } from "./device.ts";
  * const device = new FaultyDevice(new MockIommuDevice(), { kinds: ["silent"], rate: 0.1, seed: 7 });
  * console.log(device.injected.silent); // 0 until requests arrive
  * ```

@@ -8,8 +8,8 @@
  * @module
  */
 
-import { checkAccess, MemoryRegisters, type RegisterSpace } from "../registers.ts";
-import type { SimulatedMemory } from "../memory.ts";
+import { checkAccess, MemoryRegisters, type RegisterSpace } from "../transport/registers.ts";
+import type { SimulatedMemory } from "../transport/memory.ts";
 import type { DeviceModel } from "./device.ts";
 import {
   QUEUE_DESC,

@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { SimulatedMemory } from "../memory.ts";
+import type { SimulatedMemory } from "../transport/memory.ts";
 
 /** One buffer of a descriptor chain, as an offset into the simulated memory's bytes. */
 export interface ChainSegment {

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { type DmaAllocator, DmaError, type DmaRegion } from "../dma.ts";
+import { type DmaAllocator, DmaError, type DmaRegion } from "../transport/dma.ts";
 import {
   carveRegion,
   closeFile,

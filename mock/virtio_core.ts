@@ -15,10 +15,10 @@ import {
   STATUS_DRIVER_OK,
   STATUS_FEATURES_OK,
   statusNames,
-} from "../../driver/status.ts";
-import type { SimulatedMemory } from "../memory.ts";
+} from "../spec/status.ts";
+import type { SimulatedMemory } from "../transport/memory.ts";
 import type { DeviceContext, DeviceModel, DeviceQueue } from "./device.ts";
-import { checkQueueLayout, type DeviceQueueLayout, SplitDeviceQueue } from "./device_queue.ts";
+import { checkQueueLayout, type DeviceQueueLayout, SplitDeviceQueue } from "./split_queue.ts";
 
 /** Interrupt status bit: a queue has used buffers (virtio 1.3 §4.2.2, §4.1.4.5). */
 export const INTERRUPT_USED_BUFFER = 1;

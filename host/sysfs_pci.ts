@@ -15,7 +15,7 @@
  * @module
  */
 
-import type { RegisterSpace } from "../registers.ts";
+import type { RegisterSpace } from "../transport/registers.ts";
 import {
   closeFile,
   EACCES,

@@ -16,10 +16,10 @@ import {
   VIRTIO_IOMMU_FAULT_R_DOMAIN,
   VIRTIO_IOMMU_FAULT_R_MAPPING,
   VIRTIO_IOMMU_FAULT_R_UNKNOWN,
-} from "../../driver/iommu/wire.ts";
-import { STATUS_DRIVER_OK } from "../../driver/status.ts";
-import type { DeviceContext } from "./device.ts";
-import { scatterWritable } from "./iommu_chain.ts";
+} from "../../spec/iommu.ts";
+import { STATUS_DRIVER_OK } from "../../spec/status.ts";
+import type { DeviceContext } from "../device.ts";
+import { scatterWritable } from "../chain.ts";
 
 /** A translation fault, as reported by {@link MockIommuDevice.translate}. */
 export interface IommuFault {

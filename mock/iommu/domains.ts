@@ -6,8 +6,8 @@
  * @module
  */
 
-import { IntervalMap } from "../../driver/interval_map.ts";
-import type { ResolvedRegion } from "./iommu_options.ts";
+import { IntervalMap } from "../../util/interval_map.ts";
+import type { ResolvedRegion } from "./options.ts";
 
 /** One domain of the mock device. */
 export interface MockDomain {

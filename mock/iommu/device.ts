@@ -28,18 +28,18 @@ import {
   VIRTIO_IOMMU_MAP_F_READ,
   VIRTIO_IOMMU_MAP_F_WRITE,
   VIRTIO_IOMMU_RESV_MEM_T_MSI,
-} from "../../driver/iommu/wire.ts";
-import { STATUS_FEATURES_OK } from "../../driver/status.ts";
-import type { Chain, DeviceContext, DeviceModel } from "./device.ts";
-import { IommuDomains } from "./iommu_domains.ts";
-import { FaultReporter, type IommuFault } from "./iommu_events.ts";
+} from "../../spec/iommu.ts";
+import { STATUS_FEATURES_OK } from "../../spec/status.ts";
+import type { Chain, DeviceContext, DeviceModel } from "../device.ts";
+import { IommuDomains } from "./domains.ts";
+import { FaultReporter, type IommuFault } from "./events.ts";
 import {
   type MockIommuOptions,
   type ResolvedIommuOptions,
   resolveIommuOptions,
-} from "./iommu_options.ts";
-import { IommuRequestHandler } from "./iommu_requests.ts";
-import { join64, lessThan64 } from "./iommu_u64.ts";
+} from "./options.ts";
+import { IommuRequestHandler } from "./requests.ts";
+import { join64, lessThan64 } from "../../util/u64.ts";
 
 /** Result of {@link MockIommuDevice.translate}: a physical address, or a fault. */
 export type TranslateResult =
@@ -77,7 +77,7 @@ const U64_LIMIT = 1n << 64n;
  *
  * @example
  * ```ts
- * import { MockIommuDevice } from "./iommu_device.ts";
+ * import { MockIommuDevice } from "./device.ts";
  * const device = new MockIommuDevice({ bypass: false });
  * // Unattached endpoint, bypass off: the access faults with reason DOMAIN.
  * const result = device.translate(0x08, 0x1000n, "read");
