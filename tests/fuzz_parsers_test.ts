@@ -1,11 +1,11 @@
 /**
- * Fuzzing of the driver's readers of device bytes (tests/_parser_fuzz.ts): PROBE properties,
+ * Fuzzing of the driver's readers of device bytes (tools/fuzz/parsers.ts): PROBE properties,
  * fault records and the used ring. Topology parsers (VIOT, FDT, built-in, PCI config) are
  * fuzzed in tests/topology_fuzz_test.ts. `deno task fuzz` runs these with a larger budget.
  */
 
 import assert from "node:assert/strict";
-import { fuzzFaults, fuzzProbe, fuzzUsedRing } from "./_parser_fuzz.ts";
+import { fuzzFaults, fuzzProbe, fuzzUsedRing } from "../tools/fuzz/parsers.ts";
 
 Deno.test("parseProbeProperties() on 20000 random and mutated areas: no throw, nothing read past probe_size", () => {
   const f = fuzzProbe(20_000, 11);

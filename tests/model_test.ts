@@ -1,5 +1,5 @@
 /**
- * Model-based test of the virtio-iommu driver against the mock (see tests/_model.ts): a fixed
+ * Model-based test of the virtio-iommu driver against the mock (see tools/fuzz/model.ts): a fixed
  * CI budget of seeded random sequences, each compared step by step with the reference model.
  * VIOMMU_FUZZ_SEQUENCES sets the budget (default 2000); VIOMMU_FUZZ_SEED the first seed.
  */
@@ -13,7 +13,7 @@ import {
   runModel,
   runSequence,
   shrink,
-} from "./_model.ts";
+} from "../tools/fuzz/model.ts";
 
 function envNumber(name: string, fallback: number): number {
   const raw = Deno.permissions.querySync({ name: "env", variable: name }).state === "granted"

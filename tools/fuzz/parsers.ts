@@ -3,17 +3,17 @@
  * ({@link parseProbeProperties}), fault records ({@link decodeFault}) and the used ring
  * ({@link SplitVirtqueue.popUsed}). Random and mutated inputs; only typed errors may come out,
  * nothing is read past the area the device was given, nothing outside the driver's own DMA
- * regions is written. Shared by tests/fuzz_parsers_test.ts and tools/fuzz.ts.
+ * regions is written. Shared by tests/fuzz_parsers_test.ts and tools/fuzz/main.ts.
  *
  * @module
  */
 
-import { decodeFault } from "../driver/iommu/events.ts";
-import { parseProbeProperties } from "../driver/iommu/probe.ts";
-import { SplitVirtqueue, VirtqueueError } from "../driver/virtio/split_queue.ts";
-import { VIRTIO_IOMMU_FAULT_F_ADDRESS } from "../spec/iommu.ts";
-import { SimulatedMemory } from "../transport/memory.ts";
-import { FaultRandom } from "../mock/iommu/faults.ts";
+import { decodeFault } from "../../driver/iommu/events.ts";
+import { parseProbeProperties } from "../../driver/iommu/probe.ts";
+import { SplitVirtqueue, VirtqueueError } from "../../driver/virtio/split_queue.ts";
+import { VIRTIO_IOMMU_FAULT_F_ADDRESS } from "../../spec/iommu.ts";
+import { SimulatedMemory } from "../../transport/memory.ts";
+import { FaultRandom } from "../../mock/iommu/faults.ts";
 
 /** Figures of one fuzzer run. */
 export interface FuzzFigures {

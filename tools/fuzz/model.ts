@@ -8,14 +8,14 @@
  * @module
  */
 
-import { VirtioIommu } from "../driver/iommu/device.ts";
-import { IommuError } from "../driver/iommu/errors.ts";
-import { SimulatedMemory } from "../transport/memory.ts";
-import { FaultRandom } from "../mock/iommu/faults.ts";
-import { MockIommuDevice } from "../mock/iommu/device.ts";
-import type { MockIommuOptions } from "../mock/iommu/options.ts";
-import { MmioDevice } from "../mock/mmio_device.ts";
-import { MmioTransport } from "../transport/mmio.ts";
+import { VirtioIommu } from "../../driver/iommu/device.ts";
+import { IommuError } from "../../driver/iommu/errors.ts";
+import { SimulatedMemory } from "../../transport/memory.ts";
+import { FaultRandom } from "../../mock/iommu/faults.ts";
+import { MockIommuDevice } from "../../mock/iommu/device.ts";
+import type { MockIommuOptions } from "../../mock/iommu/options.ts";
+import { MmioDevice } from "../../mock/mmio_device.ts";
+import { MmioTransport } from "../../transport/mmio.ts";
 
 /** One step of a sequence. */
 export type Op =

@@ -7,8 +7,8 @@
  * @module
  */
 
-import { runModel } from "../tests/_model.ts";
-import { fuzzFaults, fuzzProbe, fuzzUsedRing } from "../tests/_parser_fuzz.ts";
+import { runModel } from "./model.ts";
+import { fuzzFaults, fuzzProbe, fuzzUsedRing } from "./parsers.ts";
 
 function envNumber(name: string, fallback: number): number {
   const n = Number(Deno.env.get(name));
