@@ -30,14 +30,9 @@ export {
   type RegisterSpace,
   write64,
 } from "./transport/registers.ts";
-export {
-  type DmaAllocator,
-  DmaError,
-  type DmaRegion,
-  formatAddress,
-  joinAddress,
-  regionAddress,
-} from "./transport/dma.ts";
+export { type DmaAllocator, DmaError, type DmaRegion, regionAddress } from "./transport/dma.ts";
+export { formatAddress, hex } from "./util/hex.ts";
+export { type Address, joinAddress } from "./util/u64.ts";
 export { SimulatedMemory, type SimulatedMemoryOptions } from "./transport/memory.ts";
 export {
   type QueueAddresses,
@@ -92,7 +87,6 @@ export {
   VirtioIommu,
   type VirtioIommuOptions,
 } from "./driver/iommu/device.ts";
-export { type Address } from "./driver/iommu/address.ts";
 export { granuleShift, type IommuConfig, IommuConfigError } from "./driver/iommu/config.ts";
 export {
   DeviceResetError,

@@ -18,6 +18,7 @@
  * @module
  */
 
+import { hex } from "../util/hex.ts";
 import {
   libc,
   MAP_ANONYMOUS,
@@ -195,7 +196,7 @@ async function oursSide(params: PeerParams): Promise<Record<string, unknown>> {
     bdf,
     endpoint,
     requestQueueSize: iommu.info.requestQueueSize,
-    phys: "0x" + phys.toString(16),
+    phys: hex(phys),
     features: iommu.info.featureNames,
   };
   try {

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { hex } from "../util/hex.ts";
+
 import { styleText } from "node:util";
 
 /** A `styleText` format: one style or several. */
@@ -62,11 +64,6 @@ export function wantsColor(output: CliOutput): boolean {
   // Ask for NO_COLOR only when it may be read: never prompt just to decide on colour.
   const env = Deno.permissions.querySync({ name: "env", variable: "NO_COLOR" });
   return env.state !== "granted" || !Deno.env.get("NO_COLOR");
-}
-
-/** Formats a number or bigint as `0x…`. */
-export function hex(value: number | bigint): string {
-  return "0x" + value.toString(16);
 }
 
 /** Replaces bigints with `0x…` strings, recursively, for JSON output. */

@@ -7,7 +7,8 @@
 
 import type { IommuInfo } from "../driver/iommu/device.ts";
 import { granuleShift } from "../driver/iommu/config.ts";
-import { heading, hex, keyValues, type Painter } from "./format.ts";
+import { heading, keyValues, type Painter } from "./format.ts";
+import { hex } from "../util/hex.ts";
 
 /** The info as JSON fields (64-bit values become `0x…` strings when printed). */
 export function infoJson(info: IommuInfo, device: string): Record<string, unknown> {

@@ -6,7 +6,8 @@
  */
 
 import type { ProbeResult } from "../driver/iommu/probe.ts";
-import { heading, hex, keyValues, type Painter } from "./format.ts";
+import { heading, keyValues, type Painter } from "./format.ts";
+import { hex } from "../util/hex.ts";
 
 /** The probe result as JSON fields: `endpoint`, `regions: [{type, start, end}]`, `unknown`. */
 export function probeJson(result: ProbeResult): Record<string, unknown> {

@@ -29,7 +29,8 @@ import {
 } from "../spec/iommu.ts";
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, parseU32, parseU64, UsageError } from "./args.ts";
 import type { DeviceSession } from "./device.ts";
-import { type CliOutput, hex, jsonLine, type Painter } from "./format.ts";
+import { type CliOutput, jsonLine, type Painter } from "./format.ts";
+import { hex } from "../util/hex.ts";
 import { probeJson } from "./probe.ts";
 
 /** The outcome of one shell line; `status` and `message` are set when `ok` is false. */

@@ -31,7 +31,8 @@ import {
   plugMock,
   Q35_IOMMU_BDF,
 } from "./device.ts";
-import { heading, hex, type Painter, table } from "./format.ts";
+import { heading, type Painter, table } from "./format.ts";
+import { hex } from "../util/hex.ts";
 import { q35Viot } from "../mock/q35_viot.ts";
 
 /** Where the kernel exposes the firmware's VIOT. */

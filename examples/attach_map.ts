@@ -7,6 +7,7 @@
  * @module
  */
 
+import { hex } from "../mod.ts";
 import { MAP_READ, MAP_WRITE, PciTransport, regionAddress, VirtioIommu } from "../mod.ts";
 import { MockIommuDevice, PciFunction, SimulatedMemory } from "../testing.ts";
 
@@ -27,11 +28,11 @@ await iommu.map(domain, iova, regionAddress(page), 0x1000, MAP_READ | MAP_WRITE)
 
 const dma = device.translate(endpoint, iova + 0x80n, "write");
 if (!dma.ok) throw new Error(`unexpected fault ${dma.fault.reason}`);
-console.log(`domain ${domain}: endpoint 0x08 writes iova 0x${(iova + 0x80n).toString(16)}`);
-console.log(`  -> lands at physical 0x${dma.address.toString(16)}`);
+console.log(`domain ${domain}: endpoint 0x08 writes iova ${hex(iova + 0x80n)}`);
+console.log(`  -> lands at physical ${hex(dma.address)}`);
 for (const m of iommu.mappings(domain)) {
   console.log(
-    `  mapping: iova 0x${m.iova.toString(16)}-0x${m.last.toString(16)} -> 0x${m.phys.toString(16)}`,
+    `  mapping: iova ${hex(m.iova)}-${hex(m.last)} -> ${hex(m.phys)}`,
   );
 }
 

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { hex } from "../mod.ts";
 import { styleText } from "node:util";
 import {
   describeViot,
@@ -89,8 +90,6 @@ class StatusTrace implements Transport {
     return this.#t.takeInterrupt();
   }
 }
-
-const hex = (n: bigint | number): string => "0x" + n.toString(16);
 
 // The mock mirrors QEMU 7.2's q35 virtio-iommu: endpoints 0x00, 0x08, 0x10, 0x18, each with the
 // x86 MSI doorbell 0xfee00000-0xfeefffff as a reserved region.

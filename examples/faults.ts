@@ -8,6 +8,7 @@
  * @module
  */
 
+import { hex } from "../mod.ts";
 import { MAP_READ, MmioTransport, VirtioIommu } from "../mod.ts";
 import { MmioDevice, MockIommuDevice, SimulatedMemory } from "../testing.ts";
 
@@ -28,8 +29,8 @@ device.translate(0x08, 0x7000n, "read"); // nothing mapped: MAPPING
 
 for (const f of iommu.takeFaults()) {
   const access = f.write ? "write" : f.read ? "read" : "access";
-  const at = f.address === null ? "" : ` at 0x${f.address.toString(16)}`;
-  console.log(`fault: ${f.reason} endpoint 0x${f.endpoint.toString(16)} ${access}${at}`);
+  const at = f.address === null ? "" : ` at ${hex(f.address)}`;
+  console.log(`fault: ${f.reason} endpoint ${hex(f.endpoint)} ${access}${at}`);
 }
 stop();
 await iommu.close();

@@ -11,6 +11,7 @@
  * @module
  */
 
+import { hex } from "../mod.ts";
 import { MAP_READ, MAP_WRITE, PciTransport, regionAddress, VirtioIommu } from "../mod.ts";
 
 const BDF = Deno.args[0] ?? "0000:00:02.0";
@@ -67,13 +68,13 @@ try {
   const endpoint = 0x08; // 00:01.0 in the default q35 guest; endpoint ID = BDF (QEMU's VIOT)
   for (const r of (await iommu.probe(endpoint)).regions) {
     console.log(
-      `endpoint 0x08 reserved: ${r.kind} 0x${r.start.toString(16)}-0x${r.end.toString(16)}`,
+      `endpoint 0x08 reserved: ${r.kind} ${hex(r.start)}-${hex(r.end)}`,
     );
   }
   const page = dma.alloc(4096);
   await iommu.attach(1, endpoint);
   await iommu.map(1, 0x10_0000, regionAddress(page), 4096, MAP_READ | MAP_WRITE);
-  console.log(`mapped iova 0x100000 -> phys 0x${regionAddress(page).toString(16)}`);
+  console.log(`mapped iova 0x100000 -> phys ${hex(regionAddress(page))}`);
   await iommu.unmap(1, 0x10_0000, 4096);
   await iommu.detach(1, endpoint);
   await iommu.close();

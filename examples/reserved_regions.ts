@@ -9,6 +9,7 @@
  * @module
  */
 
+import { hex } from "../mod.ts";
 import { IommuError, MAP_READ, MmioTransport, VirtioIommu } from "../mod.ts";
 import { MmioDevice, MockIommuDevice, SimulatedMemory } from "../testing.ts";
 
@@ -30,7 +31,7 @@ const iommu = await VirtioIommu.create(
 
 const { regions } = await iommu.probe(0x20);
 for (const r of regions) {
-  console.log(`reserved region: ${r.kind} 0x${r.start.toString(16)}-0x${r.end.toString(16)}`);
+  console.log(`reserved region: ${r.kind} ${hex(r.start)}-${hex(r.end)}`);
 }
 
 await iommu.attach(1, 0x20);

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { hex } from "../mod.ts";
 import { describeViot, isolationGroups, parseViot, PciTree, resolveTopology } from "../mod.ts";
 import { q35Viot } from "../testing.ts";
 
@@ -27,11 +28,11 @@ const table = resolveTopology(tree, describeViot(viot));
 
 console.log("device        rid     alias   endpoint  group");
 for (const row of table.rows) {
-  const ep = row.endpointId === null ? "-" : "0x" + row.endpointId.toString(16);
+  const ep = row.endpointId === null ? "-" : hex(row.endpointId);
   console.log(
-    `${row.device}  ${("0x" + row.requesterId.toString(16)).padEnd(6)}  ${
-      ("0x" + row.alias.toString(16)).padEnd(6)
-    }  ${ep.padEnd(8)}  ${row.group ?? "-"}${row.note ? "  (" + row.note + ")" : ""}`,
+    `${row.device}  ${(hex(row.requesterId)).padEnd(6)}  ${(hex(row.alias)).padEnd(6)}  ${
+      ep.padEnd(8)
+    }  ${row.group ?? "-"}${row.note ? "  (" + row.note + ")" : ""}`,
   );
 }
 for (const group of isolationGroups(table)) {

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { hex } from "../util/hex.ts";
 import type { DmaRegion } from "../transport/dma.ts";
 import { checkAccess, type RegisterSpace } from "../transport/registers.ts";
 
@@ -290,11 +291,11 @@ export class FileRegisters implements RegisterSpace {
       const code = errno();
       throw n < 0
         ? syscallError(
-          `Cannot read ${width * 8}-bit register 0x${offset.toString(16)} of ${this.#what}`,
+          `Cannot read ${width * 8}-bit register ${hex(offset)} of ${this.#what}`,
           code,
         )
         : new HostPermissionError(
-          `Cannot read ${width * 8}-bit register 0x${offset.toString(16)} of ${this.#what}: ` +
+          `Cannot read ${width * 8}-bit register ${hex(offset)} of ${this.#what}: ` +
             `short read (only the first 64 bytes are readable unless root)`,
         );
     }
@@ -305,7 +306,7 @@ export class FileRegisters implements RegisterSpace {
     const n = libc().pwrite(this.#fd, this.#buf, BigInt(width), this.#base + BigInt(offset));
     if (Number(n) !== width) {
       throw syscallError(
-        `Cannot write ${width * 8}-bit register 0x${offset.toString(16)} of ${this.#what}`,
+        `Cannot write ${width * 8}-bit register ${hex(offset)} of ${this.#what}`,
       );
     }
   }

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { hex } from "../util/hex.ts";
 import { type DmaAllocator, DmaError, type DmaRegion } from "../transport/dma.ts";
 import {
   carveRegion,
@@ -72,7 +73,7 @@ export function physicalAddress(virt: bigint): bigint {
     const value = new DataView(entry.buffer).getBigUint64(0, true);
     const pfn = value & PAGEMAP_PFN_MASK;
     if ((value & PAGEMAP_PRESENT) === 0n) {
-      throw new DmaError(`Page at 0x${virt.toString(16)} is not present`);
+      throw new DmaError(`Page at ${hex(virt)} is not present`);
     }
     if (pfn === 0n) {
       throw new HostPermissionError(

@@ -13,6 +13,7 @@
  * @module
  */
 
+import { hex } from "../util/hex.ts";
 import { type DmaAllocator, DmaError, type DmaRegion } from "../transport/dma.ts";
 import type { RegisterSpace } from "../transport/registers.ts";
 import {
@@ -225,7 +226,7 @@ export class VfioDma implements DmaAllocator {
       this.#container,
       VFIO_IOMMU_MAP_DMA,
       request,
-      `VFIO_IOMMU_MAP_DMA of ${size} bytes at IOVA 0x${iova.toString(16)} failed`,
+      `VFIO_IOMMU_MAP_DMA of ${size} bytes at IOVA ${hex(iova)} failed`,
     );
   }
 
@@ -236,7 +237,7 @@ export class VfioDma implements DmaAllocator {
       this.#container,
       VFIO_IOMMU_UNMAP_DMA,
       request,
-      `VFIO_IOMMU_UNMAP_DMA of ${size} bytes at IOVA 0x${iova.toString(16)} failed`,
+      `VFIO_IOMMU_UNMAP_DMA of ${size} bytes at IOVA ${hex(iova)} failed`,
     );
     return decodeDmaUnmapSize(request);
   }

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { hex } from "../util/hex.ts";
 import { checkAccess, type RegisterSpace } from "../transport/registers.ts";
 import type { SimulatedMemory } from "../transport/memory.ts";
 import type { DeviceModel } from "./device.ts";
@@ -67,7 +68,7 @@ export class MmioDevice implements RegisterSpace {
     if (width !== 4) {
       this.core.violation(
         `virtio 1.3 §4.2.2.2: ${width * 8}-bit ${write ? "write" : "read"} of register ` +
-          `0x${offset.toString(16)}; only 32-bit accesses are allowed`,
+          `${hex(offset)}; only 32-bit accesses are allowed`,
       );
     }
     return false;
@@ -121,7 +122,7 @@ export class MmioDevice implements RegisterSpace {
         return core.configGeneration;
     }
     this.core.violation(
-      `virtio 1.3 §4.2.2.2: read of write-only or reserved register 0x${offset.toString(16)}`,
+      `virtio 1.3 §4.2.2.2: read of write-only or reserved register ${hex(offset)}`,
     );
     return 0;
   }
@@ -197,12 +198,12 @@ export class MmioDevice implements RegisterSpace {
     }
     if (offset === 0x028 || offset === 0x03c || offset === 0x040) {
       core.violation(
-        `virtio 1.3 §4.2.4: legacy register 0x${offset.toString(16)} written on a version 2 device`,
+        `virtio 1.3 §4.2.4: legacy register ${hex(offset)} written on a version 2 device`,
       );
       return;
     }
     core.violation(
-      `virtio 1.3 §4.2.2.2: write of read-only or reserved register 0x${offset.toString(16)}`,
+      `virtio 1.3 §4.2.2.2: write of read-only or reserved register ${hex(offset)}`,
     );
   }
 

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { hex } from "../util/hex.ts";
 import { checkAccess, MemoryRegisters, type RegisterSpace } from "../transport/registers.ts";
 import type { SimulatedMemory } from "../transport/memory.ts";
 import type { DeviceModel } from "./device.ts";
@@ -115,7 +116,7 @@ class PciConfigSpace extends MemoryRegisters {
     for (const [start, end] of this.#protected) {
       if (offset < end && offset + width > start) {
         this.#core.violation(
-          `virtio 1.3 §4.1.4: driver wrote capability bytes at config 0x${offset.toString(16)}`,
+          `virtio 1.3 §4.1.4: driver wrote capability bytes at config ${hex(offset)}`,
         );
         return false;
       }
@@ -238,14 +239,14 @@ class VirtioBar implements RegisterSpace {
       return;
     }
     core.violation(
-      `virtio 1.3 §4.1.4.3.2: write of read-only common cfg field at 0x${off.toString(16)}`,
+      `virtio 1.3 §4.1.4.3.2: write of read-only common cfg field at ${hex(off)}`,
     );
   }
 
   #badWidth(off: number, width: number, write: boolean): number {
     this.#fn.core.violation(
       `virtio 1.3 §4.1.3.1: ${width * 8}-bit ${write ? "write" : "read"} at common cfg ` +
-        `0x${off.toString(16)} does not match a field's width`,
+        `${hex(off)} does not match a field's width`,
     );
     return 0;
   }
@@ -260,7 +261,7 @@ class VirtioBar implements RegisterSpace {
       return 0;
     }
     if (offset < NOTIFY_BASE) return core.readConfig(offset - DEVICE_BASE, width);
-    core.violation(`virtio 1.3 §4.1.4.4: read of notify region at 0x${offset.toString(16)}`);
+    core.violation(`virtio 1.3 §4.1.4.4: read of notify region at ${hex(offset)}`);
     return 0;
   }
 
@@ -409,7 +410,7 @@ export class PciFunction {
     }
     if (queue < 0) {
       core.violation(
-        `virtio 1.3 §4.1.4.4: notify write at 0x${offset.toString(16)} matches no queue`,
+        `virtio 1.3 §4.1.4.4: notify write at ${hex(offset)} matches no queue`,
       );
       return;
     }

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { hex } from "../util/hex.ts";
 import {
   AVAIL_FLAGS,
   AVAIL_IDX,
@@ -354,7 +355,7 @@ export class SplitDeviceQueue implements DeviceQueue {
   #outOfBounds(head: number, lo: number, hi: number, len: number): null {
     const addr = (BigInt(hi) << 32n) | BigInt(lo);
     return this.#fail(
-      `virtio 1.3 §2.7.5: chain at head ${head} points to 0x${addr.toString(16)} ` +
+      `virtio 1.3 §2.7.5: chain at head ${head} points to ${hex(addr)} ` +
         `(+${len} bytes), outside guest memory`,
     );
   }

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { hex } from "../util/hex.ts";
 import {
   STATUS_ACKNOWLEDGE,
   STATUS_DEVICE_NEEDS_RESET,
@@ -219,7 +220,7 @@ export class VirtioCore implements DeviceContext {
     const unoffered = this.#driverFeatures & ~offered;
     if (unoffered !== 0n) {
       this.violation(
-        `virtio 1.3 §2.2.1: driver accepted feature bits 0x${unoffered.toString(16)} ` +
+        `virtio 1.3 §2.2.1: driver accepted feature bits ${hex(unoffered)} ` +
           "the device did not offer",
       );
       return false;
@@ -317,13 +318,13 @@ export class VirtioCore implements DeviceContext {
   writeConfig(offset: number, width: number, value: number): void {
     if ((this.#status & STATUS_FEATURES_OK) === 0) {
       this.violation(
-        `virtio 1.3 §3.1.1: device config written at 0x${offset.toString(16)} before FEATURES_OK`,
+        `virtio 1.3 §3.1.1: device config written at ${hex(offset)} before FEATURES_OK`,
       );
       return;
     }
     if (offset + width > this.model.configSize) {
       this.violation(
-        `virtio 1.3 §2.5: device config written at 0x${offset.toString(16)}, ` +
+        `virtio 1.3 §2.5: device config written at ${hex(offset)}, ` +
           `beyond its ${this.model.configSize} bytes`,
       );
       return;

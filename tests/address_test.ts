@@ -3,7 +3,8 @@
  */
 
 import assert from "node:assert/strict";
-import { compare, halves, hex, isAligned, join, lastOf, split } from "../driver/iommu/address.ts";
+import { formatAddress } from "../util/hex.ts";
+import { compare, halves, isAligned, joinAddress, lastOf, split } from "../util/u64.ts";
 
 const U64 = (1n << 64n) - 1n;
 
@@ -72,7 +73,7 @@ Deno.test("split() takes any bigint in [0, 2^64) and rejects the rest", () => {
     split(v, "x", out);
     assert.ok(Number.isInteger(out.lo) && out.lo >= 0 && out.lo <= 0xffff_ffff);
     assert.ok(Number.isInteger(out.hi) && out.hi >= 0 && out.hi <= 0xffff_ffff);
-    assert.equal(join(out.lo, out.hi), v);
+    assert.equal(joinAddress(out.lo, out.hi), v);
   }
 });
 
@@ -85,12 +86,12 @@ Deno.test("split() of a number and of the same bigint agree", () => {
   }
 });
 
-Deno.test("join() and hex() read halves as unsigned, even from int32 values", () => {
-  assert.equal(join(-1, -1), U64);
-  assert.equal(join(0x8000_0000 | 0, 0), 0x8000_0000n);
-  assert.equal(hex(0x1000, 0), "0x1000");
-  assert.equal(hex(0, 1), "0x100000000");
-  assert.equal(hex(0xffff_ffff, 0xffff_ffff), "0xffffffffffffffff");
+Deno.test("joinAddress() and formatAddress() read halves as unsigned, even from int32 values", () => {
+  assert.equal(joinAddress(-1, -1), U64);
+  assert.equal(joinAddress(0x8000_0000 | 0, 0), 0x8000_0000n);
+  assert.equal(formatAddress(0x1000, 0), "0x1000");
+  assert.equal(formatAddress(0, 1), "0x100000000");
+  assert.equal(formatAddress(0xffff_ffff, 0xffff_ffff), "0xffffffffffffffff");
 });
 
 Deno.test("compare() orders by high half first, then low half", () => {
@@ -151,7 +152,7 @@ Deno.test("lastOf() agrees with BigInt arithmetic on random inputs", () => {
     const ok = lastOf(a.lo, a.hi, b.lo, b.hi, out);
     const expected = size !== 0n && start + size - 1n <= U64;
     assert.equal(ok, expected, `start 0x${start.toString(16)} size 0x${size.toString(16)}`);
-    if (ok) assert.equal(join(out.lo, out.hi), start + size - 1n);
+    if (ok) assert.equal(joinAddress(out.lo, out.hi), start + size - 1n);
   }
 });
 

@@ -7,6 +7,8 @@
  * @module
  */
 
+import { joinAddress } from "../util/u64.ts";
+
 /** A block of memory the device can reach by address. */
 export interface DmaRegion {
   /** Low 32 bits of the device-visible address of byte 0. */
@@ -41,20 +43,7 @@ export class DmaError extends Error {
   }
 }
 
-/** 2^32, the weight of the high half of an address. */
-export const TWO_POW_32 = 0x1_0000_0000;
-
-/** Returns the address `lo`/`hi` as a `bigint` (for display and public APIs, not hot paths). */
-export function joinAddress(lo: number, hi: number): bigint {
-  return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
-}
-
 /** Returns the address of byte `offset` of `region` as a `bigint`. */
 export function regionAddress(region: DmaRegion, offset = 0): bigint {
   return joinAddress(region.addrLo, region.addrHi) + BigInt(offset);
-}
-
-/** Formats a 64-bit address given as halves as `0x…` hex. */
-export function formatAddress(lo: number, hi: number): string {
-  return "0x" + joinAddress(lo, hi).toString(16);
 }

@@ -6,7 +6,9 @@
  * @module
  */
 
-import { type DmaAllocator, DmaError, type DmaRegion, TWO_POW_32 } from "./dma.ts";
+import { hex } from "../util/hex.ts";
+import { TWO_POW_32 } from "../util/u64.ts";
+import { type DmaAllocator, DmaError, type DmaRegion } from "./dma.ts";
 
 /** Options for {@link SimulatedMemory}. */
 export interface SimulatedMemoryOptions {
@@ -45,10 +47,10 @@ export class SimulatedMemory implements DmaAllocator {
     const base = options.base ?? 0x1_0000_0000n;
     const size = options.size ?? 16 * 1024 * 1024;
     if (base < 0n || base + BigInt(size) > 1n << 64n) {
-      throw new RangeError(`Cannot place simulated memory at 0x${base.toString(16)}`);
+      throw new RangeError(`Cannot place simulated memory at ${hex(base)}`);
     }
     if ((base & 0xfffn) !== 0n) {
-      throw new RangeError(`Simulated memory base 0x${base.toString(16)} is not page-aligned`);
+      throw new RangeError(`Simulated memory base ${hex(base)} is not page-aligned`);
     }
     if ((base & 0xffff_ffffn) + BigInt(size) > BigInt(TWO_POW_32)) {
       // Keeping the whole memory inside one 4 GiB window makes resolve() a single subtraction.

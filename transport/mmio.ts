@@ -19,6 +19,7 @@
  * @module
  */
 
+import { hex } from "../util/hex.ts";
 import type { RegisterSpace } from "./registers.ts";
 import { type QueueAddresses, type Transport, TransportError } from "./transport.ts";
 import { checkQueueIndex, checkQueueSize } from "./_queue_checks.ts";
@@ -76,12 +77,12 @@ export class MmioTransport implements Transport {
   constructor(regs: RegisterSpace) {
     if (regs.size < MmioReg.CONFIG) {
       throw new RangeError(
-        `Virtio-mmio window of 0x${regs.size.toString(16)} bytes is smaller than 0x100`,
+        `Virtio-mmio window of ${hex(regs.size)} bytes is smaller than 0x100`,
       );
     }
     const magic = regs.read32(MmioReg.MAGIC_VALUE);
     if (magic !== MMIO_MAGIC_VALUE) {
-      throw new TransportError(`Not a virtio-mmio device: magic 0x${magic.toString(16)}`);
+      throw new TransportError(`Not a virtio-mmio device: magic ${hex(magic)}`);
     }
     const version = regs.read32(MmioReg.VERSION);
     if (version === 1) {

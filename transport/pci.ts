@@ -23,6 +23,7 @@
  * @module
  */
 
+import { hex } from "../util/hex.ts";
 import type { RegisterSpace } from "./registers.ts";
 import { type QueueAddresses, type Transport, TransportError } from "./transport.ts";
 import { checkQueueIndex, checkQueueSize } from "./_queue_checks.ts";
@@ -133,7 +134,7 @@ export class PciTransport implements Transport {
     const id = config.read16(0x02);
     if (vendor !== VIRTIO_PCI_VENDOR) {
       throw new TransportError(
-        `Not a virtio PCI function: vendor 0x${vendor.toString(16)}, expected 0x1af4`,
+        `Not a virtio PCI function: vendor ${hex(vendor)}, expected 0x1af4`,
       );
     }
     let deviceId: number;
@@ -144,10 +145,10 @@ export class PciTransport implements Transport {
       transitional = true;
       deviceId = config.read16(0x2e); // subsystem ID (virtio 1.3 §4.1.2.1)
     } else {
-      throw new TransportError(`Not a virtio PCI function: device ID 0x${id.toString(16)}`);
+      throw new TransportError(`Not a virtio PCI function: device ID ${hex(id)}`);
     }
     if (deviceId === 0) {
-      throw new TransportError(`Virtio PCI function 0x${id.toString(16)} has reserved device ID 0`);
+      throw new TransportError(`Virtio PCI function ${hex(id)} has reserved device ID 0`);
     }
     this.pciDeviceId = id;
     this.deviceId = deviceId;
@@ -161,7 +162,7 @@ export class PciTransport implements Transport {
       const names = missing.map((t) => CAP_NAMES[t]).join(", ");
       if (transitional) {
         throw new TransportError(
-          `Virtio PCI function 0x${id.toString(16)} is a legacy/transitional device without ` +
+          `Virtio PCI function ${hex(id)} is a legacy/transitional device without ` +
             `usable modern capabilities (missing ${names}); legacy devices are not supported`,
         );
       }
@@ -231,8 +232,8 @@ export class PciTransport implements Transport {
   #configAt(offset: number, width: number): number {
     if (!Number.isInteger(offset) || offset < 0 || offset + width > this.layout.device.length) {
       throw new RangeError(
-        `Device config offset 0x${offset.toString(16)} (+${width}) is outside the ` +
-          `0x${this.layout.device.length.toString(16)}-byte device config`,
+        `Device config offset ${hex(offset)} (+${width}) is outside the ` +
+          `${hex(this.layout.device.length)}-byte device config`,
       );
     }
     return this.#deviceOffset + offset;

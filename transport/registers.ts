@@ -9,6 +9,8 @@
  * @module
  */
 
+import { hex } from "../util/hex.ts";
+
 /** A little-endian register window accessed with exact widths. Offsets are in bytes. */
 export interface RegisterSpace {
   /** Size of the window in bytes; every access must lie inside it. */
@@ -32,8 +34,8 @@ export class RegisterAccessError extends RangeError {
   /** Creates the error for an access of `width` bytes at `offset` in a window of `size`. */
   constructor(offset: number, width: number, size: number) {
     super(
-      `Cannot access ${width * 8}-bit register at 0x${offset.toString(16)}: ` +
-        (offset % width !== 0 ? "not aligned" : `outside the 0x${size.toString(16)}-byte window`),
+      `Cannot access ${width * 8}-bit register at ${hex(offset)}: ` +
+        (offset % width !== 0 ? "not aligned" : `outside the ${hex(size)}-byte window`),
     );
     this.name = "RegisterAccessError";
   }

@@ -26,6 +26,8 @@
  * @module
  */
 
+import { formatAddress } from "./hex.ts";
+
 /** Entries per B+-tree node unless {@link IntervalMapOptions.nodeCapacity} says otherwise. */
 const DEFAULT_NODE_CAPACITY = 64;
 /** Smallest node capacity accepted: with a minimum fill of capacity/4, nodes keep ≥ 2 entries. */
@@ -73,15 +75,10 @@ function refuseRange(sLo: number, sHi: number, eLo: number, eHi: number, verb: s
   checkU32(eLo, "end low half");
   checkU32(eHi, "end high half");
   throw new RangeError(
-    `Cannot ${verb} range [${hex64(sLo, sHi)}, ${hex64(eLo, eHi)}]: end is below start`,
+    `Cannot ${verb} range [${formatAddress(sLo, sHi)}, ${
+      formatAddress(eLo, eHi)
+    }]: end is below start`,
   );
-}
-
-/** Formats a 64-bit value given as halves, for error messages only. */
-function hex64(lo: number, hi: number): string {
-  return hi === 0
-    ? `0x${lo.toString(16)}`
-    : `0x${hi.toString(16)}_${lo.toString(16).padStart(8, "0")}`;
 }
 
 /** Whether (aLo, aHi) < (bLo, bHi) as unsigned 64-bit values. */

@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { Address } from "./address.ts";
+import type { Address } from "../../util/u64.ts";
 import { type IommuError, type IommuStatus, statusName } from "./errors.ts";
 import type { Completion, RequestQueue } from "./request_queue.ts";
 import { encodeMap, encodeUnmap } from "./requests.ts";

@@ -6,16 +6,17 @@
  * @module
  */
 
+import { hex } from "../../util/hex.ts";
+import { formatAddress } from "../../util/hex.ts";
 import {
   type Address,
   compare,
   type Halves,
   halves,
-  hex,
   isAligned,
   lastOf,
   split,
-} from "./address.ts";
+} from "../../util/u64.ts";
 import { granuleShift, type IommuConfig } from "./config.ts";
 import { driverError } from "./errors.ts";
 
@@ -82,8 +83,8 @@ export class RequestChecks {
 
   #refuseFlags(flags: number): never {
     throw driverError(
-      `Cannot map with flags 0x${flags.toString(16)}: the device accepts 0x${
-        this.#mapFlags.toString(16)
+      `Cannot map with flags ${hex(flags)}: the device accepts ${
+        hex(this.#mapFlags)
       } (MMIO needs VIRTIO_IOMMU_F_MMIO)`,
     );
   }
@@ -123,44 +124,52 @@ export class RequestChecks {
     const s = split(size, "size", this.#size);
     if (!isAligned(a.lo, a.hi, this.granule)) {
       throw driverError(
-        `Cannot ${verb} iova ${hex(a.lo, a.hi)}: not aligned to page size ${this.#page()}`,
+        `Cannot ${verb} iova ${
+          formatAddress(a.lo, a.hi)
+        }: not aligned to page size ${this.#page()}`,
       );
     }
     if (!isAligned(s.lo, s.hi, this.granule) || (s.lo === 0 && s.hi === 0)) {
       throw driverError(
         `Cannot ${verb} size ${
-          hex(s.lo, s.hi)
+          formatAddress(s.lo, s.hi)
         }: not a non-zero multiple of page size ${this.#page()}`,
       );
     }
     const b = this.last;
     if (!lastOf(a.lo, a.hi, s.lo, s.hi, b)) {
       throw driverError(
-        `Cannot ${verb} iova ${hex(a.lo, a.hi)} size ${hex(s.lo, s.hi)}: range passes 2^64`,
+        `Cannot ${verb} iova ${formatAddress(a.lo, a.hi)} size ${
+          formatAddress(s.lo, s.hi)
+        }: range passes 2^64`,
       );
     }
     const lo = this.#inputStart, hi = this.#inputEnd;
     if (compare(a.lo, a.hi, lo.lo, lo.hi) < 0 || compare(b.lo, b.hi, hi.lo, hi.hi) > 0) {
       throw driverError(
-        `Cannot ${verb} ${hex(a.lo, a.hi)}-${hex(b.lo, b.hi)}: outside the input range ` +
-          `${hex(lo.lo, lo.hi)}-${hex(hi.lo, hi.hi)}`,
+        `Cannot ${verb} ${formatAddress(a.lo, a.hi)}-${
+          formatAddress(b.lo, b.hi)
+        }: outside the input range ` +
+          `${formatAddress(lo.lo, lo.hi)}-${formatAddress(hi.lo, hi.hi)}`,
       );
     }
     if (phys === undefined) return;
     const p = split(phys, "phys", this.phys);
     if (!isAligned(p.lo, p.hi, this.granule)) {
       throw driverError(
-        `Cannot ${verb} phys ${hex(p.lo, p.hi)}: not aligned to page size ${this.#page()}`,
+        `Cannot ${verb} phys ${
+          formatAddress(p.lo, p.hi)
+        }: not aligned to page size ${this.#page()}`,
       );
     }
     if (!lastOf(p.lo, p.hi, s.lo, s.hi, this.#scratch)) {
-      throw driverError(`Cannot ${verb} phys ${hex(p.lo, p.hi)}: range passes 2^64`);
+      throw driverError(`Cannot ${verb} phys ${formatAddress(p.lo, p.hi)}: range passes 2^64`);
     }
   }
 
   /** The granule as `0x…`, for messages. */
   #page(): string {
-    return "0x" + (2n ** BigInt(this.granule)).toString(16);
+    return hex(2n ** BigInt(this.granule));
   }
 }
 

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { hex } from "../../util/hex.ts";
 import { hasFeature } from "../../spec/features.ts";
 import { readConfigStable } from "../virtio/init.ts";
 import type { Transport } from "../../transport/transport.ts";
@@ -93,9 +94,7 @@ export function readIommuConfig(transport: Transport, negotiated: bigint): Iommu
   }
   if (config.inputStart > config.inputEnd) {
     throw new IommuConfigError(
-      `Device input_range is empty: 0x${config.inputStart.toString(16)}-0x${
-        config.inputEnd.toString(16)
-      }`,
+      `Device input_range is empty: ${hex(config.inputStart)}-${hex(config.inputEnd)}`,
     );
   }
   if (config.domainStart > config.domainEnd) {

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { hex } from "../../util/hex.ts";
 import type { DmaAllocator, DmaRegion } from "../../transport/dma.ts";
 import type { Transport } from "../../transport/transport.ts";
 import {
@@ -17,7 +18,7 @@ import {
   VIRTIO_F_VERSION_1,
 } from "../../spec/features.ts";
 import { beginInit, failDevice, finishInit, resetDevice } from "../virtio/init.ts";
-import { type Address, join, split } from "./address.ts";
+import { type Address, joinAddress, split } from "../../util/u64.ts";
 import { type IommuConfig, readIommuConfig } from "./config.ts";
 import { RequestChecks } from "./checks.ts";
 import { type DomainRecord, DomainTable, SavedMappings } from "./domains.ts";
@@ -521,7 +522,7 @@ export class VirtioIommu {
       if (record.mappings.overlaps(sLo, sHi, eLo, eHi)) {
         throw driverError(
           `Cannot attach endpoint ${endpoint} to domain ${record.id}: the domain maps addresses ` +
-            `in its ${r.kind} region 0x${r.start.toString(16)}-0x${r.end.toString(16)}`,
+            `in its ${r.kind} region ${hex(r.start)}-${hex(r.end)}`,
         );
       }
     }
@@ -779,9 +780,9 @@ export class VirtioIommu {
 
   /** MAP split into the largest page sizes page_size_mask allows (#a, #b, #c hold the range). */
   async #mapSplit(domain: number, flags: number): Promise<void> {
-    let iova = join(this.#planner.checks.iova.lo, this.#planner.checks.iova.hi);
-    let phys = join(this.#planner.checks.phys.lo, this.#planner.checks.phys.hi);
-    const last = join(this.#planner.checks.last.lo, this.#planner.checks.last.hi);
+    let iova = joinAddress(this.#planner.checks.iova.lo, this.#planner.checks.iova.hi);
+    let phys = joinAddress(this.#planner.checks.phys.lo, this.#planner.checks.phys.hi);
+    const last = joinAddress(this.#planner.checks.last.lo, this.#planner.checks.last.hi);
     const mask = this.#config.pageSizeMask;
     const chunks: Array<[bigint, bigint, bigint]> = [];
     while (iova <= last) {
@@ -954,9 +955,9 @@ export class VirtioIommu {
     const out: MappingInfo[] = [];
     m.forEach((s) => {
       out.push({
-        iova: join(m.startLo(s), m.startHi(s)),
-        last: join(m.endLo(s), m.endHi(s)),
-        phys: join(m.physLo(s), m.physHi(s)),
+        iova: joinAddress(m.startLo(s), m.startHi(s)),
+        last: joinAddress(m.endLo(s), m.endHi(s)),
+        phys: joinAddress(m.physLo(s), m.physHi(s)),
         flags: m.flags(s),
       });
     });
@@ -971,7 +972,8 @@ export class VirtioIommu {
     const s = record.mappings.find(a.lo, a.hi);
     if (s < 0) return null;
     const m = record.mappings;
-    return join(m.physLo(s), m.physHi(s)) + (join(a.lo, a.hi) - join(m.startLo(s), m.startHi(s)));
+    return joinAddress(m.physLo(s), m.physHi(s)) +
+      (joinAddress(a.lo, a.hi) - joinAddress(m.startLo(s), m.startHi(s)));
   }
 
   // ---------------------------------------------------------------------------------------

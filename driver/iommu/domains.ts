@@ -9,7 +9,8 @@
 
 import { IntervalMap, type IntervalSink } from "../../util/interval_map.ts";
 import type { ReservedRegion } from "./probe.ts";
-import { compare, type Halves, hex } from "./address.ts";
+import { formatAddress } from "../../util/hex.ts";
+import { compare, type Halves } from "../../util/u64.ts";
 import { driverError } from "./errors.ts";
 
 /** One domain as the driver knows it. */
@@ -280,8 +281,10 @@ function refuseBypass(record: DomainRecord, verb: string): never {
 function refuseReserved(record: DomainRecord, start: Halves, last: Halves, i: number): never {
   const r = record.reserved;
   throw driverError(
-    `Cannot map ${hex(start.lo, start.hi)}-${hex(last.lo, last.hi)} in domain ` +
-      `${record.id}: overlaps the reserved region ${hex(r[i], r[i + 1])}-` +
-      `${hex(r[i + 2], r[i + 3])} of an endpoint`,
+    `Cannot map ${formatAddress(start.lo, start.hi)}-${
+      formatAddress(last.lo, last.hi)
+    } in domain ` +
+      `${record.id}: overlaps the reserved region ${formatAddress(r[i], r[i + 1])}-` +
+      `${formatAddress(r[i + 2], r[i + 3])} of an endpoint`,
   );
 }

@@ -8,7 +8,8 @@
  * @module
  */
 
-import { type Address, type Halves, hex } from "./address.ts";
+import { formatAddress } from "../../util/hex.ts";
+import type { Address, Halves } from "../../util/u64.ts";
 import type { RequestChecks } from "./checks.ts";
 import type { DomainTable, SavedMappings } from "./domains.ts";
 import { driverError } from "./errors.ts";
@@ -91,6 +92,8 @@ function refuseClosed(): never {
 /** Throws the driver's refusal of a MAP or UNMAP of `a`-`b` (kept out of the hot path). */
 function refuseMapping(verb: string, domain: number, a: Halves, b: Halves, why: string): never {
   throw driverError(
-    `Cannot ${verb} ${hex(a.lo, a.hi)}-${hex(b.lo, b.hi)} in domain ${domain}: ${why}`,
+    `Cannot ${verb} ${formatAddress(a.lo, a.hi)}-${
+      formatAddress(b.lo, b.hi)
+    } in domain ${domain}: ${why}`,
   );
 }

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { hex } from "../../util/hex.ts";
 import {
   PROP_HEADER_SIZE,
   PROP_TYPE_MASK,
@@ -132,8 +133,8 @@ export class ReservedRegionConflictError extends Error {
   /** Creates the error. */
   constructor(region: ReservedRegion) {
     super(
-      `Cannot share a domain: identity region 0x${region.start.toString(16)}-0x${
-        region.end.toString(16)
+      `Cannot share a domain: identity region ${hex(region.start)}-${
+        hex(region.end)
       } of one endpoint covers addresses another endpoint may use for DMA`,
     );
     this.name = "ReservedRegionConflictError";

@@ -22,7 +22,8 @@
 import { hasFeature } from "../../spec/features.ts";
 import { STATUS_ACKNOWLEDGE, STATUS_DRIVER } from "../../spec/status.ts";
 import type { Transport } from "../../transport/transport.ts";
-import { hex, TopologyError } from "./errors.ts";
+import { hex } from "../../util/hex.ts";
+import { TopologyError } from "./errors.ts";
 
 /** Which config layout a virtio-iommu device uses: the published spec, or the 2020 draft. */
 export type TopologyLayout = "spec" | "draft";

@@ -69,8 +69,3 @@ const SOURCE_NAMES: Readonly<Record<TopologySource, string>> = {
   pci: "PCI hierarchy",
   resolve: "Topology resolution",
 };
-
-/** Formats `value` as `0x…` hex for error messages. */
-export function hex(value: number | bigint): string {
-  return `0x${value.toString(16)}`;
-}

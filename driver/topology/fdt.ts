@@ -17,7 +17,8 @@
  * @module
  */
 
-import { hex, TopologyError } from "./errors.ts";
+import { hex } from "../../util/hex.ts";
+import { TopologyError } from "./errors.ts";
 
 /** FDT header magic. */
 export const FDT_MAGIC = 0xd00dfeed;

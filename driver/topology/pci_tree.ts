@@ -7,7 +7,8 @@
  * @module
  */
 
-import { hex, TopologyError } from "./errors.ts";
+import { hex, hexDigits } from "../../util/hex.ts";
+import { TopologyError } from "./errors.ts";
 
 /** What a PCI function is, as far as DMA topology cares. */
 export type PciDeviceType =
@@ -76,9 +77,9 @@ export interface DmaAlias {
 
 /** Formats a PCI address as `SSSS:BB:DD.F`. */
 export function formatBdf(segment: number, bus: number, devfn: number): string {
-  const seg = segment.toString(16).padStart(4, "0");
-  const b = bus.toString(16).padStart(2, "0");
-  const d = (devfn >> 3).toString(16).padStart(2, "0");
+  const seg = hexDigits(segment, 4);
+  const b = hexDigits(bus, 2);
+  const d = hexDigits(devfn >> 3, 2);
   return `${seg}:${b}:${d}.${devfn & 7}`;
 }
 
@@ -220,14 +221,14 @@ export class PciTree {
    */
   busKey(segment: number, bus: number): string {
     const bridge = this.bridgeOf(segment, bus);
-    if (bridge === undefined) return `${segment.toString(16).padStart(4, "0")}:${hex2(bus)}`;
+    if (bridge === undefined) return `${hexDigits(segment, 4)}:${hexDigits(bus, 2)}`;
     return `${this.pathKey(bridge)}>`;
   }
 
   /** The bus-number-free key of a device: its root bus and devfn path, e.g. `0000:00/1c.0/00.0`. */
   pathKey(node: PciNode): string {
-    const steps = node.path.map((devfn) => `${hex2(devfn >> 3)}.${devfn & 7}`);
-    return `${node.segment.toString(16).padStart(4, "0")}:${hex2(node.rootBus)}/${steps.join("/")}`;
+    const steps = node.path.map((devfn) => `${hexDigits(devfn >> 3, 2)}.${devfn & 7}`);
+    return `${hexDigits(node.segment, 4)}:${hexDigits(node.rootBus, 2)}/${steps.join("/")}`;
   }
 
   /** The device with path key `key`, or `undefined`. */
@@ -263,10 +264,6 @@ export class PciTree {
     }
     return { bus, devfn, rid: (bus << 8) | devfn, busKey: this.busKey(node.segment, bus), via };
   }
-}
-
-function hex2(n: number): string {
-  return n.toString(16).padStart(2, "0");
 }
 
 function checkDevice(device: PciDevice): void {

@@ -14,7 +14,8 @@
  */
 
 import type { DescriptionSource, PciRangeRule, TopologyDescription } from "./description.ts";
-import { hex, TopologyError } from "./errors.ts";
+import { hex } from "../../util/hex.ts";
+import { TopologyError } from "./errors.ts";
 import { formatBdf, type PciDeviceType, type PciNode, type PciTree } from "./pci_tree.ts";
 
 /** One row of the resolved table. */

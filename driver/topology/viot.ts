@@ -23,7 +23,8 @@
  * @module
  */
 
-import { hex, TopologyError } from "./errors.ts";
+import { hex } from "../../util/hex.ts";
+import { TopologyError } from "./errors.ts";
 
 /** ACPI standard table header size. */
 export const ACPI_HEADER_SIZE = 36;

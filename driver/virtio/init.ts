@@ -6,6 +6,7 @@
  * @module
  */
 
+import { hex } from "../../util/hex.ts";
 import type { Transport } from "../../transport/transport.ts";
 import { featureBit, VIRTIO_F_VERSION_1 } from "../../spec/features.ts";
 import {
@@ -108,9 +109,7 @@ export function negotiateFeatures(offered: bigint, supported: bigint, required =
   if (missing !== 0n) {
     throw new DeviceInitError(
       "features",
-      `Device does not offer required features 0x${missing.toString(16)} (offered 0x${
-        offered.toString(16)
-      })`,
+      `Device does not offer required features ${hex(missing)} (offered ${hex(offered)})`,
     );
   }
   return offered & (supported | needed);
@@ -150,7 +149,7 @@ export async function beginInit(transport: Transport, options: InitOptions): Pro
     failDevice(transport);
     throw new DeviceInitError(
       "features-ok",
-      `Device refused features 0x${negotiated.toString(16)} (status ${statusNames(status)})`,
+      `Device refused features ${hex(negotiated)} (status ${statusNames(status)})`,
     );
   }
   return negotiated;

@@ -12,6 +12,7 @@
  */
 
 import type { DmaAllocator, DmaRegion } from "../../transport/dma.ts";
+import { addHi, addLo, TWO_POW_32 } from "../../util/u64.ts";
 import {
   AVAIL_ALIGN,
   AVAIL_FLAGS,
@@ -92,8 +93,6 @@ export class VirtqueueError extends Error {
 
 /** Default number of entries of one indirect table. */
 const DEFAULT_MAX_INDIRECT = 8;
-/** 2^32: the weight of an address's high half, and the longest chain in bytes (§2.7.5.2). */
-const TWO_POW_32 = 0x1_0000_0000;
 /** Shadow state of a descriptor that is free or not the head of a chain. */
 const HEAD_FREE = 0;
 /** Shadow state of a chain head added to the avail ring but not yet published. */
@@ -834,14 +833,4 @@ function writeDesc(
   view.setUint32(off + DESC_LEN, len, true);
   view.setUint16(off + DESC_FLAGS, flags, true);
   view.setUint16(off + DESC_NEXT, next, true);
-}
-
-/** Low half of address `lo`/… plus `off`. */
-function addLo(lo: number, off: number): number {
-  return (lo + off) % TWO_POW_32;
-}
-
-/** High half of address `lo`/`hi` plus `off`, with the carry. */
-function addHi(lo: number, hi: number, off: number): number {
-  return (hi + Math.floor((lo + off) / TWO_POW_32)) >>> 0;
 }

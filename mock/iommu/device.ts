@@ -8,6 +8,7 @@
  * @module
  */
 
+import { hex } from "../../util/hex.ts";
 import {
   CONFIG_BYPASS,
   CONFIG_DOMAIN_END,
@@ -39,7 +40,7 @@ import {
   resolveIommuOptions,
 } from "./options.ts";
 import { IommuRequestHandler } from "./requests.ts";
-import { join64, lessThan64 } from "../../util/u64.ts";
+import { joinAddress, lessThan64 } from "../../util/u64.ts";
 
 /** Result of {@link MockIommuDevice.translate}: a physical address, or a fault. */
 export type TranslateResult =
@@ -258,7 +259,7 @@ export class MockIommuDevice implements DeviceModel {
    */
   translate(endpoint: number, iova: bigint, access: "read" | "write"): TranslateResult {
     if (iova < 0n || iova >= U64_LIMIT) {
-      throw new RangeError(`Cannot translate iova 0x${iova.toString(16)}: not a 64-bit address`);
+      throw new RangeError(`Cannot translate iova ${hex(iova)}: not a 64-bit address`);
     }
     if (access !== "read" && access !== "write") {
       throw new TypeError(`Unknown access kind ${String(access)}`);
@@ -302,8 +303,8 @@ export class MockIommuDevice implements DeviceModel {
     if ((map.flags(slot) & needed) === 0) {
       return this.#fault("MAPPING", accessFlag | VIRTIO_IOMMU_FAULT_F_ADDRESS, endpoint, iova);
     }
-    const start = join64(map.startLo(slot), map.startHi(slot));
-    const phys = join64(map.physLo(slot), map.physHi(slot));
+    const start = joinAddress(map.startLo(slot), map.startHi(slot));
+    const phys = joinAddress(map.physLo(slot), map.physHi(slot));
     return { ok: true, address: (phys + (iova - start)) & (U64_LIMIT - 1n), bypass: false };
   }
 
@@ -328,9 +329,9 @@ export class MockIommuDevice implements DeviceModel {
     const out: MockMappingInfo[] = [];
     map.forEach((slot: number): void => {
       out.push({
-        start: join64(map.startLo(slot), map.startHi(slot)),
-        end: join64(map.endLo(slot), map.endHi(slot)),
-        phys: join64(map.physLo(slot), map.physHi(slot)),
+        start: joinAddress(map.startLo(slot), map.startHi(slot)),
+        end: joinAddress(map.endLo(slot), map.endHi(slot)),
+        phys: joinAddress(map.physLo(slot), map.physHi(slot)),
         flags: map.flags(slot),
       });
     });

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { hex } from "../../util/hex.ts";
 import {
   RESV_MEM_SIZE,
   VIRTIO_IOMMU_RESV_MEM_T_MSI,
@@ -159,7 +160,7 @@ const U64_MAX = (1n << 64n) - 1n;
 
 function checkU64(name: string, value: bigint): void {
   if (value < 0n || value > U64_MAX) {
-    throw new RangeError(`${name} 0x${value.toString(16)} is not a 64-bit value`);
+    throw new RangeError(`${name} ${hex(value)} is not a 64-bit value`);
   }
 }
 
@@ -207,7 +208,7 @@ export function resolveIommuOptions(options: MockIommuOptions = {}): ResolvedIom
       checkU64("Reserved region start", r.start);
       checkU64("Reserved region end", r.end);
       if (r.end < r.start) {
-        throw new RangeError(`Reserved region 0x${r.start.toString(16)} ends before it starts`);
+        throw new RangeError(`Reserved region ${hex(r.start)} ends before it starts`);
       }
       regions.push({
         startLo: Number(r.start & 0xffff_ffffn),

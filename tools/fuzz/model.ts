@@ -8,6 +8,7 @@
  * @module
  */
 
+import { hex } from "../../util/hex.ts";
 import { VirtioIommu } from "../../driver/iommu/device.ts";
 import { IommuError } from "../../driver/iommu/errors.ts";
 import { SimulatedMemory } from "../../transport/memory.ts";
@@ -64,7 +65,7 @@ export const MOCK_OPTIONS: MockIommuOptions = {
 
 /** Formats an op as a call, for the shrunk reproduction. */
 export function formatOp(op: Op): string {
-  const h = (v: bigint): string => "0x" + v.toString(16);
+  const h = (v: bigint): string => hex(v);
   switch (op.k) {
     case "attach":
     case "detach":
@@ -316,7 +317,7 @@ export class ReferenceModel {
     if (regions === undefined) return "fault UNKNOWN";
     for (const r of regions) {
       if (iova < r.start || iova > r.end) continue;
-      return r.kind === "msi" ? `ok 0x${iova.toString(16)}` : "fault MAPPING";
+      return r.kind === "msi" ? `ok ${hex(iova)}` : "fault MAPPING";
     }
     const d = this.#devEp.get(ep);
     if (d === undefined) return "fault DOMAIN";
@@ -324,7 +325,7 @@ export class ReferenceModel {
     if (!m) return "fault MAPPING";
     const needed = access === "write" ? 2 : 1;
     if ((m.flags & needed) === 0) return "fault MAPPING";
-    return `ok 0x${(m.phys + (iova - m.start)).toString(16)}`;
+    return `ok ${hex(m.phys + (iova - m.start))}`;
   }
 
   #reset(): string {
@@ -352,7 +353,7 @@ function sortRegions(regions: Region[]): Region[] {
 }
 
 function regionText(r: { kind: string; start: bigint; end: bigint }): string {
-  return `${r.kind} 0x${r.start.toString(16)}-0x${r.end.toString(16)}`;
+  return `${r.kind} ${hex(r.start)}-${hex(r.end)}`;
 }
 
 function stateText(domains: Map<number, ModelDomain>): string {
@@ -370,7 +371,7 @@ function sortMaps(maps: Mapping[]): Mapping[] {
 }
 
 function mapText(m: Mapping): string {
-  return `0x${m.start.toString(16)}-0x${m.end.toString(16)}>0x${m.phys.toString(16)}/${m.flags}`;
+  return `${hex(m.start)}-${hex(m.end)}>${hex(m.phys)}/${m.flags}`;
 }
 
 /** The driver on the mock, driven by the same ops. */
@@ -420,7 +421,7 @@ export class System {
         case "translate": {
           const t = this.#device.translate(op.ep, op.iova, op.access);
           io.takeFaults(); // keep the event queue drained
-          return t.ok ? `ok 0x${t.address.toString(16)}` : `fault ${t.fault.reason}`;
+          return t.ok ? `ok ${hex(t.address)}` : `fault ${t.fault.reason}`;
         }
         case "reset":
           await io.reset();
