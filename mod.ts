@@ -66,10 +66,12 @@ export {
 } from "./driver/virtio/init.ts";
 export {
   type DmaBuffer,
-  SplitVirtqueue,
+  type RingLayout,
+  type Virtqueue,
   VirtqueueError,
   type VirtqueueOptions,
-} from "./driver/virtio/split_queue.ts";
+} from "./driver/virtio/virtqueue.ts";
+export { SplitVirtqueue } from "./driver/virtio/split_queue.ts";
 export { IntervalMap, type IntervalMapOptions, type IntervalSink } from "./util/interval_map.ts";
 
 // The virtio-iommu driver.
