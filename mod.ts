@@ -84,11 +84,11 @@ export {
   MAP_WRITE,
   type MapOptions,
   type MappingInfo,
-  MAX_KEPT_FAULTS,
   SUPPORTED_FEATURES,
-  VirtioIommu,
   type VirtioIommuOptions,
-} from "./driver/iommu/device.ts";
+} from "./driver/iommu/api.ts";
+export { VirtioIommu } from "./driver/iommu/device.ts";
+export { type FaultIterateOptions, MAX_KEPT_FAULTS } from "./driver/iommu/fault_inbox.ts";
 export { granuleShift, type IommuConfig, IommuConfigError } from "./driver/iommu/config.ts";
 export {
   DeviceResetError,
