@@ -119,13 +119,7 @@ export async function deviceSpecFromFlags(flags: CliFlags): Promise<DeviceSpec> 
     } catch (error) {
       throw new UsageError(`Cannot read --mock-config ${flags.mockConfig}: ${messageOf(error)}`);
     }
-    let value: unknown;
-    try {
-      value = JSON.parse(text);
-    } catch (error) {
-      throw new UsageError(`Cannot parse --mock-config ${flags.mockConfig}: ${messageOf(error)}`);
-    }
-    file = mockConfigFromJson(value);
+    file = mockConfigFromText(text, flags.mockConfig);
   }
   const options: MockIommuOptions = { ...file.options };
   if (flags.endpoints !== undefined) {
@@ -200,6 +194,17 @@ export interface MockFileConfig {
   transport?: "pci" | "mmio";
   /** `"topologyLayout"`: spec or draft. */
   layout?: TopologyLayout;
+}
+
+/** Reads the text of a `--mock-config` file named `source`; throws UsageError when malformed. */
+export function mockConfigFromText(text: string, source: string): MockFileConfig {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new UsageError(`Cannot parse --mock-config ${source}: ${messageOf(error)}`);
+  }
+  return mockConfigFromJson(value);
 }
 
 /**

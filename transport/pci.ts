@@ -231,7 +231,9 @@ export class PciTransport implements Transport {
 
   #configAt(offset: number, width: number): number {
     if (!Number.isInteger(offset) || offset < 0 || offset + width > this.layout.device.length) {
-      throw new RangeError(
+      // The device's DEVICE_CFG capability gave the length: a config too short for the device
+      // type is the device's fault, typed like the other capability problems (found by fuzzing).
+      throw new TransportError(
         `Device config offset ${hex(offset)} (+${width}) is outside the ` +
           `${hex(this.layout.device.length)}-byte device config`,
       );
@@ -297,6 +299,14 @@ export class PciTransport implements Transport {
       throw new TransportError(
         `Cannot enable queue ${index}: notify offset ${notifyOff} × ` +
           `${this.layout.notifyOffMultiplier} lies outside the ${notify.length}-byte notify area`,
+      );
+    }
+    // §4.1.4.4.1: the multiplier is 0 or an even power of 2, so the 16-bit notify write is
+    // aligned; a device breaking that would make the driver's write fault (found by fuzzing).
+    if ((rel & 1) !== 0) {
+      throw new TransportError(
+        `Cannot enable queue ${index}: notify offset ${notifyOff} × ` +
+          `${this.layout.notifyOffMultiplier} is not 2-byte aligned`,
       );
     }
     r.write16(c + CommonCfg.QUEUE_SIZE, size);
