@@ -214,6 +214,17 @@ Deno.test("PciTransport.enableQueue() rejects absent queues, bad sizes and enabl
   assert.throws(() => t.enableQueue(0, 8, ring.addresses), isTransportError(/already enabled/));
 });
 
+Deno.test("PciTransport.enableQueue() refuses a notify address that is not 2-byte aligned (§4.1.4.4.1)", () => {
+  // A device must present notify_off_multiplier as 0 or an even power of 2; with 3, queue 1's
+  // notify offset 1 × 3 is odd and the driver's 16-bit notify write would fault.
+  const r = rig({ queueNotifyOff: [0, 1, 2], notifyMultiplier: 3 });
+  const t = transport(r);
+  const ring = new HandRing(r.memory, 4);
+  assert.throws(() => t.enableQueue(1, 4, ring.addresses), isTransportError(/not 2-byte aligned/));
+  // Queue 0's offset 0 × 3 is aligned: the same device's other queue still works.
+  t.enableQueue(0, 4, new HandRing(r.memory, 4).addresses);
+});
+
 Deno.test("PciTransport.notify() writes 16 bits at offset + queue_notify_off × multiplier", () => {
   const r = rig({ queueNotifyOff: [3, 7, 0] });
   const t = transport(r);
