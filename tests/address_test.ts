@@ -3,44 +3,26 @@
  */
 
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import { formatAddress } from "../util/hex.ts";
 import { compare, halves, isAligned, joinAddress, lastOf, split } from "../util/u64.ts";
 
 const U64 = (1n << 64n) - 1n;
 
-/** A small deterministic PRNG (xorshift64*), so failures reproduce. */
-function rng(seed: bigint): () => bigint {
-  let s = seed;
-  return () => {
-    s ^= s >> 12n;
-    s ^= (s << 25n) & U64;
-    s ^= s >> 27n;
-    return (s * 0x2545f4914f6cdd1dn) & U64;
-  };
-}
+/** 64-bit values biased towards edges: runs of ones and zeros, powers of two, any value. */
+const u64: fc.Arbitrary<bigint> = fc.oneof(
+  fc.bigInt({ min: 0n, max: U64 }),
+  fc.tuple(fc.bigInt({ min: 0n, max: U64 }), fc.nat(63)).map(([v, s]) =>
+    (v >> BigInt(s)) << BigInt(s)
+  ),
+  fc.nat(63).map((s) => U64 >> BigInt(s)),
+  fc.nat(63).map((s) => 1n << BigInt(s)),
+  fc.constantFrom(0n, 1n, U64, 1n << 32n, (1n << 32n) - 1n, 1n << 63n),
+);
 
-/** Random 64-bit values biased towards edges (runs of ones/zeros, powers of two). */
-function samples(n: number): bigint[] {
-  const next = rng(0x9e3779b97f4a7c15n);
-  const out: bigint[] = [0n, 1n, U64, 1n << 32n, (1n << 32n) - 1n, 1n << 63n];
-  for (let i = 0; i < n; i++) {
-    const v = next();
-    const shift = v & 63n;
-    switch (Number(v >> 61n)) {
-      case 0:
-        out.push((v >> shift) << shift);
-        break;
-      case 1:
-        out.push(U64 >> shift);
-        break;
-      case 2:
-        out.push(1n << shift);
-        break;
-      default:
-        out.push(v);
-    }
-  }
-  return out;
+/** fast-check settings with a fixed seed, so a failure reproduces (fast-check prints it too). */
+function runs(numRuns: number): { numRuns: number; seed: number } {
+  return { numRuns, seed: 0x9e37 };
 }
 
 Deno.test("split() splits numbers up to 2^53 - 1 into halves", () => {
@@ -69,21 +51,27 @@ Deno.test("split() takes any bigint in [0, 2^64) and rejects the rest", () => {
   assert.deepEqual(split(2n ** 53n + 1n, "x", out), { lo: 1, hi: 0x20_0000 });
   assert.throws(() => split(1n << 64n, "size", out), /size/);
   assert.throws(() => split(-1n, "size", out), RangeError);
-  for (const v of samples(500)) {
-    split(v, "x", out);
-    assert.ok(Number.isInteger(out.lo) && out.lo >= 0 && out.lo <= 0xffff_ffff);
-    assert.ok(Number.isInteger(out.hi) && out.hi >= 0 && out.hi <= 0xffff_ffff);
-    assert.equal(joinAddress(out.lo, out.hi), v);
-  }
+  fc.assert(
+    fc.property(u64, (v) => {
+      split(v, "x", out);
+      assert.ok(Number.isInteger(out.lo) && out.lo >= 0 && out.lo <= 0xffff_ffff);
+      assert.ok(Number.isInteger(out.hi) && out.hi >= 0 && out.hi <= 0xffff_ffff);
+      assert.equal(joinAddress(out.lo, out.hi), v);
+    }),
+    runs(500),
+  );
 });
 
 Deno.test("split() of a number and of the same bigint agree", () => {
   const a = halves();
   const b = halves();
-  for (const v of samples(300)) {
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) continue;
-    assert.deepEqual(split(Number(v), "x", a), split(v, "x", b));
-  }
+  const safe = fc.bigInt({ min: 0n, max: BigInt(Number.MAX_SAFE_INTEGER) });
+  fc.assert(
+    fc.property(fc.oneof(safe, u64.filter((v) => v <= BigInt(Number.MAX_SAFE_INTEGER))), (v) => {
+      assert.deepEqual(split(Number(v), "x", a), split(v, "x", b));
+    }),
+    runs(300),
+  );
 });
 
 Deno.test("joinAddress() and formatAddress() read halves as unsigned, even from int32 values", () => {
@@ -99,17 +87,18 @@ Deno.test("compare() orders by high half first, then low half", () => {
   assert.ok(compare(0, 1, 0xffff_ffff, 0) > 0);
   assert.equal(compare(5, 7, 5, 7), 0);
   assert.ok(compare(4, 7, 5, 7) < 0);
-  const s = samples(200);
   const a = halves();
   const b = halves();
-  for (let i = 0; i + 1 < s.length; i++) {
-    split(s[i], "a", a);
-    split(s[i + 1], "b", b);
-    assert.equal(
-      Math.sign(compare(a.lo, a.hi, b.lo, b.hi)),
-      s[i] < s[i + 1] ? -1 : s[i] > s[i + 1] ? 1 : 0,
-    );
-  }
+  fc.assert(
+    fc.property(u64, u64, (x, y) => {
+      split(x, "a", a);
+      split(y, "b", b);
+      assert.equal(Math.sign(compare(a.lo, a.hi, b.lo, b.hi)), x < y ? -1 : x > y ? 1 : 0);
+      split(x, "b", b);
+      assert.equal(compare(a.lo, a.hi, b.lo, b.hi), 0);
+    }),
+    runs(200),
+  );
 });
 
 Deno.test("lastOf() computes start + size - 1 with carry, refusing size 0 and overflow", () => {
@@ -140,25 +129,27 @@ Deno.test("lastOf() computes start + size - 1 with carry, refusing size 0 and ov
 });
 
 Deno.test("lastOf() agrees with BigInt arithmetic on random inputs", () => {
-  const s = samples(1500);
   const a = halves();
   const b = halves();
   const out = halves();
-  for (let i = 0; i + 1 < s.length; i++) {
-    const start = s[i];
-    const size = s[i + 1] >> (s[i] & 63n); // mix of small and large sizes
-    split(start, "start", a);
-    split(size, "size", b);
-    const ok = lastOf(a.lo, a.hi, b.lo, b.hi, out);
-    const expected = size !== 0n && start + size - 1n <= U64;
-    assert.equal(ok, expected, `start 0x${start.toString(16)} size 0x${size.toString(16)}`);
-    if (ok) assert.equal(joinAddress(out.lo, out.hi), start + size - 1n);
-  }
+  // Sizes: any value shifted right by 0..63, a mix of small and large.
+  const size = fc.tuple(u64, fc.nat(63)).map(([v, s]) => v >> BigInt(s));
+  fc.assert(
+    fc.property(u64, size, (start, size) => {
+      split(start, "start", a);
+      split(size, "size", b);
+      const ok = lastOf(a.lo, a.hi, b.lo, b.hi, out);
+      const expected = size !== 0n && start + size - 1n <= U64;
+      assert.equal(ok, expected, `start 0x${start.toString(16)} size 0x${size.toString(16)}`);
+      if (ok) assert.equal(joinAddress(out.lo, out.hi), start + size - 1n);
+    }),
+    runs(1500),
+  );
 });
 
 Deno.test("isAligned() matches v % 2^shift === 0 for every shift 0..63", () => {
   const h = halves();
-  const values = samples(400);
+  const values = fc.sample(u64, runs(400));
   for (let shift = 0; shift < 64; shift++) {
     const mask = (1n << BigInt(shift)) - 1n;
     // Exact edges for this shift.

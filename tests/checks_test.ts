@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { RequestChecks } from "../driver/iommu/checks.ts";
 import type { IommuConfig } from "../driver/iommu/config.ts";
 import { IommuError } from "../driver/iommu/errors.ts";
-import { FaultRandom } from "../testing.ts";
+import fc from "fast-check";
 
 const U64_MAX = (1n << 64n) - 1n;
 
@@ -52,17 +52,22 @@ function reference(
 const join = (h: { lo: number; hi: number }): bigint => (BigInt(h.hi) << 32n) | BigInt(h.lo);
 
 /** Values near the boundaries that matter: 0, the granule, 2^31, 2^32, 2^53, 2^64. */
-function interesting(rng: FaultRandom, granule: number): bigint {
+function interesting(granule: number): fc.Arbitrary<bigint> {
   const bases = [0n, 1n << 31n, 1n << 32n, 1n << 53n, U64_MAX + 1n - (1n << 20n)];
-  const base = bases[rng.below(bases.length)];
-  const pages = BigInt(rng.below(5)) - 1n;
-  const jitter = rng.below(4) === 0 ? BigInt(rng.below(3)) - 1n : 0n;
-  const v = base + pages * (1n << BigInt(granule)) + jitter;
-  return v < 0n ? 0n : v;
+  return fc.tuple(
+    fc.constantFrom(...bases),
+    fc.integer({ min: -1, max: 3 }),
+    fc.oneof({ weight: 3, arbitrary: fc.constant(0n) }, {
+      weight: 1,
+      arbitrary: fc.constantFrom(-1n, 0n, 1n),
+    }),
+  ).map(([base, pages, jitter]) => {
+    const v = base + BigInt(pages) * (1n << BigInt(granule)) + jitter;
+    return v < 0n ? 0n : v;
+  });
 }
 
 Deno.test("RequestChecks.range() agrees with the bigint reference on both of its paths", () => {
-  const rng = new FaultRandom(0x5eed);
   const configs: Array<[number, bigint, bigint]> = [
     [12, 0n, U64_MAX], // fast path eligible (QEMU's)
     [12, 0n, 0xffff_ffffn], // exactly 32 bits of input: still eligible
@@ -74,34 +79,36 @@ Deno.test("RequestChecks.range() agrees with the bigint reference on both of its
   for (const [granule, start, end] of configs) {
     const c = config(granule, start, end);
     const checks = new RequestChecks(c, 3);
-    for (let i = 0; i < 4000; i++) {
-      const iova = interesting(rng, granule);
-      const size = interesting(rng, granule);
-      const phys = i % 3 === 0 ? undefined : interesting(rng, granule);
-      const want = reference(c, granule, iova, size, phys);
-      // Numbers where they are exact, so the fast path sees what callers pass.
-      const num = (v: bigint): bigint | number =>
-        v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
-      let got: [bigint, bigint, bigint | undefined] | null;
-      try {
-        checks.range("map", num(iova), num(size), phys === undefined ? undefined : num(phys));
-        got = [
-          join(checks.iova),
-          join(checks.last),
-          phys === undefined ? undefined : join(checks.phys),
-        ];
-      } catch (error) {
-        if (!(error instanceof IommuError) && !(error instanceof RangeError)) throw error;
-        got = null;
-      }
-      assert.deepEqual(
-        got,
-        want,
-        `granule ${granule} input ${start}-${end}: ${iova} ${size} ${phys}`,
-      );
-      if (want === null) refused++;
-      else accepted++;
-    }
+    const v = interesting(granule);
+    const cases = fc.tuple(v, v, fc.option(v, { nil: undefined, freq: 3 }));
+    fc.assert(
+      fc.property(cases, ([iova, size, phys]) => {
+        const want = reference(c, granule, iova, size, phys);
+        // Numbers where they are exact, so the fast path sees what callers pass.
+        const num = (v: bigint): bigint | number =>
+          v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
+        let got: [bigint, bigint, bigint | undefined] | null;
+        try {
+          checks.range("map", num(iova), num(size), phys === undefined ? undefined : num(phys));
+          got = [
+            join(checks.iova),
+            join(checks.last),
+            phys === undefined ? undefined : join(checks.phys),
+          ];
+        } catch (error) {
+          if (!(error instanceof IommuError) && !(error instanceof RangeError)) throw error;
+          got = null;
+        }
+        assert.deepEqual(
+          got,
+          want,
+          `granule ${granule} input ${start}-${end}: ${iova} ${size} ${phys}`,
+        );
+        if (want === null) refused++;
+        else accepted++;
+      }),
+      { numRuns: 4000, seed: 0x5eed },
+    );
   }
   assert.ok(accepted > 1000 && refused > 1000, `both verdicts covered: ${accepted}/${refused}`);
 });

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import { IntervalMap } from "../util/interval_map.ts";
 
 const MASK32 = 0xffff_ffffn;
@@ -360,11 +361,12 @@ Deno.test("IntervalMap keeps its tree valid through ascending bulk insert and ra
     slots.push(m.insert(i * 0x1000, 0, i * 0x1000 + 0xfff, 0, 0, 0, 1));
   }
   m.checkInvariants();
-  const rng = xorshift(7);
-  for (let i = slots.length - 1; i > 0; i--) {
-    const j = rng() % (i + 1);
-    [slots[i], slots[j]] = [slots[j], slots[i]];
-  }
+  withRandom(7, (rng) => {
+    for (let i = slots.length - 1; i > 0; i--) {
+      const j = rng() % (i + 1);
+      [slots[i], slots[j]] = [slots[j], slots[i]];
+    }
+  });
   for (let i = 0; i < slots.length; i++) {
     m.remove(slots[i]);
     if (i % 97 === 0) m.checkInvariants();
@@ -383,62 +385,66 @@ Deno.test("IntervalMap stays valid when the oldest mapping goes first (FIFO), wi
   // Removing a leaf's first entry moves the leaf's start instead of shifting: splits, borrows
   // and merges must all see those leaves compacted (small nodes: all three happen often).
   for (const nodeCapacity of [8, 64]) {
-    const m = new IntervalMap(16, { nodeCapacity });
-    const rng = xorshift(11 + nodeCapacity);
-    const live: number[] = []; // page numbers, ascending
-    let nextPage = 1000;
-    let frontPage = 999;
-    for (let op = 0; op < 6000; op++) {
-      const r = rng() % 10;
-      if (r < 4 || live.length === 0) {
-        const page = nextPage++;
-        assert.notEqual(m.insert(page * 0x1000, 0, page * 0x1000 + 0xfff, 0, page, 0, 1), -1);
-        live.push(page);
-      } else if (r < 5) {
-        // Before the oldest: lands at position 0 of the first leaf, right after its start moved.
-        const page = frontPage--;
-        assert.notEqual(m.insert(page * 0x1000, 0, page * 0x1000 + 0xfff, 0, page, 0, 1), -1);
-        live.unshift(page);
-      } else if (r < 8) {
-        const page = live.shift() as number;
-        assert.equal(m.removeRange(page * 0x1000, 0, page * 0x1000 + 0xfff, 0), 1);
-      } else if (r < 9) {
-        const page = live.shift() as number;
-        m.remove(m.find(page * 0x1000, 0));
-      } else {
-        // One from the middle: a plain shift, next to leaves whose start moved.
-        const i = rng() % live.length;
-        const page = live.splice(i, 1)[0];
-        assert.equal(m.removeRange(page * 0x1000, 0, page * 0x1000 + 0xfff, 0), 1);
-      }
-      if (op % 50 === 0 || op === 5999) {
-        m.checkInvariants();
-        const got: number[] = [];
-        m.forEach((slot) => got.push(m.physLo(slot)));
-        assert.deepEqual(got, live, `nodeCapacity ${nodeCapacity}, op ${op}`);
-        if (live.length > 0) {
-          assert.equal(m.physLo(m.firstAtOrAfter(0, 0)), live[0]);
-          assert.equal(m.find(live[live.length - 1] * 0x1000 + 5, 0) >= 0, true);
+    withRandom(11 + nodeCapacity, (rng) => {
+      const m = new IntervalMap(16, { nodeCapacity });
+      const live: number[] = []; // page numbers, ascending
+      let nextPage = 1000;
+      let frontPage = 999;
+      for (let op = 0; op < 6000; op++) {
+        const r = rng() % 10;
+        if (r < 4 || live.length === 0) {
+          const page = nextPage++;
+          assert.notEqual(m.insert(page * 0x1000, 0, page * 0x1000 + 0xfff, 0, page, 0, 1), -1);
+          live.push(page);
+        } else if (r < 5) {
+          // Before the oldest: lands at position 0 of the first leaf, right after its start moved.
+          const page = frontPage--;
+          assert.notEqual(m.insert(page * 0x1000, 0, page * 0x1000 + 0xfff, 0, page, 0, 1), -1);
+          live.unshift(page);
+        } else if (r < 8) {
+          const page = live.shift() as number;
+          assert.equal(m.removeRange(page * 0x1000, 0, page * 0x1000 + 0xfff, 0), 1);
+        } else if (r < 9) {
+          const page = live.shift() as number;
+          m.remove(m.find(page * 0x1000, 0));
+        } else {
+          // One from the middle: a plain shift, next to leaves whose start moved.
+          const i = rng() % live.length;
+          const page = live.splice(i, 1)[0];
+          assert.equal(m.removeRange(page * 0x1000, 0, page * 0x1000 + 0xfff, 0), 1);
+        }
+        if (op % 50 === 0 || op === 5999) {
+          m.checkInvariants();
+          const got: number[] = [];
+          m.forEach((slot) => got.push(m.physLo(slot)));
+          assert.deepEqual(got, live, `nodeCapacity ${nodeCapacity}, op ${op}`);
+          if (live.length > 0) {
+            assert.equal(m.physLo(m.firstAtOrAfter(0, 0)), live[0]);
+            assert.equal(m.find(live[live.length - 1] * 0x1000 + 5, 0) >= 0, true);
+          }
         }
       }
-    }
-    assert.equal(m.size, live.length);
+      assert.equal(m.size, live.length);
+    });
   }
 });
 
 // ---- Randomized comparison with a naive bigint reference. ----
 
-/** xorshift32: a small deterministic PRNG returning u32 values. */
-function xorshift(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return function nextU32(): number {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
+/**
+ * Runs `body` once with a stream of u32 values that fast-check draws from `seed` (fast-check
+ * prints the seed of a failing run, so it reproduces).
+ */
+function withRandom<T>(seed: number, body: (next: () => number) => T): T {
+  let result: T | undefined;
+  fc.assert(
+    fc.property(fc.infiniteStream(fc.noBias(fc.nat(0xffff_ffff))), (stream) => {
+      const it = stream[Symbol.iterator]();
+      result = body(() => it.next().value as number);
+    }),
+    { numRuns: 1, seed },
+  );
+  return result as T;
 }
 
 interface RefInterval {
@@ -463,8 +469,7 @@ const WINDOWS: bigint[] = [
  * checks they agree. The first half favours inserts so the tree grows deep, the second half
  * favours removals so it shrinks through merges and refills.
  */
-function runRandomized(seed: number, nodeCapacity: number, ops: number): number {
-  const rng = xorshift(seed);
+function runRandomized(rng: () => number, nodeCapacity: number, ops: number): number {
   const m = new IntervalMap(8, { nodeCapacity });
   let ref: RefInterval[] = []; // sorted by start
   let peak = 0;
@@ -553,9 +558,9 @@ function runRandomized(seed: number, nodeCapacity: number, ops: number): number 
 
 Deno.test("IntervalMap matches a naive bigint reference over random operations (node capacity 8)", () => {
   // A peak of several hundred intervals in nodes of 8 means a tree four or more levels deep.
-  assert.ok(runRandomized(0x5eed_0001, 8, 8000) > 400);
+  assert.ok(withRandom(0x5eed_0001, (rng) => runRandomized(rng, 8, 8000)) > 400);
 });
 
 Deno.test("IntervalMap matches a naive bigint reference over random operations (default nodes)", () => {
-  assert.ok(runRandomized(0x5eed_0002, 64, 8000) > 400);
+  assert.ok(withRandom(0x5eed_0002, (rng) => runRandomized(rng, 64, 8000)) > 400);
 });

@@ -30,7 +30,7 @@ import {
   viotPciIommu,
   viotPciRange,
   virtLikeFdt,
-} from "./_topology_fixtures.ts";
+} from "../tools/topology_builders.ts";
 
 function assertCode(fn: () => unknown, code: TopologyErrorCode): void {
   assert.throws(fn, (e: unknown) => e instanceof TopologyError && e.code === code);

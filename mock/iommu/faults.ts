@@ -8,6 +8,11 @@
  * (§5.13.6.7), fault records with reserved bits set (§5.13.5), used length 0 and unknown
  * statuses. Every fault injected is counted by kind.
  *
+ * The plan's seed drives {@link FaultRandom}, the project's one hand-written generator, kept
+ * on purpose: which requests a faulty device picks is device behaviour that users of
+ * `testing.ts` script and replay, and the library ships no third-party code (fast-check, which
+ * drives every test and fuzz loop, is a test-only dependency).
+ *
  * @module
  */
 
@@ -88,7 +93,7 @@ const REQUEST_KINDS: ReadonlySet<FaultKind> = new Set<FaultKind>(
 /** Kinds that apply only to PROBE requests. */
 const PROBE_KINDS: ReadonlySet<FaultKind> = new Set<FaultKind>(["probeOverrun", "probeLoop"]);
 
-/** A small seeded generator (mulberry32): uniform in [0, 1). */
+/** The fault plan's seeded generator (mulberry32): uniform in [0, 1); see the module header. */
 export class FaultRandom {
   #state: number;
 

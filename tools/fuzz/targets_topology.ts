@@ -27,7 +27,7 @@ import {
   viotPciIommu,
   viotPciRange,
   virtLikeFdt,
-} from "../../tests/_topology_fixtures.ts";
+} from "../topology_builders.ts";
 import { FuzzCrash, type FuzzTarget, type Outcome } from "./engine.ts";
 
 /** Runs `parse`; a TopologyError is a typed rejection, anything else a crash. */
