@@ -30,9 +30,11 @@ export {
   isBdf,
   openSysfsPci,
   parseResourceFile,
+  type PciIdentity,
   type SysfsPciDevice,
   type SysfsPciOptions,
   type SysfsResource,
+  VIRTIO_IOMMU_PCI_IDENTITY,
 } from "./host/sysfs_pci.ts";
 export { PagemapDma, type PagemapDmaOptions, physicalAddress } from "./host/pagemap.ts";
 export {

@@ -2,7 +2,8 @@
  * A PCI device owned by userspace through sysfs (`/sys/bus/pci/devices/<bdf>`): config space
  * through the `config` file at exact widths, memory BARs mmapped from the `resourceN` files.
  * Needs root, `--allow-ffi` and `--allow-read`/`--allow-write` on `/sys`; refuses a device a
- * kernel driver is bound to.
+ * kernel driver is bound to, and one whose vendor/device ID is not the expected one (before
+ * anything is enabled: turning on bus mastering for the wrong device would let it DMA).
  *
  * @example
  * ```ts ignore
@@ -43,6 +44,20 @@ export const PCI_COMMAND = 0x04;
 export const PCI_COMMAND_MEMORY = 1 << 1;
 /** Command register: bus master enable (bit 2). */
 export const PCI_COMMAND_MASTER = 1 << 2;
+/** A PCI function's identity: its vendor and device ID (PCI Local Bus 3.0 §6.2.1). */
+export interface PciIdentity {
+  /** Vendor ID (config offset 0). */
+  vendor: number;
+  /** Device ID (config offset 2). */
+  device: number;
+}
+
+/**
+ * virtio-iommu over modern virtio-pci: vendor 0x1af4, device 0x1040 + 23 (virtio 1.3 §4.1.2.1;
+ * device type 23, §5).
+ */
+export const VIRTIO_IOMMU_PCI_IDENTITY: Readonly<PciIdentity> = { vendor: 0x1af4, device: 0x1057 };
+
 /** `IORESOURCE_MEM` flag in the sysfs `resource` file (include/linux/ioport.h). */
 const IORESOURCE_MEM = 0x200;
 
@@ -50,6 +65,11 @@ const IORESOURCE_MEM = 0x200;
 export interface SysfsPciOptions {
   /** Open the device even when a kernel driver is bound (config reads only are safe). */
   allowBoundDriver?: boolean;
+  /**
+   * The vendor/device ID the function must have, checked before anything is enabled (default
+   * {@link VIRTIO_IOMMU_PCI_IDENTITY}); `null` accepts any function (the caller checks).
+   */
+  identity?: PciIdentity | null;
   /** Write `1` to the `enable` file (default true). */
   enable?: boolean;
   /** Set bus mastering in the command register (default true). */
@@ -120,10 +140,57 @@ function fileError(err: unknown, path: string, doing: string): Error {
   return err instanceof Error ? err : new HostError(String(err));
 }
 
+/** Hex of a 16-bit ID, four digits. */
+function id16(value: number): string {
+  return value.toString(16).padStart(4, "0");
+}
+
 /**
- * Opens the PCI device `bdf` through sysfs for a userspace driver: refuses one a kernel
- * driver owns, enables it, turns on memory decoding and bus mastering, and maps BARs on
- * demand. Throws {@link HostError} / {@link HostPermissionError} saying what failed.
+ * Enables a function for DMA, last of all the steps of opening it: writes `1` to its `enable`
+ * file (when `enable`), then sets memory decoding and (when `busMaster`) bus mastering in the
+ * command register, and reads it back. On any failure the command register and the `enable`
+ * file are put back as they were, and the error is thrown. Exported for tests.
+ */
+export function enableForDma(
+  config: RegisterSpace,
+  enableFile: { read(): string; write(value: "0" | "1"): void },
+  options: { enable: boolean; busMaster: boolean },
+): void {
+  const command = config.read16(PCI_COMMAND);
+  let wasEnabled: string | null = null;
+  try {
+    if (options.enable) {
+      wasEnabled = enableFile.read().trim();
+      if (wasEnabled !== "1") enableFile.write("1");
+    }
+    const wanted = command | PCI_COMMAND_MEMORY | (options.busMaster ? PCI_COMMAND_MASTER : 0);
+    if (wanted !== command) {
+      config.write16(PCI_COMMAND, wanted);
+      const now = config.read16(PCI_COMMAND);
+      if ((now & wanted) !== wanted) {
+        throw new HostError(
+          `Cannot enable the device: command register reads 0x${id16(now)} after writing ` +
+            `0x${id16(wanted)}`,
+        );
+      }
+    }
+  } catch (error) {
+    try {
+      config.write16(PCI_COMMAND, command);
+      if (wasEnabled !== null && wasEnabled !== "1") enableFile.write("0");
+    } catch {
+      // Restoring is best effort: the first error says what went wrong.
+    }
+    throw error;
+  }
+}
+
+/**
+ * Opens the PCI device `bdf` through sysfs for a userspace driver. In this order: refuses a
+ * function a kernel driver owns, checks its vendor/device ID (`options.identity`), reads its
+ * resources, and only then enables it, turning on memory decoding and bus mastering (restored
+ * if that fails); BARs are mapped on demand. Throws {@link HostError} /
+ * {@link HostPermissionError} saying what failed.
  */
 export function openSysfsPci(bdf: string, options: SysfsPciOptions = {}): SysfsPciDevice {
   if (!isBdf(bdf)) {
@@ -160,26 +227,42 @@ export function openSysfsPci(bdf: string, options: SysfsPciOptions = {}): SysfsP
   }
   const configSize = Deno.statSync(`${dir}/config`).size;
   const config = new FileRegisters(configFd, configSize, `${bdf} config space`);
+  const fail = (error: unknown): never => {
+    closeFile(configFd);
+    throw error;
+  };
 
-  if (options.enable ?? true) {
-    try {
-      Deno.writeTextFileSync(`${dir}/enable`, "1");
-    } catch (err) {
-      closeFile(configFd);
-      throw fileError(err, `${dir}/enable`, "write");
+  // 1) Identity first: nothing is enabled for a function that is not the expected one.
+  const identity = options.identity === undefined ? VIRTIO_IOMMU_PCI_IDENTITY : options.identity;
+  if (identity !== null) {
+    const vendor = config.read16(0), device = config.read16(2);
+    if (vendor !== identity.vendor || device !== identity.device) {
+      fail(
+        new HostError(
+          `PCI device ${bdf} is ${id16(vendor)}:${id16(device)}, expected ` +
+            `${id16(identity.vendor)}:${id16(identity.device)}; nothing was enabled`,
+        ),
+      );
     }
   }
-  const command = config.read16(PCI_COMMAND);
-  const wanted = command | PCI_COMMAND_MEMORY |
-    ((options.busMaster ?? true) ? PCI_COMMAND_MASTER : 0);
-  if (wanted !== command) config.write16(PCI_COMMAND, wanted);
 
-  let resources: SysfsResource[];
+  // 2) The BARs, still without touching the device.
+  let resources: SysfsResource[] = [];
   try {
     resources = parseResourceFile(Deno.readTextFileSync(`${dir}/resource`));
   } catch (err) {
-    closeFile(configFd);
-    throw fileError(err, `${dir}/resource`, "read");
+    fail(fileError(err, `${dir}/resource`, "read"));
+  }
+
+  // 3) Last: enable, memory decoding and bus mastering (put back if any of it fails).
+  const enablePath = `${dir}/enable`;
+  try {
+    enableForDma(config, {
+      read: () => Deno.readTextFileSync(enablePath),
+      write: (value) => Deno.writeTextFileSync(enablePath, value),
+    }, { enable: options.enable ?? true, busMaster: options.busMaster ?? true });
+  } catch (err) {
+    fail(err instanceof HostError ? err : fileError(err, enablePath, "write"));
   }
 
   const mapped = new Map<number, { regs: MappedRegisters; fd: number }>();

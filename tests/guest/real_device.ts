@@ -186,7 +186,7 @@ async function main(): Promise<void> {
 
   await step("eduProof", async () => {
     if (!edu) throw new Error("no edu device (boot with -device edu)");
-    const eduDev = openSysfsPci(edu.bdf);
+    const eduDev = openSysfsPci(edu.bdf, { identity: { vendor: EDU_VENDOR, device: EDU_DEVICE } });
     const result: Record<string, unknown> = {};
     try {
       const bar = eduDev.bar(0);
