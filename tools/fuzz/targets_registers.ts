@@ -19,7 +19,7 @@ import { IommuConfigError } from "../../driver/iommu/config.ts";
 import { DeviceResetError, IommuError, RequestTimeoutError } from "../../driver/iommu/errors.ts";
 import { ReservedRegionConflictError } from "../../driver/iommu/probe.ts";
 import { DeviceInitError, DeviceNeedsResetError } from "../../driver/virtio/init.ts";
-import { VirtqueueError } from "../../driver/virtio/split_queue.ts";
+import { VirtqueueError } from "../../driver/virtio/virtqueue.ts";
 import { MockIommuDevice } from "../../mock/iommu/device.ts";
 import { MmioDevice } from "../../mock/mmio_device.ts";
 import { PciFunction } from "../../mock/pci_device.ts";
