@@ -14,7 +14,7 @@ import type { Completion, RequestQueue } from "./request_queue.ts";
 import { encodeMap, encodeUnmap } from "./requests.ts";
 import { SavedMappings } from "./domains.ts";
 import { type MappingPlanner, PLAN_RECORD_ONLY } from "./planner.ts";
-import { MAP_SIZE, UNMAP_SIZE, VIRTIO_IOMMU_S_OK } from "../../spec/iommu.ts";
+import { MAP_SIZE, STATUS_NAMES, UNMAP_SIZE, VIRTIO_IOMMU_S_OK } from "../../spec/iommu.ts";
 
 const OP_MAP = 1;
 const OP_UNMAP = 2;
@@ -270,7 +270,8 @@ export class RequestBatch {
   status(index: number): IommuStatus | "PENDING" {
     const s = this.#status[index];
     if (s === PENDING) return "PENDING";
-    if (s === FAILED) return "IOERR";
+    // A status byte the spec does not define is an IOERR failure, as requestError() says.
+    if (s === FAILED || STATUS_NAMES[s] === undefined) return "IOERR";
     return statusName(s) as IommuStatus;
   }
 

@@ -333,7 +333,26 @@ export class VirtioIommu {
     }
     await this.#send.attach(domain, endpoint, bypass ? VIRTIO_IOMMU_ATTACH_F_BYPASS : 0);
     const fresh = this.#domains.attached(domain, bypass, endpoint);
-    if (fresh) await this.#send.replay(this.#domains.get(domain)!);
+    if (fresh) await this.#replayOrDetach(domain, endpoint);
+  }
+
+  /**
+   * Replays the remembered mappings into a domain the device has just created. If the device
+   * refuses any, the endpoint is detached again, so that attach() is all or nothing: it
+   * rejects with the first refusal, the endpoint is not attached, and the domain still
+   * remembers every mapping (replayed at the next attach). Only if that DETACH fails too does
+   * the endpoint stay attached, on both sides, to a domain missing the refused mappings.
+   */
+  async #replayOrDetach(domain: number, endpoint: number): Promise<void> {
+    try {
+      await this.#send.replay(this.#domains.get(domain)!);
+    } catch (error) {
+      await this.#send.detach(domain, endpoint).then(
+        () => this.#domains.detached(domain, endpoint),
+        () => {/* The device failed again; the first error says why the attach failed. */},
+      );
+      throw error;
+    }
   }
 
   /** Detaches `endpoint` from `domain` (virtio 1.3 §5.13.6.4). The domain keeps its mappings. */

@@ -111,7 +111,10 @@ export class RequestSender {
     );
   }
 
-  /** Re-sends every remembered mapping of a domain the device has just created. */
+  /**
+   * Re-sends every remembered mapping of a domain the device has just created; rejects with the
+   * first refusal once all have settled.
+   */
   async replay(record: DomainRecord): Promise<void> {
     const m = record.mappings;
     const sends: Promise<void>[] = [];
@@ -129,6 +132,8 @@ export class RequestSender {
         ),
       );
     });
-    await Promise.all(sends);
+    // Every MAP settles before the first refusal is thrown, so that nothing of the replay is
+    // still in flight when the caller reacts to it (attach detaches the endpoint again).
+    for (const r of await Promise.allSettled(sends)) if (r.status === "rejected") throw r.reason;
   }
 }

@@ -178,11 +178,18 @@ export class ReferenceModel {
     record.endpoints.add(ep);
     this.#drvEp.set(ep, d);
     if (!fresh) return "OK";
-    // A domain the device has just created gets the remembered mappings again.
+    // A domain the device has just created gets the remembered mappings again; if the device
+    // refuses one, the driver detaches the endpoint again (attach is all or nothing), and the
+    // domain keeps remembering every mapping.
     let first = "OK";
     for (const m of [...record.maps].sort((a, b) => (a.start < b.start ? -1 : 1))) {
       const s = this.#devMap(d, m);
       if (s !== "OK" && first === "OK") first = s;
+    }
+    if (first !== "OK") {
+      this.#devDetach(ep);
+      record.endpoints.delete(ep);
+      this.#drvEp.delete(ep);
     }
     return first;
   }
