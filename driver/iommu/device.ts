@@ -712,9 +712,13 @@ export class VirtioIommu {
     this.#reattach.clear();
     if (options.reattach ?? true) {
       // Every endpoint gets its chance even when one re-attach fails; the first error is thrown.
+      // One that fails (its ATTACH, or its replay) is re-attached by the next reset.
       let first: unknown = null;
-      for (const { domain, endpoint, bypass } of attached) {
-        await this.#attachOne(domain, endpoint, { bypass }).catch((e) => {
+      for (const a of attached) {
+        await this.#attachOne(a.domain, a.endpoint, { bypass: a.bypass }).catch((e) => {
+          if (!this.#domains.get(a.domain)?.endpoints.has(a.endpoint)) {
+            this.#reattach.set(a.endpoint, a);
+          }
           first ??= e;
         });
       }
