@@ -31,6 +31,9 @@ export const END_MARKER = "@@viommu-guest-end-7f3a";
 /** Where the project copy lives inside the guest. */
 export const GUEST_PROJECT_DIR = "/project";
 
+/** Where the project piece puts a copy of the npm packages deno.lock pins (for DENO_DIR). */
+export const GUEST_NPM_DIR = "/deno_npm";
+
 /** Where the modules piece puts its `.ko` files inside the guest. */
 export const GUEST_MODULES_DIR = "/lib/modules/viommu";
 
@@ -44,6 +47,9 @@ mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/root DENO_DIR=/tmp/deno_dir
 export DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1 NO_COLOR=1 VIOMMU_GUEST=1
+# The npm packages deno.lock pins (fast-check, for tests and tools): a guest has no network,
+# and deno task installs them before it runs anything.
+[ -d ${GUEST_NPM_DIR} ] && mkdir -p /tmp/deno_dir && cp -a ${GUEST_NPM_DIR} /tmp/deno_dir/npm
 cd ${GUEST_PROJECT_DIR}
 echo "${BEGIN_MARKER}"
 sh /cmd
@@ -241,12 +247,51 @@ async function buildProject(inputs: InitramfsInputs): Promise<string> {
     for (const name of present) {
       await copyInto(`${inputs.projectRoot}/${name}`, `${stage}${GUEST_PROJECT_DIR}/${name}`);
     }
+    await copyLockedNpm(inputs, `${stage}${GUEST_NPM_DIR}`);
     await packDirectory(inputs.busybox, stage, path);
   } finally {
     await Deno.remove(stage, { recursive: true });
   }
   await removeStale(inputs.cacheDir, "project-", path);
   return path;
+}
+
+/**
+ * Copies the npm packages deno.lock pins from the host's Deno cache (where `deno task test`
+ * put them) to `to`, laid out as DENO_DIR/npm. The project piece's key covers deno.lock, so a
+ * new pin gives a new piece. Nothing to do without a lock file or a package in it.
+ */
+async function copyLockedNpm(inputs: InitramfsInputs, to: string): Promise<void> {
+  let lock: { npm?: Record<string, unknown> };
+  try {
+    lock = JSON.parse(await Deno.readTextFile(`${inputs.projectRoot}/deno.lock`));
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return;
+    throw err;
+  }
+  const packages = Object.keys(lock.npm ?? {});
+  if (packages.length === 0) return;
+  const info = JSON.parse(await run(inputs.deno, ["info", "--json"]));
+  const registry = `${info.npmCache}/registry.npmjs.org`;
+  for (const key of packages) {
+    const at = key.lastIndexOf("@");
+    const name = key.slice(0, at), version = key.slice(at + 1);
+    const from = `${registry}/${name}/${version}`;
+    if (!(await exists(from))) {
+      throw new GuestSetupError(
+        `npm package ${key} is not in ${registry}: run deno task test once`,
+      );
+    }
+    await copyTree(from, `${to}/registry.npmjs.org/${name}/${version}`);
+  }
+}
+
+/** Copies the folder `from` to `to`, recursively. */
+async function copyTree(from: string, to: string): Promise<void> {
+  for await (const entry of Deno.readDir(from)) {
+    if (entry.isDirectory) await copyTree(`${from}/${entry.name}`, `${to}/${entry.name}`);
+    else if (entry.isFile) await copyInto(`${from}/${entry.name}`, `${to}/${entry.name}`);
+  }
 }
 
 /** Builds (or reuses) the command piece: `/cmd` (setup lines, then the command). */
