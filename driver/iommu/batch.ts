@@ -12,6 +12,7 @@ import type { Address } from "../../util/u64.ts";
 import { type IommuError, type IommuStatus, statusName } from "./errors.ts";
 import type { Completion, RequestQueue } from "./request_queue.ts";
 import { encodeMap, encodeUnmap } from "./requests.ts";
+import { checkIndex } from "./arguments.ts";
 import { SavedMappings } from "./domains.ts";
 import { type MappingPlanner, PLAN_RECORD_ONLY } from "./planner.ts";
 import { MAP_SIZE, STATUS_NAMES, UNMAP_SIZE, VIRTIO_IOMMU_S_OK } from "../../spec/iommu.ts";
@@ -268,6 +269,7 @@ export class RequestBatch {
 
   /** The outcome of request `index`: the spec's status name, "PENDING", or "IOERR". */
   status(index: number): IommuStatus | "PENDING" {
+    checkIndex(index, this.#length, "index");
     const s = this.#status[index];
     if (s === PENDING) return "PENDING";
     // A status byte the spec does not define is an IOERR failure, as requestError() says.
@@ -277,6 +279,7 @@ export class RequestBatch {
 
   /** The error of request `index`, or null when it succeeded (or has not settled). */
   error(index: number): Error | null {
+    checkIndex(index, this.#length, "index");
     return this.#errors[index] ?? null;
   }
 

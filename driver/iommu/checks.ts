@@ -18,9 +18,13 @@ import {
   split,
 } from "../../util/u64.ts";
 import { granuleShift, type IommuConfig } from "./config.ts";
+import { checkAddress, checkU32 } from "./arguments.ts";
+import { VIRTIO_IOMMU_MAP_F_READ, VIRTIO_IOMMU_MAP_F_WRITE } from "../../spec/iommu.ts";
 import { driverError } from "./errors.ts";
 
 const TWO_32 = 0x1_0000_0000;
+/** The access flags of a MAP (§5.13.6.5): a mapping needs at least one. */
+const ACCESS = VIRTIO_IOMMU_MAP_F_READ | VIRTIO_IOMMU_MAP_F_WRITE;
 
 /** Checks requests against one device's configuration. */
 export class RequestChecks {
@@ -58,23 +62,35 @@ export class RequestChecks {
 
   /** An endpoint or domain ID must be a u32 (they are le32 on the wire). */
   id(value: number, what: string): void {
-    if ((value >>> 0) !== value) refuseId(value, what);
+    if (typeof value !== "number" || (value >>> 0) !== value) checkU32(value, what);
   }
 
   /** §5.13.6.3.1: with DOMAIN_RANGE the driver MUST NOT send a domain outside it. */
   domain(domain: number): void {
-    if ((domain >>> 0) !== domain || domain < this.#domainStart || domain > this.#domainEnd) {
+    if (
+      typeof domain !== "number" || (domain >>> 0) !== domain || domain < this.#domainStart ||
+      domain > this.#domainEnd
+    ) {
       this.#refuseDomain(domain);
     }
   }
 
-  /** MAP flags: READ, WRITE, and MMIO only with F_MMIO (§5.13.6.5.1). */
+  /**
+   * MAP flags: READ, WRITE, and MMIO only with F_MMIO (§5.13.6.5.1); and at least one of READ
+   * and WRITE: the spec allows a mapping without access, but nothing could use it, so the
+   * driver takes flags 0 for a caller's mistake rather than map it silently.
+   */
   flags(flags: number): void {
-    if ((flags >>> 0) !== flags || (flags & ~this.#mapFlags) !== 0) this.#refuseFlags(flags);
+    if (
+      typeof flags !== "number" || (flags >>> 0) !== flags || (flags & ~this.#mapFlags) !== 0 ||
+      (flags & ACCESS) === 0
+    ) {
+      this.#refuseFlags(flags);
+    }
   }
 
   #refuseDomain(domain: number): never {
-    this.id(domain, "domain");
+    checkU32(domain, "domain");
     throw driverError(
       `Cannot use domain ${domain}: outside the device's domain range ` +
         `${this.#domainStart}-${this.#domainEnd}`,
@@ -82,6 +98,13 @@ export class RequestChecks {
   }
 
   #refuseFlags(flags: number): never {
+    checkU32(flags, "flags");
+    if ((flags & ACCESS) === 0 && (flags & ~this.#mapFlags) === 0) {
+      throw driverError(
+        `Invalid flags ${hex(flags)}: expected MAP_READ, MAP_WRITE or both (a mapping without ` +
+          `access is refused)`,
+      );
+    }
     throw driverError(
       `Cannot map with flags ${hex(flags)}: the device accepts ${
         hex(this.#mapFlags)
@@ -120,8 +143,8 @@ export class RequestChecks {
 
   /** {@link RequestChecks.range} for any input (kept apart so the fast path stays inlinable). */
   #rangeGeneral(verb: string, iova: Address, size: Address, phys?: Address): void {
-    const a = split(iova, "iova", this.iova);
-    const s = split(size, "size", this.#size);
+    const a = checkAddress(iova, "iova", this.iova);
+    const s = checkAddress(size, "size", this.#size);
     if (!isAligned(a.lo, a.hi, this.granule)) {
       throw driverError(
         `Cannot ${verb} iova ${
@@ -154,7 +177,7 @@ export class RequestChecks {
       );
     }
     if (phys === undefined) return;
-    const p = split(phys, "phys", this.phys);
+    const p = checkAddress(phys, "phys", this.phys);
     if (!isAligned(p.lo, p.hi, this.granule)) {
       throw driverError(
         `Cannot ${verb} phys ${
@@ -171,9 +194,4 @@ export class RequestChecks {
   #page(): string {
     return hex(2n ** BigInt(this.granule));
   }
-}
-
-/** Throws for an ID that is not a u32 (kept out of the hot path). */
-function refuseId(value: number, what: string): never {
-  throw driverError(`Invalid ${what} ${value}: expected a 32-bit unsigned integer`);
 }

@@ -23,7 +23,7 @@ import {
   VIRTIO_F_INDIRECT_DESC,
 } from "../../spec/features.ts";
 import { beginInit, failDevice, finishInit, resetDevice } from "../virtio/init.ts";
-import { type Address, joinAddress, split } from "../../util/u64.ts";
+import { type Address, joinAddress } from "../../util/u64.ts";
 import { type IommuConfig, readIommuConfig } from "./config.ts";
 import { RequestChecks } from "./checks.ts";
 import { DomainTable, SavedMappings } from "./domains.ts";
@@ -39,6 +39,19 @@ import { RequestQueue } from "./request_queue.ts";
 import { FastRequests } from "./fast_path.ts";
 import { RequestSender } from "./send.ts";
 import { checkReservedCompatible } from "./attach_checks.ts";
+import {
+  checkAddress,
+  checkAttachOptions,
+  checkBoolean,
+  checkCreateOptions,
+  checkFaultOptions,
+  checkFunction,
+  checkGroups,
+  checkMs,
+  checkResetOptions,
+  checkU32,
+  mapOptionsError,
+} from "./arguments.ts";
 import { encodeProbe } from "./requests.ts";
 import type { IsolationGroup } from "../topology/resolve.ts";
 import {
@@ -95,6 +108,14 @@ function floorPow2(n: number): number {
 /**
  * A virtio-iommu device driven from userspace.
  *
+ * Errors: a bad argument to any method (wrong type, out of range, an unknown option value, MAP
+ * flags without READ or WRITE) is an {@link IommuError} with status `"DRIVER"` whose message
+ * names the parameter and the value (`Invalid domain 3n: expected a 32-bit unsigned integer`),
+ * as are requests the driver MUST NOT send (misaligned, outside input_range or domain_range,
+ * into a reserved region) and calls after close(). Methods that return a promise reject with
+ * it; the others throw it. Nothing is sent. A device's refusal is an IommuError with its status
+ * (`"INVAL"`, `"NOENT"`, …); see also RequestTimeoutError and DeviceResetError.
+ *
  * @example Attach, map, translate on the mock device
  * ```ts
  * import { MmioDevice, MockIommuDevice, SimulatedMemory } from "../../testing.ts";
@@ -150,6 +171,7 @@ export class VirtioIommu {
     dma: DmaAllocator,
     options: VirtioIommuOptions = {},
   ): Promise<VirtioIommu> {
+    checkCreateOptions(options);
     if (transport.deviceId !== VIRTIO_ID_IOMMU) {
       throw new IommuError(
         "DRIVER",
@@ -276,6 +298,7 @@ export class VirtioIommu {
    */
   async attach(domain: number, endpoint: number, options: AttachOptions = {}): Promise<void> {
     this.#open();
+    checkAttachOptions(options);
     const group = this.#groups.get(endpoint);
     if (group === undefined || group.endpointIds.length < 2) {
       return this.#attachOne(domain, endpoint, options);
@@ -296,8 +319,9 @@ export class VirtioIommu {
    * `isolationGroups()`); attach then keeps each group in one domain.
    */
   setIsolationGroups(groups: Iterable<IsolationGroup>): void {
+    const list = checkGroups(groups);
     this.#groups.clear();
-    for (const group of groups) {
+    for (const group of list) {
       for (const endpoint of group.endpointIds) this.#groups.set(endpoint, group);
     }
   }
@@ -378,6 +402,8 @@ export class VirtioIommu {
     options?: MapOptions,
   ): Promise<void> {
     // No default `{}`: that would allocate an object per call on the hot path.
+    const bad = options === undefined ? null : mapOptionsError(options);
+    if (bad !== null) return Promise.reject(bad);
     const split = options?.split === true;
     if (!split) {
       const slot = this.#fastSlot();
@@ -555,6 +581,7 @@ export class VirtioIommu {
 
   /** The reserved regions remembered for `endpoint` from its last PROBE. */
   reservedRegions(endpoint: number): ReservedRegion[] {
+    checkU32(endpoint, "endpoint");
     return this.#domains.reservedOf(endpoint).map((r) => ({ ...r }));
   }
 
@@ -564,6 +591,7 @@ export class VirtioIommu {
    */
   setBypass(enabled: boolean): void {
     this.#open();
+    checkBoolean(enabled, "enabled");
     if (!hasFeature(this.#features, VIRTIO_IOMMU_F_BYPASS_CONFIG)) {
       throw driverError("Cannot set bypass: VIRTIO_IOMMU_F_BYPASS_CONFIG not negotiated");
     }
@@ -579,6 +607,7 @@ export class VirtioIommu {
 
   /** Picks a domain ID inside domain_range that the driver does not use yet. */
   allocateDomain(options: AttachOptions = {}): number {
+    checkAttachOptions(options);
     const id = this.#domains.allocate(
       this.#config.domainStart,
       this.#config.domainEnd,
@@ -590,6 +619,7 @@ export class VirtioIommu {
 
   /** Forgets an empty domain and its remembered mappings. Returns false if it has endpoints. */
   freeDomain(domain: number): boolean {
+    checkU32(domain, "domain");
     return this.#domains.forget(domain);
   }
 
@@ -605,6 +635,7 @@ export class VirtioIommu {
 
   /** The mappings the driver remembers for `domain`, in address order. */
   mappings(domain: number): MappingInfo[] {
+    checkU32(domain, "domain");
     const record = this.#domains.get(domain);
     if (!record) return [];
     const m = record.mappings;
@@ -622,9 +653,10 @@ export class VirtioIommu {
 
   /** The physical address `iova` maps to in `domain`, from the driver's records, or null. */
   iovaToPhys(domain: number, iova: Address): bigint | null {
+    checkU32(domain, "domain");
+    const a = checkAddress(iova, "iova", this.#planner.checks.iova);
     const record = this.#domains.get(domain);
     if (!record) return null;
-    const a = split(iova, "iova", this.#planner.checks.iova);
     const s = record.mappings.find(a.lo, a.hi);
     if (s < 0) return null;
     const m = record.mappings;
@@ -659,6 +691,7 @@ export class VirtioIommu {
 
   /** Calls `listener` for every fault report; returns a function that unsubscribes. */
   onFault(listener: (event: FaultEvent) => void): () => void {
+    checkFunction(listener, "listener");
     return this.#inbox.listen(listener);
   }
 
@@ -667,6 +700,11 @@ export class VirtioIommu {
    * `timeoutMs` without one.
    */
   nextFault(timeoutMs = 1000): Promise<FaultEvent | null> {
+    try {
+      checkMs(timeoutMs, "timeoutMs");
+    } catch (error) {
+      return Promise.reject(error);
+    }
     return this.#inbox.next(timeoutMs, this.#pollEventsBound);
   }
 
@@ -676,6 +714,7 @@ export class VirtioIommu {
    * driver is closed.
    */
   faults(options: FaultIterateOptions = {}): AsyncGenerator<FaultEvent, void, void> {
+    checkFaultOptions(options);
     return this.#inbox.iterate(options, this.#pollEventsBound, () => this.#planner.closed);
   }
 
@@ -689,6 +728,7 @@ export class VirtioIommu {
    */
   async reset(options: { reattach?: boolean } = {}): Promise<void> {
     this.#open();
+    checkResetOptions(options);
     const error = new DeviceResetError("The device was reset with the request pending");
     this.#requests.restart(error);
     this.#events.restart();

@@ -227,7 +227,8 @@ export class ReferenceModel {
 
   #map(op: Extract<Op, { k: "map" }>): string {
     if (!this.#inRange(op.d)) return "DRIVER";
-    if ((op.flags & ~7) !== 0) return "DRIVER";
+    // Unknown bits, or no access at all (the driver refuses flags 0 as a caller's mistake).
+    if ((op.flags & ~7) !== 0 || (op.flags & 3) === 0) return "DRIVER";
     if (op.iova % PAGE !== 0n || op.phys % PAGE !== 0n || op.size % PAGE !== 0n) return "DRIVER";
     const m: Mapping = {
       start: op.iova,
