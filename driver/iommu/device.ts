@@ -152,7 +152,10 @@ export class VirtioIommu {
   #send!: RequestSender;
   /** The one-at-a-time MAP/UNMAP path (undefined until the queues exist). */
   #fast!: FastRequests;
-  /** Attachments to restore after a reset, kept across a reset that failed before restoring. */
+  /**
+   * Attachments to restore after a reset: kept across a reset that failed before restoring, and
+   * for each re-attach that failed, until the caller attaches or detaches that endpoint.
+   */
   #reattach = new Map<number, { domain: number; endpoint: number; bypass: boolean }>();
 
   private constructor(transport: Transport, dma: DmaAllocator, options: VirtioIommuOptions) {
@@ -356,6 +359,7 @@ export class VirtioIommu {
       );
     }
     await this.#send.attach(domain, endpoint, bypass ? VIRTIO_IOMMU_ATTACH_F_BYPASS : 0);
+    this.#reattach.delete(endpoint); // The caller's attach replaces a failed re-attach's.
     const fresh = this.#domains.attached(domain, bypass, endpoint);
     if (fresh) await this.#replayOrDetach(domain, endpoint);
   }
@@ -383,6 +387,7 @@ export class VirtioIommu {
   async detach(domain: number, endpoint: number): Promise<void> {
     this.#planner.checks.domain(domain);
     this.#planner.checks.id(endpoint, "endpoint");
+    this.#reattach.delete(endpoint); // Nor will a later reset() attach it again.
     await this.#send.detach(domain, endpoint);
     this.#domains.detached(domain, endpoint);
   }

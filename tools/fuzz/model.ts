@@ -304,6 +304,8 @@ export async function runModel(count: number, options: ModelRunOptions = {}): Pr
     sequences: details.numRuns,
     ops: OpCommand.ran - before,
     seed,
-    failure: details.failed ? fc.defaultReportMessage(details) ?? "failed" : null,
+    failure: details.failed
+      ? `${fc.defaultReportMessage(details) ?? "failed"}\n${String(details.errorInstance)}`
+      : null,
   };
 }

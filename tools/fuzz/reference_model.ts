@@ -109,6 +109,8 @@ export class ReferenceModel {
   /** Driver records: domain → endpoints and mappings (Map order = creation order). */
   #drv = new Map<number, ModelDomain>();
   #drvEp = new Map<number, number>();
+  /** Endpoint → domain whose re-attach failed at a reset: the next reset tries again. */
+  #reattach = new Map<number, number>();
   /** Reserved regions the driver learnt by PROBE. */
   #probed = new Map<number, Region[]>();
   /** Device state. */
@@ -163,6 +165,7 @@ export class ReferenceModel {
       return "DRIVER";
     }
     if (REGIONS[ep] === undefined) return "NOENT";
+    this.#reattach.delete(ep);
     // Device: moves the endpoint (implicit detach), creating the domain.
     this.#devDetach(ep);
     let dom = this.#dev.get(d);
@@ -205,6 +208,7 @@ export class ReferenceModel {
 
   #detach(d: number, ep: number): string {
     if (!this.#inRange(d)) return "DRIVER";
+    this.#reattach.delete(ep);
     if (REGIONS[ep] === undefined) return "NOENT";
     if (this.#devEp.get(ep) !== d) return "INVAL";
     this.#devDetach(ep);
@@ -291,20 +295,24 @@ export class ReferenceModel {
   }
 
   #reset(): string {
-    // The device forgets everything; the driver re-attaches each endpoint, in the order it
-    // created the domains, and each first endpoint of a domain replays its mappings.
-    const attached: Array<[number, number]> = [];
+    // The device forgets everything; the driver re-attaches first the endpoints whose re-attach
+    // failed at an earlier reset (until the caller attached or detached them), then each
+    // endpoint in the order it created the domains; each first endpoint of a domain replays
+    // its mappings. One that fails again is kept for the next reset.
+    const attached = new Map(this.#reattach);
     for (const [d, rec] of this.#drv) {
-      for (const ep of rec.endpoints) attached.push([d, ep]);
+      for (const ep of rec.endpoints) attached.set(ep, d);
       rec.endpoints.clear();
     }
+    this.#reattach.clear();
     this.#drvEp.clear();
     this.#dev.clear();
     this.#devEp.clear();
     let first = "OK";
-    for (const [d, ep] of attached) {
+    for (const [ep, d] of attached) {
       const s = this.#attach(d, ep);
       if (s !== "OK" && first === "OK") first = s;
+      if (!this.#drv.get(d)?.endpoints.has(ep)) this.#reattach.set(ep, d);
     }
     return first;
   }

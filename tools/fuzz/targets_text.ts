@@ -12,25 +12,15 @@ import { UsageError } from "../../cli/args.ts";
 import { type DeviceSession, mockConfigFromText, openDevice } from "../../cli/device.ts";
 import { runShellLine } from "../../cli/shell.ts";
 import { MockIommuDevice } from "../../mock/iommu/device.ts";
+import { STATUS_NAMES } from "../../spec/iommu.ts";
 import { FuzzCrash, type FuzzTarget, type Outcome } from "./engine.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const lines = (text: string): Uint8Array => encoder.encode(text);
 
-/** Statuses a shell result may carry. */
-const SHELL_STATUSES = new Set([
-  "USAGE",
-  "DRIVER",
-  "IOERR",
-  "UNSUPP",
-  "DEVERR",
-  "INVAL",
-  "RANGE",
-  "NOENT",
-  "FAULT",
-  "NOMEM",
-]);
+/** Statuses a failed shell result may carry: the spec's (but OK), DRIVER and USAGE. */
+const SHELL_STATUSES = new Set([...STATUS_NAMES.filter((n) => n && n !== "OK"), "DRIVER", "USAGE"]);
 
 /** Inputs per session before a fresh device (mappings pile up otherwise). */
 const SESSION_INPUTS = 5000;
