@@ -2,7 +2,8 @@
  * Reads the live topology of a Linux system: the PCI hierarchy from `/sys/bus/pci/devices`
  * (each function's `config` file) and the ACPI VIOT from `/sys/firmware/acpi/tables/VIOT`.
  * The parsing itself is the pure code in `driver/topology/`; this file only reads bytes.
- * Needs `--allow-read=/sys` (and root to see PCI Express capabilities past config byte 64).
+ * Needs `--allow-all`: Deno 2.9.6 opens `/sys` only with every permission granted (and root
+ * to see PCI Express capabilities past config byte 64).
  *
  * @example
  * ```ts ignore
