@@ -2,12 +2,14 @@
  * `deno task fuzz`: the model-based test and the parser fuzzers with a large budget, printing
  * figures. Budget: VIOMMU_FUZZ_SEQUENCES (default 20000 sequences), VIOMMU_FUZZ_INPUTS
  * (default 200000 inputs per parser), VIOMMU_FUZZ_SEED (first seed, default: from the clock).
- * Exits 1 on a divergence or a fuzzer failure.
+ * Exits 1 on a divergence or a fuzzer failure. On a terminal a progress line says which
+ * fuzzer runs and how many model sequences are done (nothing under CI or in a pipe).
  *
  * @module
  */
 
-import { runModel } from "./model.ts";
+import { Progress } from "../progress.ts";
+import { type ModelRun, runModel } from "./model.ts";
 import { fuzzFaults, fuzzProbe, fuzzUsedRing } from "./parsers.ts";
 
 function envNumber(name: string, fallback: number): number {
@@ -20,6 +22,7 @@ async function main(): Promise<number> {
   const inputs = envNumber("VIOMMU_FUZZ_INPUTS", 200_000);
   const seed = envNumber("VIOMMU_FUZZ_SEED", Date.now() % 1_000_000_000);
   console.log(`seed ${seed}`);
+  const progress = Progress.stderr();
   let failed = false;
   for (
     const [name, fuzz, n] of [
@@ -29,20 +32,40 @@ async function main(): Promise<number> {
     ] as const
   ) {
     const start = performance.now();
+    progress.update(`fuzz: ${name}, ${n.toLocaleString("en-US")} inputs`);
     try {
       const f = fuzz(n, seed);
+      progress.clear();
       console.log(
         `${name}: ${f.inputs} inputs, ${f.rejected} rejected (typed), ${
           Math.round(performance.now() - start)
         } ms`,
       );
     } catch (e) {
+      progress.clear();
       failed = true;
       console.log(`${name}: FAILED: ${e instanceof Error ? e.stack : e}`);
     }
   }
   const start = performance.now();
-  const run = await runModel(sequences, { firstSeed: seed, maxDivergences: 3 });
+  // In chunks, for the progress line: sequence i has seed firstSeed + i either way.
+  const run: ModelRun = { sequences: 0, ops: 0, divergences: [] };
+  const CHUNK = 500;
+  while (run.sequences < sequences && run.divergences.length < 3) {
+    progress.update(
+      `fuzz: model, ${run.sequences.toLocaleString("en-US")}/${
+        sequences.toLocaleString("en-US")
+      } sequences, ${run.divergences.length} divergences`,
+    );
+    const part = await runModel(Math.min(CHUNK, sequences - run.sequences), {
+      firstSeed: seed + run.sequences,
+      maxDivergences: 3 - run.divergences.length,
+    });
+    run.sequences += part.sequences;
+    run.ops += part.ops;
+    run.divergences.push(...part.divergences);
+  }
+  progress.clear();
   console.log(
     `model: ${run.sequences} sequences, ${run.ops} ops, ${run.divergences.length} divergences, ${
       Math.round(performance.now() - start)
