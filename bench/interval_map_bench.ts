@@ -1,8 +1,9 @@
 /**
- * IntervalMap cost at 1,000 and at 1,000,000 live intervals, and its memory per interval.
+ * IntervalMap cost at 1,000 and at 1,000,000 live intervals. Its memory per interval is a
+ * line of `deno task bench`'s summary (bench/mock_figures.ts), not printed here: a line printed
+ * while `deno bench` loads this file lands in the middle of its table.
  *
- * Run: `deno bench bench/interval_map_bench.ts` (add `--v8-flags=--expose-gc` for a memory
- * figure with garbage collected before each reading).
+ * Run: `deno bench bench/interval_map_bench.ts`.
  *
  * @module
  */
@@ -14,18 +15,6 @@ const STRIDE = 0x2000;
 const PAGE = 0x1000;
 /** Distinct gap positions the measured functions cycle through. */
 const PROBES = 1 << 14;
-
-/** Runs the collector if the runtime exposes it (`--v8-flags=--expose-gc`). */
-function collect(): void {
-  const gc = (globalThis as { gc?: () => void }).gc;
-  if (gc !== undefined) gc();
-}
-
-/** Bytes the process holds in the V8 heap plus outside it (typed-array backing stores). */
-function heldBytes(): number {
-  const usage = Deno.memoryUsage();
-  return usage.heapUsed + usage.external;
-}
 
 /** Inserts interval `i` (start i * STRIDE, one page) into `map`; addresses pass 4 GiB. */
 function insertPage(map: IntervalMap, i: number, flags: number): number {
@@ -71,24 +60,8 @@ const LARGE = 1_000_000;
 const small = build(SMALL, true);
 const smallProbes = probes(SMALL);
 
-collect();
-const before = heldBytes();
 const large = build(LARGE, true);
-collect();
-const after = heldBytes();
 const largeProbes = probes(LARGE);
-
-const perInterval = (after - before) / LARGE;
-const ascending = build(LARGE, false);
-console.log(
-  `IntervalMap memory at ${LARGE} intervals (scrambled inserts): ` +
-    `${perInterval.toFixed(1)} B/interval measured (heapUsed + external growth, ` +
-    `${"gc" in globalThis ? "after gc" : "no gc available"}), ` +
-    `${(large.allocatedBytes / LARGE).toFixed(1)} B/interval in typed arrays; ` +
-    `ascending inserts: ${
-      (ascending.allocatedBytes / LARGE).toFixed(1)
-    } B/interval in typed arrays`,
-);
 
 /** Maps the gap above a probe page, then unmaps it: one MAP + UNMAP pair. */
 function mapUnmapPair(map: IntervalMap, probe: Uint32Array, k: number): void {
