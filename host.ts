@@ -49,3 +49,10 @@ export {
   type VfioPciOptions,
 } from "./host/vfio.ts";
 export type { RegionInfo } from "./host/vfio_abi.ts";
+export {
+  readSysfsPciTree,
+  readSysfsTopology,
+  readSysfsViot,
+  type SysfsTopology,
+  type SysfsTopologyOptions,
+} from "./host/sysfs_topology.ts";

@@ -7,7 +7,9 @@
  *
  * @example
  * ```ts ignore
- * const { table } = await readSysfsTopology();
+ * import { readSysfsTopology } from "@viommu/viommu/host";
+ *
+ * const { table } = await readSysfsTopology(); // as root, with --allow-all
  * for (const row of table.rows) console.log(row.device, row.endpointId);
  * ```
  *
