@@ -154,7 +154,7 @@ Deno.test("FaultyDevice: a device that never answers gives RequestTimeoutError, 
   ));
 
 Deno.test(
-  "BUG: callers waiting for a slot on a device that keeps every slot time out instead of hanging",
+  "VirtioIommu requests waiting for a slot time out when the device keeps every slot (regression: they hung)",
   () =>
     withRig(
       async (r) => {

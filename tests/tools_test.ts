@@ -158,3 +158,12 @@ Deno.test("the guest runner's command line: --kernel, --qemu quoting, the comman
   assert.deepEqual(guestSetupScript("6.1", "userspace"), []);
   assert.match(guestSetupScript("6.12", "linux")[0], /^insmod \S+\/virtio-iommu\.ko \|\|/);
 });
+
+Deno.test("no test is named BUG: a regression test names the symbol, the behaviour and the bug", async () => {
+  const dir = new URL("./", import.meta.url);
+  for await (const entry of Deno.readDir(dir)) {
+    if (!entry.name.endsWith(".ts")) continue;
+    const source = await Deno.readTextFile(new URL(entry.name, dir));
+    assert.doesNotMatch(source, /^\s*(Deno\.test\(|t\()?\s*["'`]BUG\b/m, entry.name);
+  }
+});
