@@ -30,7 +30,7 @@ export function formatTable(result: PeerBenchResult): string {
   };
   const floor = (v: number, linux: number): string => `${us(v)} (${(v / linux).toFixed(2)})`;
   return [
-    `4 KiB MAP+UNMAP pairs, medians of ${p.reps} repetitions of ${p.pairs} pairs ` +
+    `${result.date}: 4 KiB MAP+UNMAP pairs, medians of ${p.reps} repetitions of ${p.pairs} pairs ` +
     `(${p.warmup} warm-up repetitions discarded)` +
     (rounds > 1 ? `, median of ${rounds} boots per side (lowest–highest boot)` : "") +
     `, QEMU TCG; Linux ${result.linux[0].kernel}, ours on ${result.ours[0].kernel}; ` +
@@ -108,7 +108,8 @@ export function peerChart(result: PeerBenchResult): string {
     subtitle: `lower is better; ${p.pairs} pairs × ${p.reps} repetitions, median of ${rounds} ` +
       `boot${rounds === 1 ? "" : "s"} per side` +
       (rounds > 1 ? "; whiskers: lowest–highest boot" : "") +
-      `\nQEMU TCG guests: Linux ${result.linux[0].kernel}, ours on ${result.ours[0].kernel}`,
+      `\n${result.date}, QEMU TCG guests: Linux ${result.linux[0].kernel}, ours on ` +
+      result.ours[0].kernel,
     unit: "µs per MAP+UNMAP pair",
     categories: [
       "one pair at a time",

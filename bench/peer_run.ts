@@ -81,6 +81,8 @@ export interface PeerSummary {
 
 /** The whole result. */
 export interface PeerBenchResult {
+  /** The day of the run, `YYYY-MM-DD`. */
+  date: string;
   /** The parameters every boot used. */
   params: PeerParams;
   /** Linux's boots, one per round. */
@@ -245,6 +247,7 @@ export async function runPeerBench(options: PeerBenchOptions): Promise<PeerBench
     floorBatchedRange: m(ours, "floorBatchedRange"),
   };
   return {
+    date: new Date().toISOString().slice(0, 10),
     params,
     linux: linuxBoots,
     ours: oursBoots,

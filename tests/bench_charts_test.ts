@@ -75,6 +75,7 @@ Deno.test("lineChart() places points left to right on a log axis, evenly per dec
 function peerFixture(): PeerBenchResult {
   const boot = (kernel: string): PeerBoot => ({ kernel, bootMs: 9000, totalMs: 30000, report: {} });
   return {
+    date: "2026-11-22",
     params: { pairs: 512, reps: 21, warmup: 30, batch: 32 },
     linux: [boot("6.12.1"), boot("6.12.1"), boot("6.12.1")],
     ours: [boot("6.12.1"), boot("6.12.1"), boot("6.12.1")],
@@ -118,6 +119,7 @@ Deno.test("peerChart() shows Linux, ours and the device alone with every boot's 
   assert.match(svg, /Linux \(VFIO ioctls\), one pair at a time: 19\.7/);
   assert.match(svg, /ours, batched: 32 MAPs, 1 range UNMAP: 3\.3/);
   assert.match(svg, /median of 3 boots per side; whiskers: lowest–highest boot/);
+  assert.match(svg, /2026-11-22, QEMU TCG guests: Linux 6\.12\.1/, "the chart names its run");
   const one = peerFixture();
   one.linux = one.linux.slice(0, 1);
   one.ours = one.ours.slice(0, 1);
