@@ -11,7 +11,7 @@
  */
 
 import { MAP_READ, MAP_WRITE, type RequestBatch } from "../mod.ts";
-import { IntervalMap } from "../util/interval_map.ts";
+import { buildPages } from "./_interval_pages.ts";
 import { Baseline, driverRig } from "./_setup.ts";
 
 /** The modes of the limit/driver table, as the JSON keys them. */
@@ -109,24 +109,6 @@ async function pairedMedians(
 async function median(reps: number, fn: () => Promise<void> | void): Promise<number> {
   const [m] = await pairedMedians(reps, fn, () => {});
   return m;
-}
-
-/** Inserts one-page intervals `count` times, scrambled (odd multiplier) or ascending. */
-function buildIntervalMap(count: number, scrambled: boolean): IntervalMap {
-  const map = new IntervalMap();
-  let span = 1;
-  while (span < count) span *= 2;
-  for (let k = 0; k < span; k++) {
-    const i = scrambled ? Math.imul(k, 0x9e37_79b1) & (span - 1) : k;
-    if (i >= count) continue;
-    const start = i * 0x2000;
-    const lo = start >>> 0;
-    const hi = Math.floor(start / 0x1_0000_0000);
-    if (map.insert(lo, hi, (lo + 0xfff) >>> 0, hi, lo, hi, 3) === -1) {
-      throw new Error(`Interval ${i} overlapped`);
-    }
-  }
-  return map;
 }
 
 /** Options of {@link measureMock}. */
@@ -243,9 +225,9 @@ export async function measureMock(options: MeasureOptions): Promise<MockFigures>
   step("interval map memory");
   const intervals = quick ? 100_000 : 1_000_000;
   const m0 = heap();
-  const scrambled = buildIntervalMap(intervals, true);
+  const scrambled = buildPages(intervals, true);
   const measured = (heap() - m0) / intervals;
-  const ascending = buildIntervalMap(intervals, false);
+  const ascending = buildPages(intervals, false);
 
   const ratio = (mode: Mode): number => times[mode][1] / times[mode][0];
   const first = points[0];

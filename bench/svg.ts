@@ -121,6 +121,29 @@ function legend(entries: { name: string; color: string }[], y: number): string[]
   return out;
 }
 
+/** Grid lines and their values from 0 to `top`, and the axis label turned upright. */
+function yAxis(
+  top: number,
+  step: number,
+  y: (value: number) => number,
+  format: (value: number) => string,
+  label: string,
+): string[] {
+  const out: string[] = [];
+  for (let v = 0; v <= top + step / 2; v += step) {
+    out.push(
+      `<line x1="${MARGIN.left}" x2="${WIDTH - MARGIN.right}" y1="${y(v).toFixed(1)}" ` +
+        `y2="${y(v).toFixed(1)}" stroke="#dddddd"/>`,
+    );
+    out.push(text(MARGIN.left - 6, y(v) + 4, format(v), 'text-anchor="end" fill="#555555"'));
+  }
+  const middle = (MARGIN.top + (HEIGHT - MARGIN.bottom)) / 2;
+  out.push(
+    text(16, middle, label, `transform="rotate(-90 16 ${middle.toFixed(1)})" text-anchor="middle"`),
+  );
+  return out;
+}
+
 /** Renders a grouped bar chart. */
 export function barChart(chart: BarChart): string {
   const format = chart.format ?? sig3;
@@ -132,22 +155,7 @@ export function barChart(chart: BarChart): string {
   ]);
   const { top, step } = niceScale(Math.max(0, ...all));
   const y = (v: number): number => MARGIN.top + plotH - (v / top) * plotH;
-  const out: string[] = [];
-  for (let v = 0; v <= top + step / 2; v += step) {
-    out.push(
-      `<line x1="${MARGIN.left}" x2="${WIDTH - MARGIN.right}" y1="${y(v).toFixed(1)}" ` +
-        `y2="${y(v).toFixed(1)}" stroke="#dddddd"/>`,
-    );
-    out.push(text(MARGIN.left - 6, y(v) + 4, format(v), 'text-anchor="end" fill="#555555"'));
-  }
-  out.push(
-    text(
-      16,
-      MARGIN.top + plotH / 2,
-      chart.unit,
-      `transform="rotate(-90 16 ${(MARGIN.top + plotH / 2).toFixed(1)})" text-anchor="middle"`,
-    ),
-  );
+  const out = yAxis(top, step, y, format, chart.unit);
   const groupW = plotW / chart.categories.length;
   const barW = Math.min(48, (groupW * 0.8) / chart.series.length);
   chart.categories.forEach((category, c) => {
@@ -199,26 +207,11 @@ export function lineChart(chart: LineChart): string {
   const x = (v: number): number => MARGIN.left + 20 + ((Math.log10(v) - lo) / span) * (plotW - 40);
   const { top, step } = niceScale(Math.max(0, ...ys));
   const y = (v: number): number => MARGIN.top + plotH - (v / top) * plotH;
-  const out: string[] = [];
-  for (let v = 0; v <= top + step / 2; v += step) {
-    out.push(
-      `<line x1="${MARGIN.left}" x2="${WIDTH - MARGIN.right}" y1="${y(v).toFixed(1)}" ` +
-        `y2="${y(v).toFixed(1)}" stroke="#dddddd"/>`,
-    );
-    out.push(text(MARGIN.left - 6, y(v) + 4, formatY(v), 'text-anchor="end" fill="#555555"'));
-  }
+  const out = yAxis(top, step, y, formatY, chart.yLabel);
   for (const v of [...new Set(xs)].sort((a, b) => a - b)) {
     out.push(text(x(v), y(0) + 16, formatX(v), 'text-anchor="middle"'));
   }
   out.push(text(MARGIN.left + plotW / 2, y(0) + 36, chart.xLabel, 'text-anchor="middle"'));
-  out.push(
-    text(
-      16,
-      MARGIN.top + plotH / 2,
-      chart.yLabel,
-      `transform="rotate(-90 16 ${(MARGIN.top + plotH / 2).toFixed(1)})" text-anchor="middle"`,
-    ),
-  );
   for (const series of chart.series) {
     const d = series.points.map(([px, py], i) =>
       `${i === 0 ? "M" : "L"}${x(px).toFixed(1)} ${y(py).toFixed(1)}`

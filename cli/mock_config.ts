@@ -167,16 +167,10 @@ export function mockConfigFromJson(value: unknown): MockFileConfig {
     );
   }
   if (obj.unknownRequest !== undefined) {
-    if (obj.unknownRequest !== "spec" && obj.unknownRequest !== "qemu") {
-      throw new UsageError(`unknownRequest must be "spec" or "qemu"`);
-    }
-    options.unknownRequest = obj.unknownRequest;
+    options.unknownRequest = choice(obj.unknownRequest, ["spec", "qemu"], "unknownRequest");
   }
   if (obj.eventOverflow !== undefined) {
-    if (obj.eventOverflow !== "drop" && obj.eventOverflow !== "wait") {
-      throw new UsageError(`eventOverflow must be "drop" or "wait"`);
-    }
-    options.eventOverflow = obj.eventOverflow;
+    options.eventOverflow = choice(obj.eventOverflow, ["drop", "wait"], "eventOverflow");
   }
   if (obj.endpoints !== undefined) {
     if (!Array.isArray(obj.endpoints)) throw new UsageError("endpoints must be a list");
@@ -184,16 +178,10 @@ export function mockConfigFromJson(value: unknown): MockFileConfig {
   }
   const out: MockFileConfig = { options };
   if (obj.transport !== undefined) {
-    if (obj.transport !== "pci" && obj.transport !== "mmio") {
-      throw new UsageError(`transport must be "pci" or "mmio"`);
-    }
-    out.transport = obj.transport;
+    out.transport = choice(obj.transport, ["pci", "mmio"], "transport");
   }
   if (obj.topologyLayout !== undefined) {
-    if (obj.topologyLayout !== "spec" && obj.topologyLayout !== "draft") {
-      throw new UsageError(`topologyLayout must be "spec" or "draft"`);
-    }
-    out.layout = obj.topologyLayout;
+    out.layout = choice(obj.topologyLayout, ["spec", "draft"], "topologyLayout");
   }
   return out;
 }
@@ -220,6 +208,14 @@ function endpointFromJson(value: unknown, what: string): EndpointConfig {
     };
   });
   return { id, reservedRegions };
+}
+
+/** `value` if it is one of `allowed`, else a {@link UsageError} naming `what`. */
+function choice<const T extends string>(value: unknown, allowed: readonly T[], what: string): T {
+  if (!allowed.includes(value as T)) {
+    throw new UsageError(`${what} must be ${allowed.map((a) => `"${a}"`).join(" or ")}`);
+  }
+  return value as T;
 }
 
 function asObject(value: unknown, what: string): Record<string, unknown> {

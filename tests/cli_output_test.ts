@@ -7,8 +7,8 @@
  */
 
 import assert from "node:assert/strict";
-import type { CliOutput } from "../cli/format.ts";
-import { type CliIo, main, VERSION } from "../cli/main.ts";
+import { VERSION } from "../cli/main.ts";
+import { run } from "./_cli_io.ts";
 import { Painter } from "../cli/format.ts";
 import { checkPageSizeMask, checkQueueSize, mockConfigFromJson } from "../cli/mock_config.ts";
 import { formatTopology, type TopologyReport } from "../cli/topology.ts";
@@ -20,25 +20,6 @@ import { parseViot } from "../driver/topology/viot.ts";
 import { q35Viot } from "../mock/q35_viot.ts";
 import { MmioTransport, VirtioIommu } from "../mod.ts";
 import { MmioDevice, MockIommuDevice, SimulatedMemory } from "../testing.ts";
-
-/** Captures what main() writes. */
-class Capture implements CliOutput {
-  stdout = "";
-  stderr = "";
-  readonly isTerminal = false;
-  out(text: string): void {
-    this.stdout += text;
-  }
-  err(text: string): void {
-    this.stderr += text;
-  }
-}
-
-async function run(args: string[]): Promise<{ code: number; out: Capture }> {
-  const out = new Capture();
-  const io: CliIo = { output: out, input: ReadableStream.from([]), terminal: null };
-  return { code: await main(args, io), out };
-}
 
 async function json(args: string[]): Promise<Record<string, unknown>> {
   const { code, out } = await run([...args, "--json"]);

@@ -11,47 +11,13 @@ import { parseCommandLine, UsageError } from "../cli/args.ts";
 import { parseU32, parseU32List, parseU64 } from "../cli/numbers.ts";
 import { deviceSpecFromFlags, openDevice } from "../cli/device.ts";
 import { mockConfigFromJson } from "../cli/mock_config.ts";
-import type { CliOutput } from "../cli/format.ts";
-import { type CliIo, main } from "../cli/main.ts";
+import { jsonLines, run } from "./_cli_io.ts";
 import { LineEditor, type Terminal } from "../cli/line_editor.ts";
 import { q35Viot } from "../mock/q35_viot.ts";
 import { formatMapFlags, parseMapFlags, runShellLine, type ShellContext } from "../cli/shell.ts";
 import { readTopology } from "../cli/topology.ts";
 import { parseViot } from "../driver/topology/viot.ts";
 import { MAP_MMIO, MAP_READ, MAP_WRITE } from "../driver/iommu/device.ts";
-
-/** Captures what main() writes. */
-class Capture implements CliOutput {
-  stdout = "";
-  stderr = "";
-  readonly isTerminal = false;
-  out(text: string): void {
-    this.stdout += text;
-  }
-  err(text: string): void {
-    this.stderr += text;
-  }
-}
-
-function streamOf(text: string): ReadableStream<Uint8Array> {
-  return new ReadableStream({
-    start(controller): void {
-      controller.enqueue(new TextEncoder().encode(text));
-      controller.close();
-    },
-  });
-}
-
-async function run(args: string[], stdin = ""): Promise<{ code: number; out: Capture }> {
-  const out = new Capture();
-  const io: CliIo = { output: out, input: streamOf(stdin), terminal: null };
-  const code = await main(args, io);
-  return { code, out };
-}
-
-function jsonLines(text: string): Record<string, unknown>[] {
-  return text.trim().split("\n").map((line) => JSON.parse(line));
-}
 
 async function shell(args: string[] = []): Promise<ShellContext & { close(): Promise<void> }> {
   const parsed = parseCommandLine(["shell", ...args]);
