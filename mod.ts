@@ -67,10 +67,12 @@ export {
 } from "./driver/virtio/init.ts";
 export {
   type DmaBuffer,
-  SplitVirtqueue,
+  type RingLayout,
+  type Virtqueue,
   VirtqueueError,
   type VirtqueueOptions,
-} from "./driver/virtio/split_queue.ts";
+} from "./driver/virtio/virtqueue.ts";
+export { SplitVirtqueue } from "./driver/virtio/split_queue.ts";
 export { IntervalMap, type IntervalMapOptions, type IntervalSink } from "./util/interval_map.ts";
 
 // The virtio-iommu driver.
@@ -83,11 +85,11 @@ export {
   MAP_WRITE,
   type MapOptions,
   type MappingInfo,
-  MAX_KEPT_FAULTS,
   SUPPORTED_FEATURES,
-  VirtioIommu,
   type VirtioIommuOptions,
-} from "./driver/iommu/device.ts";
+} from "./driver/iommu/api.ts";
+export { VirtioIommu } from "./driver/iommu/device.ts";
+export { type FaultIterateOptions, MAX_KEPT_FAULTS } from "./driver/iommu/fault_inbox.ts";
 export { granuleShift, type IommuConfig, IommuConfigError } from "./driver/iommu/config.ts";
 export {
   DeviceResetError,

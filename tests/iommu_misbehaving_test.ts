@@ -20,7 +20,7 @@ import {
   VIRTIO_IOMMU_T_MAP,
   VIRTIO_IOMMU_T_PROBE,
 } from "../spec/iommu.ts";
-import { VirtqueueError } from "../driver/virtio/split_queue.ts";
+import { VirtqueueError } from "../driver/virtio/virtqueue.ts";
 import { type Fixture, KINDS, setup } from "./_fixtures.ts";
 
 const RW = MAP_READ | MAP_WRITE;

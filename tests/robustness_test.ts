@@ -15,7 +15,7 @@ import {
 } from "../driver/iommu/device.ts";
 import { DeviceResetError, IommuError, RequestTimeoutError } from "../driver/iommu/errors.ts";
 import { DeviceInitError } from "../driver/virtio/init.ts";
-import { VirtqueueError } from "../driver/virtio/split_queue.ts";
+import { VirtqueueError } from "../driver/virtio/virtqueue.ts";
 import { SimulatedMemory } from "../transport/memory.ts";
 import { type FaultKind, type FaultPlan, FaultyDevice } from "../mock/iommu/faults.ts";
 import { MockIommuDevice } from "../mock/iommu/device.ts";

@@ -1,9 +1,6 @@
 import assert from "node:assert/strict";
-import {
-  SplitVirtqueue,
-  VirtqueueError,
-  type VirtqueueOptions,
-} from "../driver/virtio/split_queue.ts";
+import { SplitVirtqueue } from "../driver/virtio/split_queue.ts";
+import { VirtqueueError, type VirtqueueOptions } from "../driver/virtio/virtqueue.ts";
 import type { DmaAllocator, DmaRegion } from "../transport/dma.ts";
 import { SimulatedMemory } from "../transport/memory.ts";
 import {

@@ -3,10 +3,16 @@
  * ATTACH, DETACH, MAP, UNMAP and PROBE with caller input checked before anything is sent,
  * domains that remember their mappings, reserved regions, bypass, and fault events.
  *
+ * This file is the driver's public face and its lifecycle (create, reset, close); the work is
+ * elsewhere: `api.ts` (option and record shapes), `planner.ts` + `checks.ts` (MAP/UNMAP rules
+ * and records), `fast_path.ts` (one-at-a-time MAP/UNMAP), `send.ts` (requests that wait for a
+ * slot, replay), `attach_checks.ts`, `batch.ts`, `fault_inbox.ts`, `request_queue.ts` and
+ * `event_queue.ts`. Over the 400-line guideline because each public method carries its JSDoc
+ * and the spec rule it keeps; the bodies are short delegations.
+ *
  * @module
  */
 
-import { hex } from "../../util/hex.ts";
 import type { DmaAllocator, DmaRegion } from "../../transport/dma.ts";
 import type { Transport } from "../../transport/transport.ts";
 import {
@@ -15,44 +21,36 @@ import {
   hasFeature,
   VIRTIO_F_EVENT_IDX,
   VIRTIO_F_INDIRECT_DESC,
-  VIRTIO_F_VERSION_1,
 } from "../../spec/features.ts";
 import { beginInit, failDevice, finishInit, resetDevice } from "../virtio/init.ts";
 import { type Address, joinAddress, split } from "../../util/u64.ts";
 import { type IommuConfig, readIommuConfig } from "./config.ts";
 import { RequestChecks } from "./checks.ts";
-import { type DomainRecord, DomainTable, SavedMappings } from "./domains.ts";
+import { DomainTable, SavedMappings } from "./domains.ts";
 import { RequestBatch } from "./batch.ts";
-import { MappingPlanner, PLAN_RECORD_ONLY, PLAN_SEND, PLAN_SEND_UNTRACKED } from "./planner.ts";
+import { MappingPlanner, PLAN_RECORD_ONLY, PLAN_SEND_UNTRACKED } from "./planner.ts";
 import { DeviceResetError, driverError, IommuError } from "./errors.ts";
 import { EventQueue } from "./event_queue.ts";
 import type { FaultEvent } from "./events.ts";
-import {
-  mergeReservedRegions,
-  parseProbeProperties,
-  type ProbeResult,
-  type ReservedRegion,
-  ReservedRegionConflictError,
-} from "./probe.ts";
-import { type Completion, RequestQueue } from "./request_queue.ts";
-import { encodeAttach, encodeDetach, encodeMap, encodeProbe, encodeUnmap } from "./requests.ts";
+import { FaultInbox, type FaultIterateOptions } from "./fault_inbox.ts";
+export { MAX_KEPT_FAULTS } from "./fault_inbox.ts";
+import { parseProbeProperties, type ProbeResult, type ReservedRegion } from "./probe.ts";
+import { RequestQueue } from "./request_queue.ts";
+import { FastRequests } from "./fast_path.ts";
+import { RequestSender } from "./send.ts";
+import { checkReservedCompatible } from "./attach_checks.ts";
+import { encodeProbe } from "./requests.ts";
 import type { IsolationGroup } from "../topology/resolve.ts";
 import {
-  ATTACH_SIZE,
   CONFIG_BYPASS,
-  DETACH_SIZE,
   EVENT_QUEUE,
   IOMMU_FEATURE_NAMES,
-  MAP_SIZE,
   PROBE_SIZE,
   REQUEST_QUEUE,
   TAIL_SIZE,
-  UNMAP_SIZE,
   VIRTIO_ID_IOMMU,
   VIRTIO_IOMMU_ATTACH_F_BYPASS,
   VIRTIO_IOMMU_F_BYPASS_CONFIG,
-  VIRTIO_IOMMU_F_DOMAIN_RANGE,
-  VIRTIO_IOMMU_F_INPUT_RANGE,
   VIRTIO_IOMMU_F_MAP_UNMAP,
   VIRTIO_IOMMU_F_MMIO,
   VIRTIO_IOMMU_F_PROBE,
@@ -61,119 +59,33 @@ import {
   VIRTIO_IOMMU_MAP_F_WRITE,
 } from "../../spec/iommu.ts";
 
-/** Endpoints may read through the mapping. */
-export const MAP_READ: number = VIRTIO_IOMMU_MAP_F_READ;
-/** Endpoints may write through the mapping. */
-export const MAP_WRITE: number = VIRTIO_IOMMU_MAP_F_WRITE;
-/** The mapping targets device memory (needs F_MMIO). */
-export const MAP_MMIO: number = VIRTIO_IOMMU_MAP_F_MMIO;
-
-/** Feature bits this driver understands (virtio 1.3 §5.13.3; never the legacy F_BYPASS). */
-export const SUPPORTED_FEATURES: bigint = featureBit(VIRTIO_F_VERSION_1) |
-  featureBit(VIRTIO_F_INDIRECT_DESC) |
-  featureBit(VIRTIO_F_EVENT_IDX) |
-  featureBit(VIRTIO_IOMMU_F_INPUT_RANGE) |
-  featureBit(VIRTIO_IOMMU_F_DOMAIN_RANGE) |
-  featureBit(VIRTIO_IOMMU_F_MAP_UNMAP) |
-  featureBit(VIRTIO_IOMMU_F_PROBE) |
-  featureBit(VIRTIO_IOMMU_F_MMIO) |
-  featureBit(VIRTIO_IOMMU_F_BYPASS_CONFIG);
-
-/** Options for {@link VirtioIommu.create}. */
-export interface VirtioIommuOptions {
-  /** Restrict the features the driver accepts (ANDed with what it supports). */
-  features?: bigint;
-  /** Time a request may take before it rejects with RequestTimeoutError, in ms (default 2000). */
-  timeoutMs?: number;
-  /**
-   * How long to busy-poll for answers after each notification before sleeping on timers, in
-   * ms (default 2; 0 never spins).
-   */
-  spinMs?: number;
-  /** Largest queue size to use; the device's maximum is used when smaller (default 256). */
-  maxQueueSize?: number;
-  /** Allow IDENTITY reserved regions next to endpoints without one (seed 004 N + I). */
-  allowIdentity?: boolean;
-  /** RESV_MEM subtype read as IDENTITY (the draft subtype of seed 004; default none). */
-  identitySubtype?: number;
-}
-
-/** Options for {@link VirtioIommu.attach}. */
-export interface AttachOptions {
-  /** Create or join a bypass (identity) domain: ATTACH_F_BYPASS (needs BYPASS_CONFIG). */
-  bypass?: boolean;
-  /**
-   * What to do when the endpoint shares an isolation group (see
-   * {@link VirtioIommu.setIsolationGroups}) with other endpoints: `"attach"` (default) attaches
-   * the whole group, `"refuse"` throws an IommuError naming the group.
-   */
-  group?: "attach" | "refuse";
-}
-
-/** Options for {@link VirtioIommu.map}. */
-export interface MapOptions {
-  /**
-   * Split the range into the largest page sizes page_size_mask allows, one MAP each, instead of
-   * one MAP for the whole range.
-   */
-  split?: boolean;
-}
-
-/** One mapping of a domain, as the driver remembers it. */
-export interface MappingInfo {
-  /** First IOVA. */
-  iova: bigint;
-  /** Last IOVA (inclusive). */
-  last: bigint;
-  /** Physical address of `iova`. */
-  phys: bigint;
-  /** MAP flags. */
-  flags: number;
-}
-
-/** A domain as the driver remembers it. */
-export interface DomainInfo {
-  /** Domain ID. */
-  id: number;
-  /** A bypass domain. */
-  bypass: boolean;
-  /** Attached endpoints, sorted. */
-  endpoints: number[];
-  /** Number of mappings. */
-  mappings: number;
-}
-
-/** What {@link VirtioIommu.create} negotiated and read. */
-export interface IommuInfo {
-  /** Transport kind. */
-  transport: string;
-  /** Negotiated feature bits. */
-  features: bigint;
-  /** Names of the negotiated features. */
-  featureNames: string[];
-  /** Device configuration. */
-  config: IommuConfig;
-  /** Request queue size. */
-  requestQueueSize: number;
-  /** Event queue size. */
-  eventQueueSize: number;
-}
+import {
+  type AttachOptions,
+  type DomainInfo,
+  type IommuInfo,
+  type MapOptions,
+  type MappingInfo,
+  SUPPORTED_FEATURES,
+  type VirtioIommuOptions,
+} from "./api.ts";
+export {
+  type AttachOptions,
+  type DomainInfo,
+  type IommuInfo,
+  MAP_MMIO,
+  MAP_READ,
+  MAP_WRITE,
+  type MapOptions,
+  type MappingInfo,
+  SUPPORTED_FEATURES,
+  type VirtioIommuOptions,
+} from "./api.ts";
 
 const DEFAULT_TIMEOUT_MS = 2000;
 /** Requests in flight that direct 2-descriptor chains must allow before indirect ones are used. */
 const MIN_DIRECT_SLOTS = 64;
-/** Fault reports kept for takeFaults() before the oldest are dropped. */
-export const MAX_KEPT_FAULTS = 4096;
 
-/** A failed fast-path request has nothing to take back. */
-const UNDO_NONE = 0;
-/** A failed MAP takes its record back. */
-const UNDO_MAP = 1;
-/** A failed UNMAP puts back the records it removed. */
-const UNDO_UNMAP = 2;
 const DEFAULT_MAX_QUEUE = 256;
-/** The promise of every fast-path request that settled before its call returned. */
-const RESOLVED: Promise<void> = Promise.resolve();
 
 /** Largest power of two ≤ n. */
 function floorPow2(n: number): number {
@@ -210,20 +122,15 @@ export class VirtioIommu {
   #probeBuffer: DmaRegion | null = null;
   #probeLock: Promise<unknown> = Promise.resolve();
   #domains = new DomainTable();
-  #faults: FaultEvent[] = [];
-  #droppedFaults = 0;
-  #faultListeners = new Set<(event: FaultEvent) => void>();
+  #inbox = new FaultInbox();
+  #pollEventsBound = (): void => {
+    this.pollEvents();
+  };
   #groups = new Map<number, IsolationGroup>();
-  // Per-slot state of fast-path requests (see #mapFast).
-  #resolveOf: ((() => void) | null)[] = [];
-  #rejectOf: (((error: Error) => void) | null)[] = [];
-  /** The fast-path slot being sent right now (-1: none), and its outcome if it settled meanwhile. */
-  #syncSlot = -1;
-  #syncDone = false;
-  #syncError: Error | null = null;
-  #undoOf = new Uint8Array(0);
-  #undoFields = new Uint32Array(0);
-  #savedOf: SavedMappings[] = [];
+  /** Sends requests that wait for a slot when none is free (attach, detach, replay, slow MAP/UNMAP). */
+  #send!: RequestSender;
+  /** The one-at-a-time MAP/UNMAP path (undefined until the queues exist). */
+  #fast!: FastRequests;
   /** Attachments to restore after a reset, kept across a reset that failed before restoring. */
   #reattach = new Map<number, { domain: number; endpoint: number; bypass: boolean }>();
 
@@ -281,18 +188,14 @@ export class VirtioIommu {
         eventIdx,
         indirect,
       });
-      const slots = this.#requests.slots;
-      this.#resolveOf = new Array(slots).fill(null);
-      this.#rejectOf = new Array(slots).fill(null);
-      this.#undoOf = new Uint8Array(slots);
-      this.#undoFields = new Uint32Array(slots * 7);
-      this.#savedOf = Array.from({ length: slots }, () => new SavedMappings());
+      this.#fast = new FastRequests(this.#requests, this.#planner);
+      this.#send = new RequestSender(this.#requests, this.#planner);
       this.#events = new EventQueue(
         t,
         this.#dma,
         this.#queueSize(EVENT_QUEUE),
         eventIdx,
-        (event) => this.#deliver(event),
+        (event) => this.#inbox.deliver(event),
       );
       if (this.#config.probeSize > 0) {
         this.#probeBuffer = this.#dma.alloc(PROBE_SIZE + this.#config.probeSize + TAIL_SIZE, 4096);
@@ -363,91 +266,6 @@ export class VirtioIommu {
   }
 
   // ---------------------------------------------------------------------------------------
-  // Sending.
-
-  /**
-   * Encodes with `encode(view, offset)` in a free slot (waiting FIFO when none is free) and
-   * sends. The encoder runs synchronously when a slot is free, so scratch state is safe.
-   * `undo` runs before the promise rejects (to take back the driver's records).
-   */
-  #request(
-    readLen: number,
-    encode: (view: DataView, offset: number) => void,
-    undo?: () => void,
-  ): Promise<void> {
-    this.#open();
-    const q = this.#requests;
-    if (q.broken) {
-      undo?.();
-      return Promise.reject(q.broken); // map()/unmap() reject, never throw
-    }
-    return new Promise<void>((resolve, reject) => {
-      const done: Completion = (error) => {
-        if (error === null) return resolve();
-        undo?.();
-        reject(error);
-      };
-      const slot = q.tryTakeSlot();
-      if (slot >= 0) {
-        encode(q.view(slot), q.offset(slot));
-        q.sendSlot(slot, readLen, done);
-        return;
-      }
-      // Ring full: wait our turn; encode when a slot is ours.
-      q.acquire((s, error) => {
-        if (s < 0) {
-          // Timed out waiting for a slot, or the queue failed meanwhile.
-          done(error ?? q.broken ?? new DeviceResetError("The request queue failed"), s);
-          return;
-        }
-        encode(q.view(s), q.offset(s));
-        q.sendSlot(s, readLen, done);
-      });
-    });
-  }
-
-  #sendAttach(domain: number, endpoint: number, flags: number): Promise<void> {
-    return this.#request(ATTACH_SIZE, (v, o) => encodeAttach(v, o, domain, endpoint, flags));
-  }
-
-  #sendDetach(domain: number, endpoint: number): Promise<void> {
-    return this.#request(DETACH_SIZE, (v, o) => encodeDetach(v, o, domain, endpoint));
-  }
-
-  #sendMap(
-    domain: number,
-    sLo: number,
-    sHi: number,
-    eLo: number,
-    eHi: number,
-    pLo: number,
-    pHi: number,
-    flags: number,
-    undo?: () => void,
-  ): Promise<void> {
-    return this.#request(
-      MAP_SIZE,
-      (v, o) => encodeMap(v, o, domain, sLo, sHi, eLo, eHi, pLo, pHi, flags),
-      undo,
-    );
-  }
-
-  #sendUnmap(
-    domain: number,
-    sLo: number,
-    sHi: number,
-    eLo: number,
-    eHi: number,
-    undo?: () => void,
-  ): Promise<void> {
-    return this.#request(
-      UNMAP_SIZE,
-      (v, o) => encodeUnmap(v, o, domain, sLo, sHi, eLo, eHi),
-      undo,
-    );
-  }
-
-  // ---------------------------------------------------------------------------------------
   // Public requests.
 
   /**
@@ -505,70 +323,24 @@ export class VirtioIommu {
     // Already there: nothing to do. (Re-sending would make QEMU 7.2 detach the endpoint first,
     // destroying a single-endpoint domain and its mappings.)
     if (record?.endpoints.has(endpoint)) return;
-    if (record && !bypass) this.#checkReservedCompatible(record, endpoint);
-    await this.#sendAttach(domain, endpoint, bypass ? VIRTIO_IOMMU_ATTACH_F_BYPASS : 0);
-    const fresh = this.#domains.attached(domain, bypass, endpoint);
-    if (fresh) await this.#replay(this.#domains.get(domain)!);
-  }
-
-  #checkReservedCompatible(record: DomainRecord, endpoint: number): void {
-    // The domain's mappings must stay clear of the newcomer's reserved regions (MSI doorbell,
-    // firmware memory): the driver SHOULD NOT map them (§5.13.6.7.1.1), and the device SHOULD
-    // refuse an endpoint whose properties clash with the domain (§5.13.6.3.2).
-    for (const r of this.#domains.reservedOf(endpoint)) {
-      if (r.kind === "identity") continue; // An identity region is to be mapped 1:1.
-      const sLo = Number(r.start & 0xffff_ffffn), sHi = Number(r.start >> 32n);
-      const eLo = Number(r.end & 0xffff_ffffn), eHi = Number(r.end >> 32n);
-      if (record.mappings.overlaps(sLo, sHi, eLo, eHi)) {
-        throw driverError(
-          `Cannot attach endpoint ${endpoint} to domain ${record.id}: the domain maps addresses ` +
-            `in its ${r.kind} region ${hex(r.start)}-${hex(r.end)}`,
-        );
-      }
-    }
-    const lists = [...record.endpoints].filter((e) => e !== endpoint).map((e) =>
-      this.#domains.reservedOf(e)
-    );
-    if (lists.length === 0) return;
-    lists.push(this.#domains.reservedOf(endpoint));
-    try {
-      mergeReservedRegions(lists, this.#options.allowIdentity ?? false);
-    } catch (error) {
-      if (error instanceof ReservedRegionConflictError) {
-        throw driverError(
-          `Cannot attach endpoint ${endpoint} to domain ${record.id}: ${error.message}`,
-        );
-      }
-      throw error;
-    }
-  }
-
-  /** Re-sends every remembered mapping of a domain the device has just created. */
-  async #replay(record: DomainRecord): Promise<void> {
-    const m = record.mappings;
-    const sends: Promise<void>[] = [];
-    m.forEach((s) => {
-      sends.push(
-        this.#sendMap(
-          record.id,
-          m.startLo(s),
-          m.startHi(s),
-          m.endLo(s),
-          m.endHi(s),
-          m.physLo(s),
-          m.physHi(s),
-          m.flags(s),
-        ),
+    if (record && !bypass) {
+      checkReservedCompatible(
+        this.#domains,
+        record,
+        endpoint,
+        this.#options.allowIdentity ?? false,
       );
-    });
-    await Promise.all(sends);
+    }
+    await this.#send.attach(domain, endpoint, bypass ? VIRTIO_IOMMU_ATTACH_F_BYPASS : 0);
+    const fresh = this.#domains.attached(domain, bypass, endpoint);
+    if (fresh) await this.#send.replay(this.#domains.get(domain)!);
   }
 
   /** Detaches `endpoint` from `domain` (virtio 1.3 §5.13.6.4). The domain keeps its mappings. */
   async detach(domain: number, endpoint: number): Promise<void> {
     this.#planner.checks.domain(domain);
     this.#planner.checks.id(endpoint, "endpoint");
-    await this.#sendDetach(domain, endpoint);
+    await this.#send.detach(domain, endpoint);
     this.#domains.detached(domain, endpoint);
   }
 
@@ -590,7 +362,7 @@ export class VirtioIommu {
     const split = options?.split === true;
     if (!split) {
       const slot = this.#fastSlot();
-      if (slot >= 0) return this.#mapFast(slot, domain, iova, phys, size, flags);
+      if (slot >= 0) return this.#fast.map(slot, domain, iova, phys, size, flags);
     }
     return this.#mapSlow(domain, iova, phys, size, flags, split);
   }
@@ -623,9 +395,9 @@ export class VirtioIommu {
       c = this.#planner.checks.phys;
     const sLo = a.lo, sHi = a.hi, eLo = b.lo, eHi = b.hi, pLo = c.lo, pHi = c.hi;
     if (plan === PLAN_SEND_UNTRACKED) {
-      return this.#sendMap(domain, sLo, sHi, eLo, eHi, pLo, pHi, flags);
+      return this.#send.map(domain, sLo, sHi, eLo, eHi, pLo, pHi, flags);
     }
-    return this.#sendMap(
+    return this.#send.map(
       domain,
       sLo,
       sHi,
@@ -638,144 +410,9 @@ export class VirtioIommu {
     );
   }
 
-  // One-at-a-time fast path: with a slot free, a request is checked, recorded and encoded
-  // straight into its slot, and settles through per-slot state: one promise per request and
-  // no closure of ours, which matters most where JIT code is slow (a TCG guest).
-
   /** A free request slot for the fast path, or -1 (queue broken, full, or callers waiting). */
   #fastSlot(): number {
-    const q = this.#requests;
-    if (this.#planner.closed || q === undefined || q.broken) return -1;
-    return q.tryTakeSlot();
-  }
-
-  #mapFast(
-    slot: number,
-    domain: number,
-    iova: Address,
-    phys: Address,
-    size: Address,
-    flags: number,
-  ): Promise<void> {
-    const q = this.#requests;
-    let plan: number;
-    try {
-      plan = this.#planner.prepareMap(domain, iova, phys, size, flags);
-    } catch (error) {
-      q.release(slot);
-      return Promise.reject(error);
-    }
-    if (plan === PLAN_RECORD_ONLY) {
-      q.release(slot);
-      return Promise.resolve();
-    }
-    const v = q.view(slot),
-      o = q.offset(slot),
-      a = this.#planner.checks.iova,
-      b = this.#planner.checks.last,
-      c = this.#planner.checks.phys;
-    encodeMap(v, o, domain, a.lo, a.hi, b.lo, b.hi, c.lo, c.hi, flags);
-    this.#undoOf[slot] = plan === PLAN_SEND ? UNDO_MAP : UNDO_NONE;
-    const f = this.#undoFields, at = slot * 7;
-    f[at] = domain;
-    f[at + 1] = a.lo;
-    f[at + 2] = a.hi;
-    f[at + 3] = b.lo;
-    f[at + 4] = b.hi;
-    f[at + 5] = c.lo;
-    f[at + 6] = c.hi;
-    return this.#sendFast(slot, MAP_SIZE);
-  }
-
-  #unmapFast(slot: number, domain: number, iova: Address, size: Address): Promise<void> {
-    const q = this.#requests;
-    const saved = this.#savedOf[slot];
-    saved.length = 0;
-    let plan: number;
-    try {
-      plan = this.#planner.prepareUnmap(domain, iova, size, saved);
-    } catch (error) {
-      q.release(slot);
-      return Promise.reject(error);
-    }
-    if (plan === PLAN_RECORD_ONLY) {
-      q.release(slot);
-      return Promise.resolve();
-    }
-    const v = q.view(slot),
-      o = q.offset(slot),
-      a = this.#planner.checks.iova,
-      b = this.#planner.checks.last;
-    encodeUnmap(v, o, domain, a.lo, a.hi, b.lo, b.hi);
-    this.#undoOf[slot] = plan === PLAN_SEND ? UNDO_UNMAP : UNDO_NONE;
-    this.#undoFields[slot * 7] = domain;
-    return this.#sendFast(slot, UNMAP_SIZE);
-  }
-
-  /**
-   * Sends a fast-path request. A device that answers during the notification (QEMU under TCG,
-   * the mock) has settled it before sendNow() returns: then the outcome is known and no
-   * deferred promise is needed, which saves most of the cost of a promise per request.
-   */
-  #sendFast(slot: number, readLen: number): Promise<void> {
-    this.#syncSlot = slot;
-    this.#syncDone = false;
-    try {
-      this.#requests.sendNow(slot, readLen, this.#completeFast);
-    } finally {
-      this.#syncSlot = -1;
-    }
-    if (this.#syncDone) {
-      const error = this.#syncError;
-      this.#syncError = null;
-      return error === null ? RESOLVED : Promise.reject(error);
-    }
-    return new Promise<void>((resolve, reject) => {
-      this.#resolveOf[slot] = resolve;
-      this.#rejectOf[slot] = reject;
-    });
-  }
-
-  /** Settles a fast-path request; on failure first takes back what it recorded. */
-  #completeFast: Completion = (error, slot) => {
-    if (slot === this.#syncSlot) {
-      // Answered inside #sendFast: it returns the outcome itself.
-      this.#syncDone = true;
-      this.#syncError = error;
-      if (error !== null) this.#undoFast(slot);
-      return;
-    }
-    const resolve = this.#resolveOf[slot];
-    const reject = this.#rejectOf[slot];
-    this.#resolveOf[slot] = null;
-    this.#rejectOf[slot] = null;
-    if (error === null) {
-      resolve?.();
-      return;
-    }
-    this.#undoFast(slot);
-    reject?.(error);
-  };
-
-  /** Takes back what a failed fast-path request recorded. */
-  #undoFast(slot: number): void {
-    const undo = this.#undoOf[slot];
-    if (undo === UNDO_MAP) {
-      // From the driver's own copy: the slot is shared memory the device could have changed.
-      const f = this.#undoFields, at = slot * 7;
-      this.#domains.forgetMap(
-        f[at],
-        f[at + 1],
-        f[at + 2],
-        f[at + 3],
-        f[at + 4],
-        f[at + 5],
-        f[at + 6],
-      );
-    } else if (undo === UNDO_UNMAP) {
-      const saved = this.#savedOf[slot];
-      this.#domains.restoreMappings(this.#undoFields[slot * 7], saved.data, 0, saved.length);
-    }
+    return this.#planner.closed || this.#fast === undefined ? -1 : this.#fast.slot();
   }
 
   /** MAP split into the largest page sizes page_size_mask allows (#a, #b, #c hold the range). */
@@ -818,7 +455,7 @@ export class VirtioIommu {
    */
   unmap(domain: number, iova: Address, size: Address): Promise<void> {
     const slot = this.#fastSlot();
-    if (slot >= 0) return this.#unmapFast(slot, domain, iova, size);
+    if (slot >= 0) return this.#fast.unmap(slot, domain, iova, size);
     return this.#unmapSlow(domain, iova, size);
   }
 
@@ -833,8 +470,8 @@ export class VirtioIommu {
     }
     if (plan === PLAN_RECORD_ONLY) return Promise.resolve();
     const a = this.#planner.checks.iova, b = this.#planner.checks.last;
-    if (plan === PLAN_SEND_UNTRACKED) return this.#sendUnmap(domain, a.lo, a.hi, b.lo, b.hi);
-    return this.#sendUnmap(
+    if (plan === PLAN_SEND_UNTRACKED) return this.#send.unmap(domain, a.lo, a.hi, b.lo, b.hi);
+    return this.#send.unmap(
       domain,
       a.lo,
       a.hi,
@@ -979,20 +616,9 @@ export class VirtioIommu {
   // ---------------------------------------------------------------------------------------
   // Events.
 
-  #deliver(event: FaultEvent): void {
-    // A device can post faults without end: keep the newest MAX_KEPT_FAULTS for takeFaults()
-    // and count the rest, rather than grow without bound. Listeners see every one.
-    if (this.#faults.length >= MAX_KEPT_FAULTS) {
-      this.#faults.shift();
-      this.#droppedFaults++;
-    }
-    this.#faults.push(event);
-    for (const listener of this.#faultListeners) listener(event);
-  }
-
   /** Fault reports dropped from the takeFaults() backlog because it was full (oldest first). */
   get droppedFaults(): number {
-    return this.#droppedFaults;
+    return this.#inbox.dropped;
   }
 
   /** Reads the event queue now; returns how many fault reports arrived. */
@@ -1009,28 +635,20 @@ export class VirtioIommu {
   /** Returns the faults received since the last call (polling the event queue first). */
   takeFaults(): FaultEvent[] {
     this.pollEvents();
-    return this.#faults.splice(0);
+    return this.#inbox.take();
   }
 
   /** Calls `listener` for every fault report; returns a function that unsubscribes. */
   onFault(listener: (event: FaultEvent) => void): () => void {
-    this.#faultListeners.add(listener);
-    return () => this.#faultListeners.delete(listener);
+    return this.#inbox.listen(listener);
   }
 
   /**
    * Waits for the next fault report, polling the event queue; resolves null after
    * `timeoutMs` without one.
    */
-  async nextFault(timeoutMs = 1000): Promise<FaultEvent | null> {
-    const deadline = performance.now() + timeoutMs;
-    for (;;) {
-      this.pollEvents();
-      const event = this.#faults.shift();
-      if (event) return event;
-      if (performance.now() >= deadline) return null;
-      await new Promise((resolve) => setTimeout(resolve, 1));
-    }
+  nextFault(timeoutMs = 1000): Promise<FaultEvent | null> {
+    return this.#inbox.next(timeoutMs, this.#pollEventsBound);
   }
 
   /**
@@ -1038,24 +656,8 @@ export class VirtioIommu {
    * ends when `signal` aborts, after `idleMs` without a report (default: never), or when the
    * driver is closed.
    */
-  async *faults(options: { signal?: AbortSignal; idleMs?: number } = {}): AsyncGenerator<
-    FaultEvent,
-    void,
-    void
-  > {
-    const { signal, idleMs = Infinity } = options;
-    let idleSince = performance.now();
-    while (!this.#planner.closed && !signal?.aborted) {
-      this.pollEvents();
-      const event = this.#faults.shift();
-      if (event) {
-        yield event;
-        idleSince = performance.now();
-        continue;
-      }
-      if (performance.now() - idleSince >= idleMs) return;
-      await new Promise((resolve) => setTimeout(resolve, 1));
-    }
+  faults(options: FaultIterateOptions = {}): AsyncGenerator<FaultEvent, void, void> {
+    return this.#inbox.iterate(options, this.#pollEventsBound, () => this.#planner.closed);
   }
 
   // ---------------------------------------------------------------------------------------

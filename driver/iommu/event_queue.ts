@@ -8,7 +8,8 @@
 
 import type { DmaAllocator, DmaRegion } from "../../transport/dma.ts";
 import type { Transport } from "../../transport/transport.ts";
-import { SplitVirtqueue } from "../virtio/split_queue.ts";
+import { createVirtqueue } from "../virtio/create_queue.ts";
+import type { RingLayout, Virtqueue } from "../virtio/virtqueue.ts";
 import { decodeFault, type FaultEvent } from "./events.ts";
 import { EVENT_QUEUE, FAULT_SIZE } from "../../spec/iommu.ts";
 
@@ -17,8 +18,8 @@ const EVENT_BUFFER_SIZE = 32;
 
 /** The event virtqueue and its buffers. */
 export class EventQueue {
-  /** The underlying split virtqueue. */
-  readonly vq: SplitVirtqueue;
+  /** The underlying virtqueue (split or packed). */
+  readonly vq: Virtqueue;
   /** Reports ignored because they were malformed (reserved bits set, too short). */
   ignored = 0;
   #transport: Transport;
@@ -34,11 +35,12 @@ export class EventQueue {
     size: number,
     eventIdx: boolean,
     onFault: (event: FaultEvent) => void,
+    layout: RingLayout = "split",
   ) {
     this.#transport = transport;
     this.#dma = dma;
     this.#onFault = onFault;
-    this.vq = new SplitVirtqueue(EVENT_QUEUE, size, dma, { eventIdx, indirect: false });
+    this.vq = createVirtqueue(layout, EVENT_QUEUE, size, dma, { eventIdx, indirect: false });
     this.#buffers = dma.alloc(size * EVENT_BUFFER_SIZE, 4096);
     this.#headToBuffer = new Int32Array(size).fill(-1);
   }

@@ -10,7 +10,8 @@
 
 import { decodeFault } from "../../driver/iommu/events.ts";
 import { parseProbeProperties } from "../../driver/iommu/probe.ts";
-import { SplitVirtqueue, VirtqueueError } from "../../driver/virtio/split_queue.ts";
+import { SplitVirtqueue } from "../../driver/virtio/split_queue.ts";
+import { VirtqueueError } from "../../driver/virtio/virtqueue.ts";
 import { VIRTIO_IOMMU_FAULT_F_ADDRESS } from "../../spec/iommu.ts";
 import { SimulatedMemory } from "../../transport/memory.ts";
 import { FaultRandom } from "../../mock/iommu/faults.ts";

@@ -1,0 +1,95 @@
+/**
+ * Where fault reports from the event queue (virtio 1.3 §5.13.7) wait for the application: a
+ * bounded backlog for takeFaults()/nextFault(), listeners that see every report as it is
+ * delivered, and an async iterator. It knows nothing of how reports are collected: the caller
+ * passes the function that reads the event queue.
+ *
+ * @module
+ */
+
+import type { FaultEvent } from "./events.ts";
+
+/** Fault reports kept for takeFaults() before the oldest are dropped. */
+export const MAX_KEPT_FAULTS = 4096;
+
+/** Options of {@link FaultInbox.iterate}. */
+export interface FaultIterateOptions {
+  /** Ends the iteration when aborted. */
+  signal?: AbortSignal;
+  /** Ends the iteration after this many ms without a report (default: never). */
+  idleMs?: number;
+}
+
+/** The backlog and listeners of fault reports. */
+export class FaultInbox {
+  #faults: FaultEvent[] = [];
+  #dropped = 0;
+  #listeners = new Set<(event: FaultEvent) => void>();
+
+  /** Takes one report: kept in the backlog (bounded) and handed to every listener. */
+  deliver(event: FaultEvent): void {
+    // A device can post faults without end: keep the newest MAX_KEPT_FAULTS and count the
+    // rest, rather than grow without bound. Listeners see every one.
+    if (this.#faults.length >= MAX_KEPT_FAULTS) {
+      this.#faults.shift();
+      this.#dropped++;
+    }
+    this.#faults.push(event);
+    for (const listener of this.#listeners) listener(event);
+  }
+
+  /** Reports dropped from the backlog because it was full (oldest first). */
+  get dropped(): number {
+    return this.#dropped;
+  }
+
+  /** Empties the backlog and returns its reports, oldest first. */
+  take(): FaultEvent[] {
+    return this.#faults.splice(0);
+  }
+
+  /** Calls `listener` for every report; returns a function that unsubscribes. */
+  listen(listener: (event: FaultEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /**
+   * The next report from the backlog, calling `collect` (read the event queue) every
+   * millisecond until one arrives; null after `timeoutMs` without one.
+   */
+  async next(timeoutMs: number, collect: () => void): Promise<FaultEvent | null> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      collect();
+      const event = this.#faults.shift();
+      if (event) return event;
+      if (performance.now() >= deadline) return null;
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+  }
+
+  /**
+   * The reports as an async iterator, calling `collect` every millisecond while idle; ends when
+   * `signal` aborts, after `idleMs` without a report, or once `closed()` returns true.
+   */
+  async *iterate(
+    options: FaultIterateOptions,
+    collect: () => void,
+    closed: () => boolean,
+  ): AsyncGenerator<FaultEvent, void, void> {
+    const { signal, idleMs = Infinity } = options;
+    let idleSince = performance.now();
+    while (!closed() && !signal?.aborted) {
+      collect();
+      const event = this.#faults.shift();
+      if (event) {
+        yield event;
+        idleSince = performance.now();
+        continue;
+      }
+      if (performance.now() - idleSince >= idleMs) return;
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+  }
+}
