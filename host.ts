@@ -1,16 +1,22 @@
 /**
  * Real-hardware backends: a PCI device owned by userspace through sysfs or VFIO, and DMA
  * memory with known physical addresses. Kept apart from `mod.ts` so the core library needs no
- * permissions; this entry point needs `--allow-ffi`, `--allow-read`/`--allow-write` on `/sys`
- * (and `/dev/vfio` for VFIO), and root.
+ * permissions. This entry point needs root and `--allow-all`: it uses FFI, and Deno 2.9.6
+ * opens files under `/sys` and `/proc` only when every permission is granted (with
+ * `--allow-read --allow-write --allow-ffi` a read of `/sys` fails with "NotCapable: Requires
+ * all access"). A missing permission is a {@link HostPermissionError} saying which.
  *
  * @example Drive a virtio-iommu in a guest where no kernel driver owns it
  * ```ts ignore
- * import { openSysfsPci, PagemapDma } from "./host.ts";
- * import { PciTransport, VirtioIommu } from "./mod.ts";
+ * // sudo deno run --allow-all main.ts
+ * import { openSysfsPci, PagemapDma } from "@viommu/viommu/host";
+ * import { PciTransport, VirtioIommu } from "@viommu/viommu";
  *
  * const dev = openSysfsPci("0000:00:02.0");
- * const iommu = await VirtioIommu.create(new PciTransport(dev.config, (i) => dev.bar(i)), new PagemapDma());
+ * const iommu = await VirtioIommu.create(
+ *   PciTransport.create(dev.config, (i) => dev.bar(i)),
+ *   new PagemapDma(),
+ * );
  * console.log(iommu.info.featureNames);
  * ```
  *
@@ -45,3 +51,10 @@ export {
   type VfioPciOptions,
 } from "./host/vfio.ts";
 export type { RegionInfo } from "./host/vfio_abi.ts";
+export {
+  readSysfsPciTree,
+  readSysfsTopology,
+  readSysfsViot,
+  type SysfsTopology,
+  type SysfsTopologyOptions,
+} from "./host/sysfs_topology.ts";

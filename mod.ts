@@ -6,15 +6,16 @@
  *
  * @example Drive the mock virtio-iommu over virtio-mmio
  * ```ts
- * import { MAP_READ, MAP_WRITE, MmioTransport, VirtioIommu } from "./mod.ts";
- * import { MmioDevice, MockIommuDevice, SimulatedMemory } from "./testing.ts";
+ * import { MAP_READ, MAP_WRITE, MmioTransport, VirtioIommu } from "@viommu/viommu";
+ * import { MmioDevice, MockIommuDevice, SimulatedMemory } from "@viommu/viommu/testing";
  *
  * const memory = new SimulatedMemory();
  * const device = new MockIommuDevice();
  * const iommu = await VirtioIommu.create(MmioTransport.create(new MmioDevice(device, memory)), memory);
  * await iommu.attach(1, 0x08);
  * await iommu.map(1, 0x10000, 0x20000, 0x1000, MAP_READ | MAP_WRITE);
- * console.log(device.translate(0x08, 0x10010n, "read")); // { ok: true, address: 0x20010n, ... }
+ * const t = device.translate(0x08, 0x10010n, "read"); // { ok: true, address: 0x20010n, … }
+ * if (!t.ok || t.address !== 0x20010n) throw new Error("the DMA did not land at 0x20010");
  * await iommu.close();
  * ```
  *

@@ -5,8 +5,8 @@
  *
  * @example Check that a driver broke no rule
  * ```ts
- * import { MmioTransport, VirtioIommu } from "./mod.ts";
- * import { MmioDevice, MockIommuDevice, SimulatedMemory } from "./testing.ts";
+ * import { MmioTransport, VirtioIommu } from "@viommu/viommu";
+ * import { MmioDevice, MockIommuDevice, SimulatedMemory } from "@viommu/viommu/testing";
  *
  * const memory = new SimulatedMemory();
  * const mmio = new MmioDevice(new MockIommuDevice({ endpoints: [{ id: 1 }] }), memory);

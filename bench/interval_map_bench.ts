@@ -1,56 +1,18 @@
 /**
- * IntervalMap cost at 1,000 and at 1,000,000 live intervals, and its memory per interval.
+ * IntervalMap cost at 1,000 and at 1,000,000 live intervals. Its memory per interval is a
+ * line of `deno task bench`'s summary (bench/mock_figures.ts), not printed here: a line printed
+ * while `deno bench` loads this file lands in the middle of its table.
  *
- * Run: `deno bench bench/interval_map_bench.ts` (add `--v8-flags=--expose-gc` for a memory
- * figure with garbage collected before each reading).
+ * Run: `deno bench bench/interval_map_bench.ts`.
  *
  * @module
  */
 
-import { IntervalMap } from "../util/interval_map.ts";
+import type { IntervalMap } from "../util/interval_map.ts";
+import { buildPages as build, PAGE, STRIDE } from "./_interval_pages.ts";
 
-/** Intervals are 4 KiB pages every 8 KiB, so each has a free 4 KiB gap above it. */
-const STRIDE = 0x2000;
-const PAGE = 0x1000;
 /** Distinct gap positions the measured functions cycle through. */
 const PROBES = 1 << 14;
-
-/** Runs the collector if the runtime exposes it (`--v8-flags=--expose-gc`). */
-function collect(): void {
-  const gc = (globalThis as { gc?: () => void }).gc;
-  if (gc !== undefined) gc();
-}
-
-/** Bytes the process holds in the V8 heap plus outside it (typed-array backing stores). */
-function heldBytes(): number {
-  const usage = Deno.memoryUsage();
-  return usage.heapUsed + usage.external;
-}
-
-/** Inserts interval `i` (start i * STRIDE, one page) into `map`; addresses pass 4 GiB. */
-function insertPage(map: IntervalMap, i: number, flags: number): number {
-  const start = i * STRIDE;
-  const lo = start >>> 0;
-  const hi = Math.floor(start / 0x1_0000_0000);
-  return map.insert(lo, hi, (lo + PAGE - 1) >>> 0, hi, lo, hi, flags);
-}
-
-/**
- * Builds a map of `count` pages inserted in a scrambled order (index times an odd constant
- * modulo a power of two), so leaves fill as they would under random inserts, not only
- * ascending ones.
- */
-function build(count: number, scrambled: boolean): IntervalMap {
-  const map = new IntervalMap();
-  let span = 1;
-  while (span < count) span *= 2;
-  for (let k = 0; k < span; k++) {
-    const i = scrambled ? Math.imul(k, 0x9e37_79b1) & (span - 1) : k;
-    if (i < count && insertPage(map, i, 3) === -1) throw new Error(`Page ${i} overlapped`);
-  }
-  if (map.size !== count) throw new Error(`Built ${map.size} intervals, expected ${count}`);
-  return map;
-}
 
 /** Pseudo-random gap indices below `count`, fixed across runs. */
 function probes(count: number): Uint32Array {
@@ -71,24 +33,8 @@ const LARGE = 1_000_000;
 const small = build(SMALL, true);
 const smallProbes = probes(SMALL);
 
-collect();
-const before = heldBytes();
 const large = build(LARGE, true);
-collect();
-const after = heldBytes();
 const largeProbes = probes(LARGE);
-
-const perInterval = (after - before) / LARGE;
-const ascending = build(LARGE, false);
-console.log(
-  `IntervalMap memory at ${LARGE} intervals (scrambled inserts): ` +
-    `${perInterval.toFixed(1)} B/interval measured (heapUsed + external growth, ` +
-    `${"gc" in globalThis ? "after gc" : "no gc available"}), ` +
-    `${(large.allocatedBytes / LARGE).toFixed(1)} B/interval in typed arrays; ` +
-    `ascending inserts: ${
-      (ascending.allocatedBytes / LARGE).toFixed(1)
-    } B/interval in typed arrays`,
-);
 
 /** Maps the gap above a probe page, then unmaps it: one MAP + UNMAP pair. */
 function mapUnmapPair(map: IntervalMap, probe: Uint32Array, k: number): void {

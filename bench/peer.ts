@@ -15,8 +15,13 @@
  *
  * ```sh
  * deno task bench:peer -- --peer linux [--pairs 512] [--reps 21] [--warmup 30] [--batch 32]
- *   [--rounds 3] [--v8-flags <flags>] [--ours-kernel 6.12|6.1] [--smoke] [--json]
+ *   [--rounds 3] [--v8-flags <flags>] [--ours-kernel 6.12|6.1] [--smoke] [--json] [--out dir]
  * ```
+ *
+ * A full run writes `bench/results/peer.json` and `peer.svg` (a smoke run only with `--out`);
+ * `deno task bench` redraws the chart from that JSON. On a terminal a progress line says which
+ * round and boot is running (none with `--json` or under CI). The running is
+ * bench/peer_run.ts, the table and chart bench/peer_report.ts.
  *
  * Needs what the guest runner needs (`.ci/install-guest-deps`). Permissions: read, write (the
  * cache), run (qemu, busybox, git, ldd), env.
@@ -24,329 +29,46 @@
  * @module
  */
 
-import { type GuestKernel, runGuest } from "../tools/qemu.ts";
 import { GuestSetupError } from "../tools/initramfs.ts";
-import type { PeerParams } from "./peer_guest.ts";
+import { Progress, seconds } from "../tools/progress.ts";
+import { formatTable, peerChart } from "./peer_report.ts";
+import {
+  FULL_PARAMS,
+  FULL_ROUNDS,
+  type PeerBenchOptions,
+  type PeerBenchResult,
+  runPeerBench,
+  SMOKE_PARAMS,
+} from "./peer_run.ts";
 
-/** Options for {@link runPeerBench}. */
-export interface PeerBenchOptions extends PeerParams {
-  /** Kernel of the boot that runs our driver (default 6.12, the same as Linux's). */
-  oursKernel?: GuestKernel;
-  /** The project root (default: the folder above `bench/`). */
-  projectRoot?: string;
-  /** Seconds before a boot is killed (default 150). */
-  timeoutSeconds?: number;
-  /**
-   * Rounds of boots, each a Linux boot then one of ours (default 1). A figure is the median
-   * over the rounds of each boot's median: under TCG one boot can run the same code 30 %
-   * faster or slower than the next (seen across identical boots), so one boot is one sample.
-   */
-  rounds?: number;
-  /** V8 flags of both sides (default {@link TCG_V8_FLAGS}). */
-  v8Flags?: string;
+/** Where results go by default: bench/results/ beside this file. */
+export const RESULTS_DIR = new URL("./results", import.meta.url).pathname;
+
+/** A parsed command line. */
+export interface PeerCommandLine {
+  /** What to run. */
+  options: PeerBenchOptions;
+  /** Print JSON instead of the table (and no progress line). */
+  json: boolean;
+  /** Folder for peer.json and peer.svg, or null to write nothing. */
+  out: string | null;
 }
 
-/** One boot's figures. */
-export interface PeerBoot {
-  /** The guest's kernel release. */
-  kernel: string;
-  /** Milliseconds from starting QEMU to the command (boot). */
-  bootMs: number;
-  /** Milliseconds of the whole run. */
-  totalMs: number;
-  /** The guest report (every measured repetition, µs per pair, per mode). */
-  report: Record<string, unknown>;
+/** Writes `peer.json` and `peer.svg` into `dir`. */
+export async function writePeerResults(result: PeerBenchResult, dir: string): Promise<void> {
+  await Deno.mkdir(dir, { recursive: true });
+  await Deno.writeTextFile(`${dir}/peer.json`, JSON.stringify(result, null, 2) + "\n");
+  await Deno.writeTextFile(`${dir}/peer.svg`, peerChart(result));
 }
 
-/** Median µs per pair (or per ioctl) of each mode, and the ratios. */
-export interface PeerSummary {
-  /** Linux, one MAP+UNMAP pair at a time (two ioctls). */
-  linuxOne: number;
-  /** Linux, N MAP ioctls then one range UNMAP ioctl, per pair. */
-  linuxBatched: number;
-  /** Linux, a null VFIO ioctl (VFIO_GET_API_VERSION). */
-  linuxNullIoctl: number;
-  /** Ours, one pair at a time (await each). */
-  oursOne: number;
-  /** Ours, RequestBatch of `batch` MAPs then `batch` UNMAPs, per pair. */
-  oursBatched: number;
-  /** Ours, Promise.all of `batch` map() calls then `batch` unmap() calls, per pair. */
-  oursPromiseAll: number;
-  /** oursOne / linuxOne (target ≤ 0.5). */
-  ratioOne: number;
-  /** oursBatched / linuxOne (target ≤ 0.3). */
-  ratioBatched: number;
-  /** oursBatched / linuxBatched (against Linux's own fewest-syscalls path). */
-  ratioBatchedVsLinuxBatched: number;
-  /** Ours, one RequestBatch of `batch` MAPs plus one range UNMAP, per pair. */
-  oursBatchedRange: number;
-  /** oursBatchedRange / linuxOne (target ≤ 0.3). */
-  ratioBatchedRange: number;
-  /** oursBatchedRange / linuxBatched. */
-  ratioBatchedRangeVsLinuxBatched: number;
-  /**
-   * The device's own cost, from a hand-written loop on the same device (bench/_setup.ts
-   * Baseline: pre-encoded requests, no checks, no records, no promises): one pair at a time.
-   */
-  floorOne: number;
-  /** The same, `batch` MAPs and `batch` UNMAPs per notification, per pair. */
-  floorBatched: number;
-  /** The same, `batch` MAPs and one range UNMAP per notification, per pair. */
-  floorBatchedRange: number;
-}
-
-/** The whole result. */
-export interface PeerBenchResult {
-  /** The parameters every boot used. */
-  params: PeerParams;
-  /** Linux's boots, one per round. */
-  linux: PeerBoot[];
-  /** Our boots, one per round. */
-  ours: PeerBoot[];
-  /** Medians and ratios. */
-  summary: PeerSummary;
-  /** Per figure of the summary that comes from boots: the lowest and highest boot median. */
-  spread: Record<string, [number, number]>;
-  /** The V8 flags both sides ran with. */
-  v8Flags: string;
-}
-
-/** Parameters of the CI smoke run: few repetitions, seconds per boot. */
-export const SMOKE_PARAMS: PeerParams = { pairs: 128, reps: 3, warmup: 3, batch: 32 };
-/**
- * Parameters of the full run. The warm-up is long because under TCG V8 keeps optimising hot
- * functions for about 25 repetitions of 512 pairs (each compile a spike of tens of ms, seen
- * with --trace-opt); the measured repetitions start after that. A repetition takes
- * milliseconds, so the boots dominate the run time either way.
- */
-export const FULL_PARAMS: PeerParams = { pairs: 512, reps: 21, warmup: 30, batch: 32 };
-
-/**
- * V8 flags of both sides by default, for Deno in an emulated (TCG) guest:
- * - `--single-threaded`: one vCPU; V8's background compiler and GC threads would share it with
- *   the measured loop (and install code mid-measurement, which makes TCG retranslate).
- * - `--no-maglev`: Maglev, V8's mid-tier compiler, keeps compiling and deoptimising under TCG,
- *   where each new piece of code costs a retranslation: one-at-a-time pairs went from ~67 µs
- *   to ~18 µs without it (medians in one 6.1 guest).
- * - Larger inlining budgets (`--max-inlined-bytecode-size=2000`,
- *   `--max-inlined-bytecode-size-cumulative=4000`; V8's defaults are 460 and 920, sized for
- *   native CPUs): under TCG a call V8 does not inline costs as much as dozens of loads and
- *   stores, and with the defaults a request still made several. Same 6.12 guest, same code,
- *   alternating: batched pair 6.4 -> 5.4 µs, one pair at a time 10.2 -> 8.5 µs.
- */
-export const TCG_V8_FLAGS = "--single-threaded,--no-maglev," +
-  "--max-inlined-bytecode-size=2000,--max-inlined-bytecode-size-cumulative=4000";
-
-/** Rounds of boots of the full run (see {@link PeerBenchOptions.rounds}). */
-export const FULL_ROUNDS = 3;
-
-/** Returns the median of `values` (which must not be empty). */
-export function median(values: readonly number[]): number {
-  if (values.length === 0) throw new RangeError("Cannot take the median of no values");
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
-/** Boots one guest running bench/peer_guest.ts for `side` and returns its figures. */
-export async function boot(
-  side: "linux" | "ours",
-  kernel: GuestKernel,
-  params: PeerParams,
-  options: PeerBenchOptions,
-): Promise<PeerBoot> {
-  // Both sides run the same Deno with the same flags (see TCG_V8_FLAGS).
-  const command = [
-    "deno",
-    "run",
-    "-A",
-    `--v8-flags=${options.v8Flags ?? TCG_V8_FLAGS}`,
-    "bench/peer_guest.ts",
-    "--side",
-    side,
-    "--pairs",
-    String(params.pairs),
-    "--reps",
-    String(params.reps),
-    "--warmup",
-    String(params.warmup),
-    "--batch",
-    String(params.batch),
-  ];
-  const result = await runGuest(command, {
-    kernel,
-    iommuDriver: side === "linux" ? "linux" : "userspace",
-    qemuArgs: ["-device", "edu"],
-    timeoutSeconds: options.timeoutSeconds ?? 150,
-    projectRoot: options.projectRoot,
-  });
-  const line = result.lines.find((l) => l.startsWith("PEER "));
-  if (result.code !== 0 || line === undefined) {
-    throw new Error(
-      `The ${side} boot failed (exit code ${result.code}${
-        result.timedOut ? ", timed out" : ""
-      }):\n` +
-        result.lines.join("\n") + "\n--- guest console ---\n" + result.noise.slice(-30).join("\n"),
-    );
-  }
-  const report = JSON.parse(line.slice("PEER ".length)) as Record<string, unknown>;
-  return {
-    kernel: String(report.kernel),
-    bootMs: Math.round(result.bootMs),
-    totalMs: Math.round(result.totalMs),
-    report,
-  };
-}
-
-/** Rounds to two decimals. */
-function round2(value: number): number {
-  return Math.round(value * 100) / 100;
-}
-
-/** Runs both boots (Linux's first) and summarises them. */
-export async function runPeerBench(options: PeerBenchOptions): Promise<PeerBenchResult> {
-  const params: PeerParams = {
-    pairs: options.pairs,
-    reps: options.reps,
-    warmup: options.warmup,
-    batch: options.batch,
-  };
-  const rounds = options.rounds ?? 1;
-  if (!Number.isInteger(rounds) || rounds < 1) throw new RangeError("rounds must be 1 or more");
-  const linuxBoots: PeerBoot[] = [];
-  const oursBoots: PeerBoot[] = [];
-  for (let r = 0; r < rounds; r++) {
-    linuxBoots.push(await boot("linux", "6.12", params, options));
-    oursBoots.push(await boot("ours", options.oursKernel ?? "6.12", params, options));
-  }
-  const spread: Record<string, [number, number]> = {};
-  const linux = "linux", ours = "ours";
-  const m = (side: string, key: string): number => {
-    const boots = side === linux ? linuxBoots : oursBoots;
-    const each = boots.map((b) => round2(median(b.report[key] as number[])));
-    const name = side + key[0].toUpperCase() + key.slice(1);
-    spread[name] = [Math.min(...each), Math.max(...each)];
-    return round2(median(each));
-  };
-  const linuxOne = m(linux, "one");
-  const linuxBatched = m(linux, "batched");
-  const oursOne = m(ours, "one");
-  const oursBatched = m(ours, "batched");
-  const oursBatchedRange = m(ours, "batchedRange");
-  const summary: PeerSummary = {
-    linuxOne,
-    linuxBatched,
-    linuxNullIoctl: m(linux, "nullIoctl"),
-    oursOne,
-    oursBatched,
-    oursPromiseAll: m(ours, "promiseAll"),
-    ratioOne: round2(oursOne / linuxOne),
-    ratioBatched: round2(oursBatched / linuxOne),
-    ratioBatchedVsLinuxBatched: round2(oursBatched / linuxBatched),
-    oursBatchedRange,
-    ratioBatchedRange: round2(oursBatchedRange / linuxOne),
-    ratioBatchedRangeVsLinuxBatched: round2(oursBatchedRange / linuxBatched),
-    floorOne: m(ours, "floorOne"),
-    floorBatched: m(ours, "floorBatched"),
-    floorBatchedRange: m(ours, "floorBatchedRange"),
-  };
-  return {
-    params,
-    linux: linuxBoots,
-    ours: oursBoots,
-    summary,
-    spread,
-    v8Flags: options.v8Flags ?? TCG_V8_FLAGS,
-  };
-}
-
-/** Formats the result as the table the README shows. */
-export function formatTable(result: PeerBenchResult): string {
-  const s = result.summary;
-  const p = result.params;
-  const row = (
-    mode: string,
-    linux: string,
-    ours: string,
-    ratio: string,
-    target: string,
-    floor = "",
-  ): string => `| ${mode} | ${linux} | ${ours} | ${ratio} | ${target} | ${floor} |`;
-  const rounds = result.linux.length;
-  const us = (v: number, key?: string): string => {
-    const range = key === undefined || rounds < 2 ? undefined : result.spread[key];
-    return range === undefined
-      ? `${v.toFixed(1)} µs`
-      : `${v.toFixed(1)} µs (${range[0].toFixed(1)}–${range[1].toFixed(1)})`;
-  };
-  const floor = (v: number, linux: number): string => `${us(v)} (${(v / linux).toFixed(2)})`;
-  return [
-    `4 KiB MAP+UNMAP pairs, medians of ${p.reps} repetitions of ${p.pairs} pairs ` +
-    `(${p.warmup} warm-up repetitions discarded)` +
-    (rounds > 1 ? `, median of ${rounds} boots per side (lowest–highest boot)` : "") +
-    `, QEMU TCG; Linux ${result.linux[0].kernel}, ours on ${result.ours[0].kernel}; ` +
-    `both sides deno --v8-flags=${result.v8Flags}`,
-    "",
-    row("mode", "Linux (VFIO ioctls)", "ours", "ours/Linux", "target", "device alone"),
-    row("---", "---", "---", "---", "---", "---"),
-    row(
-      "one pair at a time",
-      us(s.linuxOne, "linuxOne"),
-      us(s.oursOne, "oursOne"),
-      s.ratioOne.toFixed(2),
-      "≤ 0.5",
-      floor(s.floorOne, s.linuxOne),
-    ),
-    row(
-      `batched (${p.batch} per submit)`,
-      `${us(s.linuxOne)} (one at a time)`,
-      us(s.oursBatched, "oursBatched"),
-      s.ratioBatched.toFixed(2),
-      "≤ 0.3",
-      floor(s.floorBatched, s.linuxOne),
-    ),
-    row(
-      "batched, Linux's best (N MAPs, one range UNMAP)",
-      us(s.linuxBatched, "linuxBatched"),
-      us(s.oursBatched),
-      s.ratioBatchedVsLinuxBatched.toFixed(2),
-      "",
-    ),
-    row(
-      `batched, one range UNMAP (${p.batch} MAPs + 1 UNMAP per submit)`,
-      `${us(s.linuxOne)} (one at a time)`,
-      us(s.oursBatchedRange, "oursBatchedRange"),
-      s.ratioBatchedRange.toFixed(2),
-      "≤ 0.3",
-      floor(s.floorBatchedRange, s.linuxOne),
-    ),
-    row(
-      "… the same vs Linux's best",
-      us(s.linuxBatched),
-      us(s.oursBatchedRange),
-      s.ratioBatchedRangeVsLinuxBatched.toFixed(2),
-      "",
-    ),
-    row(`Promise.all (${p.batch} in one tick)`, "", us(s.oursPromiseAll, "oursPromiseAll"), "", ""),
-    row("null VFIO ioctl (syscall floor)", us(s.linuxNullIoctl), "", "", ""),
-    "",
-    "device alone: the same requests from a hand-written loop on the same device (no checks, " +
-    "no records, no promises), and its ratio to Linux: what any driver pays QEMU.",
-    `first boots: Linux ${(result.linux[0].bootMs / 1000).toFixed(1)} s (whole run ` +
-    `${(result.linux[0].totalMs / 1000).toFixed(1)} s), ours ${
-      (result.ours[0].bootMs / 1000).toFixed(1)
-    } s ` +
-    `(whole run ${(result.ours[0].totalMs / 1000).toFixed(1)} s)`,
-  ].join("\n");
-}
-
-/** Parses the command line into options plus the output choice. */
-export function parsePeerArgs(argv: string[]): { options: PeerBenchOptions; json: boolean } {
+/** Parses the command line into options plus the output choices. */
+export function parsePeerArgs(argv: string[]): PeerCommandLine {
   const args = argv[0] === "--" ? argv.slice(1) : argv;
   const smoke = args.includes("--smoke");
   const base = smoke ? SMOKE_PARAMS : FULL_PARAMS;
   const options: PeerBenchOptions = { ...base, rounds: smoke ? 1 : FULL_ROUNDS };
   let json = false;
+  let out: string | null = smoke ? null : RESULTS_DIR;
   let peer: string | null = null;
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
@@ -372,13 +94,15 @@ export function parsePeerArgs(argv: string[]): { options: PeerBenchOptions; json
       if (k !== "6.1" && k !== "6.12") throw new TypeError("--ours-kernel needs 6.1 or 6.12");
       options.oursKernel = k;
     } else if (arg === "--json") json = true;
+    else if (arg === "--out") out = value();
     else if (arg === "--smoke") continue;
     else throw new TypeError(`Unknown argument ${arg}`);
   }
   if (peer !== "linux") {
     throw new TypeError(
       "Usage: deno task bench:peer -- --peer linux [--smoke] [--json] [--pairs n] [--reps n] " +
-        "[--warmup n] [--batch n] [--rounds n] [--v8-flags f] [--ours-kernel 6.12|6.1]",
+        "[--warmup n] [--batch n] [--rounds n] [--v8-flags f] [--ours-kernel 6.12|6.1] " +
+        "[--out dir]",
     );
   }
   if (!Number.isInteger(options.warmup) || options.warmup < 0) {
@@ -387,23 +111,35 @@ export function parsePeerArgs(argv: string[]): { options: PeerBenchOptions; json
   if (options.pairs % options.batch !== 0) {
     throw new TypeError(`--pairs ${options.pairs} must be a multiple of --batch ${options.batch}`);
   }
-  return { options, json };
+  return { options, json, out };
 }
 
 /** Runs the command line; returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
-  let parsed: { options: PeerBenchOptions; json: boolean };
+  let parsed: PeerCommandLine;
   try {
     parsed = parsePeerArgs(argv);
   } catch (err) {
     console.error((err as Error).message);
     return 2;
   }
+  const progress = Progress.stderr({ quiet: parsed.json });
+  const start = performance.now();
   try {
-    const result = await runPeerBench(parsed.options);
+    const result = await runPeerBench({
+      ...parsed.options,
+      onPhase: (what) =>
+        progress.update(`peer bench: ${what} (${seconds(performance.now() - start)})`),
+    });
+    progress.clear();
     console.log(parsed.json ? JSON.stringify(result, null, 2) : formatTable(result));
+    if (parsed.out !== null) {
+      await writePeerResults(result, parsed.out);
+      if (!parsed.json) console.log(`\nwritten: ${parsed.out}/peer.json, ${parsed.out}/peer.svg`);
+    }
     return 0;
   } catch (err) {
+    progress.clear();
     if (err instanceof GuestSetupError) {
       console.error(err.message);
       return 3;

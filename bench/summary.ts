@@ -1,287 +1,244 @@
 /**
- * `deno task bench`: the performance figures of issue 7 in one run on one machine, as a table
- * (or `--json`): the limit (hand-written baseline), the driver one request at a time and
- * batched, scaling with 1 000 and 1 000 000 live mappings, driver heap per live mapping, and
- * heap growth over 1 000 000 batched requests. Ratios are measured in the same run.
+ * `deno task bench`: runs `deno bench bench/` (its table first), then measures the figures of
+ * bench/mock_figures.ts and prints them as a table, or everything as one JSON object with
+ * `--json`. It writes `bench/results/summary.json` and two SVG charts beside it (scaling from
+ * 1 000 to 1 000 000 live mappings; the driver against the limit per mode), and redraws
+ * `peer.svg` from the `peer.json` of the last full `deno task bench:peer` run. `--real` adds
+ * QEMU's device in a TCG guest (one boot). `--help` prints the options and runs nothing.
  *
- * Run with `--v8-flags=--expose-gc` (the task does) so heap figures are taken after a full GC.
+ * Every figure says what it is per: the limit/driver table is per request; the real device's
+ * "one at a time" ratio is per request, its range-UNMAP ratio per MAP+UNMAP pair.
  *
  * @module
  */
 
 import os from "node:os";
-import { parseArgs } from "node:util";
-import { MAP_READ, MAP_WRITE, type RequestBatch } from "../mod.ts";
-import { Baseline, driverRig } from "./_setup.ts";
+import { Progress } from "../tools/progress.ts";
+import { measureMock, type MockFigures, MODE_NAMES, MODES } from "./mock_figures.ts";
+import { peerChart } from "./peer_report.ts";
+import type { PeerBenchResult } from "./peer_run.ts";
+import { modesChart, type RunInfo, scalingChart } from "./summary_charts.ts";
 
-const args = parseArgs({
-  args: Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args, // deno task passes "--" on
-  options: {
-    json: { type: "boolean", default: false },
-    quick: { type: "boolean", default: false },
-    real: { type: "boolean", default: false },
-    help: { type: "boolean", short: "h", default: false },
-  },
-});
-if (args.values.help) {
-  console.log(
-    "Usage: deno task bench [-- --json] [--quick]\n  --json   machine-readable figures\n  --quick  fewer repetitions (smoke test)",
-  );
-  Deno.exit(0);
+/** Where results go by default. */
+export const RESULTS_DIR = new URL("./results", import.meta.url).pathname;
+
+const HELP = `Usage: deno task bench [-- options]
+
+Runs deno bench on bench/*_bench.ts, then measures the driver against the hand-written limit
+on the mock device (per request), MAP+UNMAP pairs with 1,000 to 1,000,000 live mappings, heap
+per mapping and heap growth; writes bench/results/summary.json, scaling.svg and modes.svg,
+and peer.svg from the last peer run's peer.json.
+
+  --json      one JSON object on stdout (deno bench's results included), no progress line
+  --quick     fewer repetitions and mappings (a smoke run; writes files only with --out)
+  --real      also QEMU's virtio-iommu in a TCG guest (one boot; .ci/install-guest-deps)
+  --out dir   where to write the JSON and SVG files (default bench/results)
+  --no-deno-bench  skip the deno bench table
+  -h, --help  this help (runs nothing)`;
+
+/** A parsed command line. */
+export interface SummaryArgs {
+  /** Print JSON. */
+  json: boolean;
+  /** Smoke run. */
+  quick: boolean;
+  /** Boot QEMU too. */
+  real: boolean;
+  /** Where to write results, or null for nowhere. */
+  out: string | null;
+  /** Run `deno bench` first. */
+  denoBench: boolean;
+  /** Print the help and stop. */
+  help: boolean;
 }
-const quick = args.values.quick;
-const RW = MAP_READ | MAP_WRITE;
-const gc = (globalThis as { gc?: () => void }).gc;
 
-function heap(): number {
-  gc?.();
-  gc?.();
-  const m = Deno.memoryUsage();
-  return m.heapUsed + m.external;
-}
-
-/**
- * Medians of `reps` timings (ms) of `a` and of `b`, after one warm-up each. The two alternate,
- * so a noisy neighbour on the machine slows both alike and their ratio stays meaningful.
- */
-async function pairedMedians(
-  reps: number,
-  a: () => Promise<void> | void,
-  b: () => Promise<void> | void,
-): Promise<[number, number]> {
-  await a();
-  await b();
-  const ta: number[] = [];
-  const tb: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    let t0 = performance.now();
-    await a();
-    ta.push(performance.now() - t0);
-    t0 = performance.now();
-    await b();
-    tb.push(performance.now() - t0);
+/** Parses the arguments; throws TypeError naming a bad one. */
+export function parseSummaryArgs(argv: string[]): SummaryArgs {
+  const args = argv[0] === "--" ? argv.slice(1) : argv; // deno task passes "--" on
+  const parsed: SummaryArgs = {
+    json: false,
+    quick: false,
+    real: false,
+    out: null,
+    denoBench: true,
+    help: false,
+  };
+  let out: string | undefined;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--json") parsed.json = true;
+    else if (arg === "--quick") parsed.quick = true;
+    else if (arg === "--real") parsed.real = true;
+    else if (arg === "--no-deno-bench") parsed.denoBench = false;
+    else if (arg === "--help" || arg === "-h") parsed.help = true;
+    else if (arg === "--out") {
+      out = args[++i];
+      if (out === undefined) throw new TypeError("--out needs a folder");
+    } else throw new TypeError(`Unknown option ${JSON.stringify(arg)} (see --help)`);
   }
-  ta.sort((x, y) => x - y);
-  tb.sort((x, y) => x - y);
-  return [ta[ta.length >> 1], tb[tb.length >> 1]];
+  parsed.out = out ?? (parsed.quick ? null : RESULTS_DIR);
+  return parsed;
 }
 
-/** The median of `reps` timings (ms) of `fn`, after one warm-up. */
-async function median(reps: number, fn: () => Promise<void> | void): Promise<number> {
-  const [m] = await pairedMedians(reps, fn, () => {});
-  return m;
+/** Runs `deno bench bench/`: its table on stdout, or its JSON returned with `json`. */
+async function denoBench(json: boolean): Promise<unknown> {
+  const dir = new URL(".", import.meta.url).pathname;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["bench", "--no-check", ...(json ? ["--json"] : []), dir],
+    stdout: json ? "piped" : "inherit",
+    stderr: "inherit",
+  });
+  const output = await child.output();
+  if (output.code !== 0) throw new Error(`deno bench failed with exit code ${output.code}`);
+  return json ? JSON.parse(new TextDecoder().decode(output.stdout)) : null;
 }
 
-const REPS = quick ? 3 : 9;
-const N = quick ? 20_000 : 200_000; // requests per timing
-
-// 1-3. The limit and the driver, one at a time and batched, timed alternately.
-const base = await Baseline.create();
-const rig = await driverRig();
-const { iommu } = rig;
-await iommu.attach(1, 0x08);
-const batch = iommu.batch();
-async function runBatch(b: RequestBatch, n: number, domain: number, base: number): Promise<void> {
-  b.clear();
-  for (let i = 0; i < n >> 1; i++) b.map(domain, base + i * 0x1000, 0x1000, 0x1000, RW);
-  for (let i = 0; i < n >> 1; i++) b.unmap(domain, base + i * 0x1000, 0x1000);
-  if (await b.submit() !== 0) throw new Error(`batch failed: ${b.error(0)}`);
-}
-const [baseOne, oneAtATime] = await pairedMedians(
-  REPS,
-  () => {
-    for (let i = 0; i < N / 2; i++) base.pairOneAtATime(i & 1023);
-  },
-  async () => {
-    for (let i = 0; i < N / 2; i++) {
-      const iova = 0x100000 + (i & 1023) * 0x1000;
-      await iommu.map(1, iova, 0x1000, 0x1000, RW);
-      await iommu.unmap(1, iova, 0x1000);
-    }
-  },
-);
-const baseBatch = new Map<number, number>();
-const batched = new Map<number, number>();
-for (const n of [64, 256]) {
-  const [limit, driver] = await pairedMedians(
-    REPS,
-    () => {
-      for (let i = 0; i < N / n; i++) base.batch(n);
-    },
-    async () => {
-      for (let i = 0; i < N / n; i++) await runBatch(batch, n, 1, 0x100000);
-    },
-  );
-  baseBatch.set(n, limit);
-  batched.set(n, driver);
-}
-
-// 4. Scaling: MAP+UNMAP pairs (batched 256) with 1 000 and 1 000 000 live mappings.
-async function fill(domain: number, from: number, count: number): Promise<void> {
-  const b = iommu.batch();
-  for (let done = 0; done < count;) {
-    b.clear();
-    const n = Math.min(4096, count - done);
-    for (let i = 0; i < n; i++) {
-      const page = 0x1_0000_0000 + (from + done + i) * 0x1000; // above 4 GiB: clear of the pairs and the MSI region
-      b.map(domain, page, 0x1000, 0x1000, RW);
-    }
-    if (await b.submit() !== 0) throw new Error(`fill failed: ${b.error(0)}`);
-    done += n;
-  }
-}
-const SCALE_REQ = quick ? 20_000 : 100_000;
-await iommu.attach(2, 0x18);
-await fill(2, 0, 1000);
-const scale1k = await median(REPS, async () => {
-  for (let i = 0; i < SCALE_REQ / 256; i++) await runBatch(batch, 256, 2, 0x100000);
-});
-const bigCount = quick ? 100_000 : 1_000_000;
-await fill(2, 1000, bigCount - 1000);
-const scale1m = await median(REPS, async () => {
-  for (let i = 0; i < SCALE_REQ / 256; i++) await runBatch(batch, 256, 2, 0x100000);
-});
-
-// Driver heap per live mapping: a domain with no endpoint records mappings without sending
-// them, so only the driver's side grows.
-await iommu.attach(3, 0x00);
-await iommu.detach(3, 0x00); // domain 3 now exists in the driver only
-const before = heap();
-const recordOnly = iommu.batch();
-for (let done = 0; done < bigCount;) {
-  recordOnly.clear();
-  const n = Math.min(4096, bigCount - done);
-  for (let i = 0; i < n; i++) recordOnly.map(3, 0x1000_0000 + (done + i) * 0x1000, 0, 0x1000, RW);
-  await recordOnly.submit();
-  done += n;
-}
-const perMapping = (heap() - before) / bigCount;
-
-// 5. Heap growth over 1 000 000 batched requests in steady state.
-const ALLOC_REQ = quick ? 100_000 : 1_000_000;
-for (let i = 0; i < 200; i++) await runBatch(batch, 256, 1, 0x100000); // warm-up
-const h0 = heap();
-for (let i = 0; i < ALLOC_REQ / 256; i++) await runBatch(batch, 256, 1, 0x100000);
-const growth = heap() - h0;
-await iommu.close();
-
-// 6. The real device: QEMU's virtio-iommu-pci in a TCG guest (one boot), when asked.
-let real: {
-  onePairUs: number;
-  batchedPairUs: number;
-  rangePairUs: number;
+/** The real device's figures: QEMU 7.2's virtio-iommu-pci in one TCG guest. */
+interface RealFigures {
   kernel: string;
-} | null = null;
-if (args.values.real) {
-  const { boot, median: med, FULL_PARAMS, SMOKE_PARAMS } = await import("./peer.ts");
+  /** Requests per second, one request at a time (a pair is two requests). */
+  oneAtATimeRequestsPerSecond: number;
+  /** Requests per second, batched 32. */
+  batchedRequestsPerSecond: number;
+  /** Batched over one at a time, per request. */
+  batchedOverOneAtATimePerRequest: number;
+  /** MAP+UNMAP pairs per second with one range UNMAP per 32 MAPs. */
+  rangeUnmapPairsPerSecond: number;
+  /** Those pairs over one pair at a time, per pair. */
+  rangeUnmapOverOneAtATimePerPair: number;
+}
+
+async function measureReal(quick: boolean): Promise<RealFigures> {
+  const { boot, median, FULL_PARAMS, SMOKE_PARAMS } = await import("./peer_run.ts");
   const params = quick ? SMOKE_PARAMS : FULL_PARAMS;
   const ours = await boot("ours", "6.1", params, { ...params });
-  real = {
-    onePairUs: med(ours.report.one as number[]),
-    batchedPairUs: med(ours.report.batched as number[]),
-    rangePairUs: med(ours.report.batchedRange as number[]),
+  const one = median(ours.report.one as number[]);
+  const batched = median(ours.report.batched as number[]);
+  const range = median(ours.report.batchedRange as number[]);
+  return {
     kernel: ours.kernel,
+    oneAtATimeRequestsPerSecond: 2e6 / one,
+    batchedRequestsPerSecond: 2e6 / batched,
+    batchedOverOneAtATimePerRequest: one / batched,
+    rangeUnmapPairsPerSecond: 1e6 / range,
+    rangeUnmapOverOneAtATimePerPair: one / range,
   };
 }
 
-// Report.
-const rate = (requests: number, ms: number): number => requests / (ms / 1000);
-const cpu = (() => {
-  try {
-    return os.cpus()[0]?.model ?? "unknown";
-  } catch {
-    return "unknown (run with --allow-sys=cpus)";
-  }
-})();
-const figures = {
-  date: new Date().toISOString().slice(0, 10),
-  deno: Deno.version.deno,
-  cpu,
-  cores: navigator.hardwareConcurrency,
-  quick,
-  requests: N,
-  baseline: {
-    oneAtATime: rate(N, baseOne),
-    batched64: rate(N, baseBatch.get(64)!),
-    batched256: rate(N, baseBatch.get(256)!),
-  },
-  driver: {
-    oneAtATime: rate(N, oneAtATime),
-    batched64: rate(N, batched.get(64)!),
-    batched256: rate(N, batched.get(256)!),
-  },
-  ratio: {
-    oneAtATime: oneAtATime / baseOne,
-    batched64: batched.get(64)! / baseBatch.get(64)!,
-    batched256: batched.get(256)! / baseBatch.get(256)!,
-  },
-  scaling: {
-    liveSmall: 1000,
-    liveLarge: bigCount,
-    usPerPairSmall: (scale1k * 1000) / (SCALE_REQ / 2),
-    usPerPairLarge: (scale1m * 1000) / (SCALE_REQ / 2),
-    ratio: scale1m / scale1k,
-  },
-  bytesPerLiveMapping: perMapping,
-  heapGrowthBytes: { requests: ALLOC_REQ, bytes: growth, gcExposed: gc !== undefined },
-  realDevice: real === null ? null : {
-    kernel: real.kernel,
-    // A pair is a MAP and an UNMAP: two requests (33 per 32 pairs with one range UNMAP).
-    oneAtATimeRequestsPerSecond: 2e6 / real.onePairUs,
-    batchedRequestsPerSecond: 2e6 / real.batchedPairUs,
-    batchedOverOneAtATime: real.onePairUs / real.batchedPairUs,
-    rangeUnmapPairsPerSecond: 1e6 / real.rangePairUs,
-    rangeUnmapOverOneAtATime: real.onePairUs / real.rangePairUs,
-  },
-};
-
-if (args.values.json) {
-  console.log(JSON.stringify(figures, null, 2));
-} else {
-  const f = (n: number): string => Math.round(n).toLocaleString("en-US");
-  const x = (n: number): string => n.toFixed(2) + "×";
-  console.log(
-    `viommu benchmark — ${figures.date}, Deno ${figures.deno}, ${cpu} (${figures.cores} cores)${
+/** The figures for people. */
+function formatFigures(f: MockFigures, run: RunInfo & { cores: number }, quick: boolean): string {
+  const n = (v: number): string => Math.round(v).toLocaleString("en-US");
+  const x = (v: number): string => v.toFixed(2) + "×";
+  const lines = [
+    `viommu benchmark — ${run.date}, Deno ${run.deno}, ${run.cpu} (${run.cores} cores)${
       quick ? ", quick" : ""
     }`,
-  );
-  console.log(`mock device over virtio-mmio; ${f(N)} requests per timing, median of ${REPS}\n`);
-  console.log("| mode                 | limit (req/s) | driver (req/s) | driver time / limit |");
-  console.log("| -------------------- | ------------: | -------------: | ------------------: |");
-  for (
-    const [name, key] of [["one at a time", "oneAtATime"], ["batched 64", "batched64"], [
-      "batched 256",
-      "batched256",
-    ]] as const
-  ) {
-    console.log(
-      `| ${name.padEnd(20)} | ${f(figures.baseline[key]).padStart(13)} | ${
-        f(figures.driver[key]).padStart(14)
-      } | ${x(figures.ratio[key]).padStart(19)} |`,
-    );
+    `mock device over virtio-mmio; ${
+      n(f.requests)
+    } requests per timing, median of ${f.repetitions}`,
+    "",
+    "| mode (per request)    | limit (req/s) | driver (req/s) | driver time / limit |",
+    "| --------------------- | ------------: | -------------: | ------------------: |",
+    ...MODES.map((k) =>
+      `| ${MODE_NAMES[k].padEnd(21)} | ${n(f.baseline[k]).padStart(13)} | ${
+        n(f.driver[k]).padStart(14)
+      } | ${x(f.ratio[k]).padStart(19)} |`
+    ),
+    "",
+    "MAP+UNMAP pair (batched 256) by live mappings: " +
+    f.scaling.points.map((p) => `${n(p.live)}: ${p.usPerPair.toFixed(2)} µs`).join(", ") +
+    ` (${x(f.scaling.ratio)} from ${n(f.scaling.liveSmall)} to ${n(f.scaling.liveLarge)})`,
+    `driver heap per live mapping: ${f.bytesPerLiveMapping.toFixed(1)} bytes`,
+    `IntervalMap alone, ${n(f.intervalMap.intervals)} intervals: ` +
+    `${f.intervalMap.typedArrayBytesPerInterval.toFixed(1)} B/interval in typed arrays ` +
+    `(scrambled inserts), ${f.intervalMap.typedArrayBytesPerIntervalAscending.toFixed(1)} ` +
+    `(ascending); ${f.intervalMap.bytesPerIntervalMeasured.toFixed(1)} measured (heap + external)`,
+    `heap growth over ${n(f.heapGrowthBytes.requests)} batched requests: ${
+      (f.heapGrowthBytes.bytes / 1024).toFixed(1)
+    } KiB${f.heapGrowthBytes.gcExposed ? "" : " (no --expose-gc: noisy)"}`,
+  ];
+  return lines.join("\n");
+}
+
+function formatReal(r: RealFigures | null): string {
+  if (r === null) {
+    return "real device: not measured (add --real; needs QEMU, see .ci/install-guest-deps)";
   }
-  const s = figures.scaling;
-  console.log(
-    `\nMAP+UNMAP pair (batched 256): ${s.usPerPairSmall.toFixed(2)} µs with ${
-      f(s.liveSmall)
-    } live mappings, ${s.usPerPairLarge.toFixed(2)} µs with ${f(s.liveLarge)} (${x(s.ratio)})`,
-  );
-  console.log(`driver heap per live mapping: ${figures.bytesPerLiveMapping.toFixed(1)} bytes`);
-  console.log(
-    `heap growth over ${f(ALLOC_REQ)} batched requests: ${(growth / 1024).toFixed(1)} KiB${
-      gc ? "" : " (no --expose-gc: noisy)"
-    }`,
-  );
-  const r = figures.realDevice;
-  if (r !== null) {
-    console.log(
-      `real device (QEMU 7.2 virtio-iommu-pci, TCG guest, ${r.kernel}): ` +
-        `${f(r.oneAtATimeRequestsPerSecond)} req/s one at a time, ` +
-        `${f(r.batchedRequestsPerSecond)} req/s batched 32 (${x(r.batchedOverOneAtATime)}); ` +
-        `MAP+UNMAP pairs with one range UNMAP per 32: ${f(r.rangeUnmapPairsPerSecond)}/s ` +
-        `(${x(r.rangeUnmapOverOneAtATime)} the one-at-a-time pair rate)`,
-    );
+  const n = (v: number): string => Math.round(v).toLocaleString("en-US");
+  return `real device (QEMU 7.2 virtio-iommu-pci, TCG guest, ${r.kernel}):\n` +
+    `  per request: ${n(r.oneAtATimeRequestsPerSecond)} req/s one request at a time, ` +
+    `${n(r.batchedRequestsPerSecond)} req/s batched 32 ` +
+    `(${r.batchedOverOneAtATimePerRequest.toFixed(2)}× per request)\n` +
+    `  per MAP+UNMAP pair: ${n(r.rangeUnmapPairsPerSecond)} pairs/s with one range UNMAP per ` +
+    `32 MAPs (${r.rangeUnmapOverOneAtATimePerPair.toFixed(2)}× the rate of one pair at a time)`;
+}
+
+/** Writes summary.json and the charts into `dir`; returns the files written. */
+async function writeResults(dir: string, summary: Record<string, unknown>): Promise<string[]> {
+  await Deno.mkdir(dir, { recursive: true });
+  const run = summary as unknown as RunInfo;
+  const figures = summary.mock as MockFigures;
+  const written = ["summary.json", "scaling.svg", "modes.svg"];
+  await Deno.writeTextFile(`${dir}/summary.json`, JSON.stringify(summary, null, 2) + "\n");
+  await Deno.writeTextFile(`${dir}/scaling.svg`, scalingChart(figures, run));
+  await Deno.writeTextFile(`${dir}/modes.svg`, modesChart(figures, run));
+  try {
+    const peer = JSON.parse(await Deno.readTextFile(`${dir}/peer.json`)) as PeerBenchResult;
+    await Deno.writeTextFile(`${dir}/peer.svg`, peerChart(peer));
+    written.push("peer.svg (from peer.json)");
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+  return written;
+}
+
+/** Runs `deno task bench`; returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  let args: SummaryArgs;
+  try {
+    args = parseSummaryArgs(argv);
+  } catch (err) {
+    console.error((err as Error).message);
+    return 2;
+  }
+  if (args.help) {
+    console.log(HELP);
+    return 0;
+  }
+  const bench = args.denoBench ? await denoBench(args.json) : null;
+  if (args.denoBench && !args.json) console.log("");
+  const progress = Progress.stderr({ quiet: args.json });
+  const mock = await measureMock({
+    quick: args.quick,
+    onStep: (what) => progress.update(`bench: ${what}`),
+  });
+  if (args.real) progress.update("bench: QEMU's device in a TCG guest (one boot)");
+  const real = args.real ? await measureReal(args.quick) : null;
+  progress.clear();
+  let cpu = "unknown";
+  try {
+    cpu = os.cpus()[0]?.model ?? "unknown";
+  } catch {
+    cpu = "unknown (run with --allow-sys=cpus)";
+  }
+  const run = {
+    date: new Date().toISOString().slice(0, 10),
+    deno: Deno.version.deno,
+    cpu,
+    cores: navigator.hardwareConcurrency,
+  };
+  const summary = { ...run, quick: args.quick, mock, realDevice: real, denoBench: bench };
+  const written = args.out === null ? [] : await writeResults(args.out, summary);
+  if (args.json) {
+    console.log(JSON.stringify(summary, null, 2));
   } else {
-    console.log("real device: not measured (add --real; needs QEMU, see .ci/install-guest-deps)");
+    console.log(formatFigures(mock, run, args.quick));
+    console.log(formatReal(real));
+    if (written.length > 0) console.log(`written to ${args.out}: ${written.join(", ")}`);
   }
+  return 0;
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
 }

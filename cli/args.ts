@@ -1,12 +1,12 @@
 /**
- * Command-line parsing for `viommu`: the option table shared by every subcommand (parsed with
- * `node:util` `parseArgs`), numbers in decimal or `0x` hex, and the usage error that maps to
- * exit code 2.
+ * Command-line parsing for `viommu`: the option table shared by every subcommand, read by our
+ * own small parser so that every mistake gets our message (naming the option and the value,
+ * with a "did you mean" when an option or command is one typo away), and an argument such as
+ * `-1` reaches the number parser, which says why a negative ID is refused, instead of being
+ * taken for an option. The usage error maps to exit code 2.
  *
  * @module
  */
-
-import { parseArgs } from "node:util";
 
 /** Exit code: success. */
 export const EXIT_OK = 0;
@@ -34,8 +34,12 @@ export type Subcommand = typeof SUBCOMMANDS[number];
 export interface CliFlags {
   /** `--help` / `-h`. */
   help: boolean;
+  /** `--version` / `-V`. */
+  version: boolean;
   /** `--json`: machine output. */
   json: boolean;
+  /** `--tree` (topology): the PCI hierarchy as a tree, as `lspci -t` draws it. */
+  tree: boolean;
   /** `--device mock | pci:SSSS:BB:DD.F`. */
   device: string;
   /** `--transport mmio|pci` for the mock device. */
@@ -76,65 +80,113 @@ export interface ParsedCommand {
   flags: CliFlags;
 }
 
-const OPTIONS = {
-  help: { type: "boolean", short: "h", default: false },
-  json: { type: "boolean", default: false },
-  device: { type: "string", default: "mock" },
-  transport: { type: "string" },
-  "mock-config": { type: "string" },
-  endpoints: { type: "string" },
-  "page-size-mask": { type: "string" },
-  features: { type: "string" },
-  "probe-size": { type: "string" },
-  "no-bypass": { type: "boolean", default: false },
-  "input-range": { type: "string" },
-  "domain-range": { type: "string" },
-  "queue-size": { type: "string" },
-  "topology-layout": { type: "string" },
-  "qemu-compat": { type: "boolean", default: false },
-  timeout: { type: "string" },
-} as const;
+/** The string-valued options, by name, and the {@link CliFlags} field each fills. */
+const STRING_OPTIONS = {
+  device: "device",
+  transport: "transport",
+  "mock-config": "mockConfig",
+  endpoints: "endpoints",
+  "page-size-mask": "pageSizeMask",
+  features: "features",
+  "probe-size": "probeSize",
+  "input-range": "inputRange",
+  "domain-range": "domainRange",
+  "queue-size": "queueSize",
+  "topology-layout": "topologyLayout",
+  timeout: "timeout",
+} as const satisfies Record<string, keyof CliFlags>;
+
+/** The boolean options, by name, and the {@link CliFlags} field each sets. */
+const BOOLEAN_OPTIONS = {
+  help: "help",
+  version: "version",
+  json: "json",
+  tree: "tree",
+  "no-bypass": "noBypass",
+  "qemu-compat": "qemuCompat",
+} as const satisfies Record<string, keyof CliFlags>;
+
+/** Single-letter aliases. */
+const SHORT_OPTIONS: Readonly<Record<string, keyof typeof BOOLEAN_OPTIONS>> = {
+  h: "help",
+  V: "version",
+};
+
+/** Every long option name, for "did you mean". */
+const OPTION_NAMES = [...Object.keys(STRING_OPTIONS), ...Object.keys(BOOLEAN_OPTIONS)];
+
+/** Whether `arg` is written like a (negative) number rather than a short option: `-1`, `-0x8`. */
+function looksNumeric(arg: string): boolean {
+  return /^-[0-9]/.test(arg);
+}
 
 /** Parses `args` (without the program name). Throws {@link UsageError}. */
 export function parseCommandLine(args: string[]): ParsedCommand {
   // `deno task cli -- info` hands the `--` on: a leading one is not an end-of-options marker.
   if (args[0] === "--") args = args.slice(1);
-  let parsed;
-  try {
-    parsed = parseArgs({ args, options: OPTIONS, allowPositionals: true, strict: true });
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
-  const v = parsed.values;
   const flags: CliFlags = {
-    help: v.help,
-    json: v.json,
-    device: v.device,
-    transport: v.transport,
-    mockConfig: v["mock-config"],
-    endpoints: v.endpoints,
-    pageSizeMask: v["page-size-mask"],
-    features: v.features,
-    probeSize: v["probe-size"],
-    noBypass: v["no-bypass"],
-    inputRange: v["input-range"],
-    domainRange: v["domain-range"],
-    queueSize: v["queue-size"],
-    topologyLayout: v["topology-layout"],
-    qemuCompat: v["qemu-compat"],
-    timeout: v.timeout,
+    help: false,
+    version: false,
+    json: false,
+    tree: false,
+    device: "mock",
+    noBypass: false,
+    qemuCompat: false,
   };
-  const [first, ...rest] = parsed.positionals;
+  const positionals: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--") {
+      positionals.push(...args.slice(i + 1));
+      break;
+    }
+    if (arg.startsWith("--")) {
+      const eq = arg.indexOf("=");
+      const name = arg.slice(2, eq === -1 ? undefined : eq);
+      const inline = eq === -1 ? undefined : arg.slice(eq + 1);
+      if (name in BOOLEAN_OPTIONS) {
+        if (inline !== undefined) throw new UsageError(`Option --${name} takes no value`);
+        flags[BOOLEAN_OPTIONS[name as keyof typeof BOOLEAN_OPTIONS]] = true;
+        continue;
+      }
+      if (!(name in STRING_OPTIONS)) {
+        throw new UsageError(`Unknown option "--${name}"${suggest(name, OPTION_NAMES, "--")}`);
+      }
+      let value = inline;
+      if (value === undefined) {
+        const next = args[i + 1];
+        // A value may start with "-" (a negative number is refused later, with its reason),
+        // but not with "--": `--device --json` forgot the device.
+        if (next === undefined || next.startsWith("--")) {
+          throw new UsageError(`Option --${name} needs a value`);
+        }
+        value = next;
+        i++;
+      }
+      flags[STRING_OPTIONS[name as keyof typeof STRING_OPTIONS]] = value;
+      continue;
+    }
+    if (arg.length > 1 && arg.startsWith("-") && !looksNumeric(arg)) {
+      for (const letter of arg.slice(1)) {
+        const long = SHORT_OPTIONS[letter];
+        if (long === undefined) {
+          throw new UsageError(`Unknown option "-${letter}" (the short options are -h and -V)`);
+        }
+        flags[BOOLEAN_OPTIONS[long]] = true;
+      }
+      continue;
+    }
+    positionals.push(arg);
+  }
+  const [first, ...rest] = positionals;
   if (first === undefined) return { command: null, positionals: [], flags };
   if (first === "help") {
     // `viommu help shell` is `viommu shell --help`.
     const topic = rest[0];
-    if (topic !== undefined && !isSubcommand(topic)) {
-      throw new UsageError(`Unknown command "${topic}"`);
-    }
+    if (topic !== undefined && !isSubcommand(topic)) throw unknownCommand(topic);
     return { command: topic ?? null, positionals: [], flags: { ...flags, help: true } };
   }
-  if (!isSubcommand(first)) throw new UsageError(`Unknown command "${first}"`);
+  if (!isSubcommand(first)) throw unknownCommand(first);
   return { command: first, positionals: rest, flags };
 }
 
@@ -142,49 +194,38 @@ function isSubcommand(name: string): name is Subcommand {
   return (SUBCOMMANDS as readonly string[]).includes(name);
 }
 
-/**
- * Parses a non-negative integer written in decimal or `0x` hex (underscores allowed) into a
- * bigint. Throws {@link UsageError} naming `what`.
- */
-export function parseBig(text: string, what: string): bigint {
-  const clean = text.trim().replaceAll("_", "");
-  if (!/^(0[xX][0-9a-fA-F]+|[0-9]+)$/.test(clean)) {
-    throw new UsageError(`Invalid ${what} "${text}": expected a decimal or 0x hex number`);
+function unknownCommand(name: string): UsageError {
+  return new UsageError(
+    `Unknown command "${name}"${suggest(name, SUBCOMMANDS, "")}: expected ${
+      SUBCOMMANDS.join(", ")
+    }`,
+  );
+}
+
+/** ` (did you mean --x?)` when one candidate is at most two edits from `name`, else "". */
+function suggest(name: string, candidates: readonly string[], prefix: string): string {
+  let best: string | null = null;
+  let bestDistance = 3;
+  for (const candidate of candidates) {
+    const d = editDistance(name, candidate);
+    if (d < bestDistance) {
+      best = candidate;
+      bestDistance = d;
+    }
   }
-  return BigInt(clean);
+  return best === null ? "" : ` (did you mean ${prefix}${best}?)`;
 }
 
-/** Parses a 64-bit unsigned value (addresses, sizes, masks). */
-export function parseU64(text: string, what: string): bigint {
-  const value = parseBig(text, what);
-  if (value > 0xffff_ffff_ffff_ffffn) {
-    throw new UsageError(`Invalid ${what} "${text}": larger than 64 bits`);
+/** Levenshtein distance (insertions, deletions, substitutions). */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1);
+      current.push(Math.min(previous[j] + 1, current[j - 1] + 1, substitution));
+    }
+    previous = current;
   }
-  return value;
-}
-
-/** Parses a 32-bit unsigned value (domain and endpoint IDs) into a number. */
-export function parseU32(text: string, what: string): number {
-  const value = parseBig(text, what);
-  if (value > 0xffff_ffffn) throw new UsageError(`Invalid ${what} "${text}": larger than 32 bits`);
-  return Number(value);
-}
-
-/** Parses an inclusive range `START-END` (each decimal or hex). */
-export function parseRange(text: string, what: string): { start: bigint; end: bigint } {
-  const parts = text.split("-");
-  if (parts.length !== 2) {
-    throw new UsageError(`Invalid ${what} "${text}": expected START-END`);
-  }
-  const start = parseU64(parts[0], `${what} start`);
-  const end = parseU64(parts[1], `${what} end`);
-  if (end < start) throw new UsageError(`Invalid ${what} "${text}": ends before it starts`);
-  return { start, end };
-}
-
-/** Parses a comma-separated list of 32-bit values, e.g. `0,8,0x10`. */
-export function parseU32List(text: string, what: string): number[] {
-  const items = text.split(",").map((s) => s.trim()).filter((s) => s !== "");
-  if (items.length === 0) throw new UsageError(`Invalid ${what} "${text}": the list is empty`);
-  return items.map((item) => parseU32(item, what));
+  return previous[b.length];
 }

@@ -1,12 +1,16 @@
 /**
  * Device selection for `viommu`: `--device mock` (the default, QEMU q35's virtio-iommu-pci as
- * a mock, shaped by flags or `--mock-config file.json`) or `--device pci:SSSS:BB:DD.F` (the
- * real device through sysfs; loaded lazily so the mock path needs no permissions).
+ * a mock, shaped by flags or `--mock-config file.json`, see `mock_config.ts`) or
+ * `--device pci:SSSS:BB:DD.F` (the real device through sysfs; loaded lazily so the mock path
+ * needs no permissions, and refused up front with what to run when the permissions are short).
  *
  * @module
  */
 
-import { type CliFlags, parseRange, parseU32, parseU32List, parseU64, UsageError } from "./args.ts";
+import { type CliFlags, UsageError } from "./args.ts";
+import { mockConfigFromJson, type MockFileConfig, mockOptionsFromFlags } from "./mock_config.ts";
+import { parseU32 } from "./numbers.ts";
+import { requireHostPermissions } from "./permissions.ts";
 import { DraftTopologyModel } from "./draft_model.ts";
 import type { TopologyLayout } from "../driver/topology/builtin.ts";
 import { SUPPORTED_FEATURES, VirtioIommu } from "../driver/iommu/device.ts";
@@ -18,12 +22,7 @@ import { PciTransport } from "../transport/pci.ts";
 import type { Transport } from "../transport/transport.ts";
 import type { DeviceModel } from "../mock/device.ts";
 import { MockIommuDevice } from "../mock/iommu/device.ts";
-import {
-  type EndpointConfig,
-  type MockIommuOptions,
-  QEMU_X86_MSI_REGION,
-  type ReservedRegionConfig,
-} from "../mock/iommu/options.ts";
+import type { MockIommuOptions } from "../mock/iommu/options.ts";
 import { MmioDevice } from "../mock/mmio_device.ts";
 import { PciFunction } from "../mock/pci_device.ts";
 import type { VirtioCore } from "../mock/virtio_core.ts";
@@ -69,6 +68,8 @@ export interface DeviceSession {
   readonly spec: DeviceSpec;
   /** The driver, initialised. */
   readonly iommu: VirtioIommu;
+  /** The feature bits the device offered (the driver accepted those in `iommu.info.features`). */
+  readonly offeredFeatures: bigint;
   /** The mock device model, or null on a real device. */
   readonly mock: MockIommuDevice | null;
   /** Spec rules the driver broke as the strict mock saw them (empty on a real device). */
@@ -85,7 +86,11 @@ export function mockEndpointIds(options: MockIommuOptions): number[] {
 /** Builds the device spec from the flags (reading `--mock-config` when given). */
 export async function deviceSpecFromFlags(flags: CliFlags): Promise<DeviceSpec> {
   const layout = parseLayout(flags.topologyLayout);
-  const timeoutMs = flags.timeout === undefined ? undefined : parseU32(flags.timeout, "--timeout");
+  let timeoutMs: number | undefined;
+  if (flags.timeout !== undefined) {
+    timeoutMs = parseU32(flags.timeout, "--timeout");
+    if (timeoutMs === 0) throw new UsageError(`Invalid --timeout "0": at least 1 ms`);
+  }
   if (flags.device.startsWith("pci:")) {
     const bdf = normalizeBdf(flags.device.slice(4));
     const mockOnly = [
@@ -111,39 +116,8 @@ export async function deviceSpecFromFlags(flags: CliFlags): Promise<DeviceSpec> 
       `Unknown device "${flags.device}": expected mock or pci:SSSS:BB:DD.F`,
     );
   }
-  let file: MockFileConfig = {};
-  if (flags.mockConfig !== undefined) {
-    let text: string;
-    try {
-      text = await Deno.readTextFile(flags.mockConfig);
-    } catch (error) {
-      throw new UsageError(`Cannot read --mock-config ${flags.mockConfig}: ${messageOf(error)}`);
-    }
-    file = mockConfigFromText(text, flags.mockConfig);
-  }
-  const options: MockIommuOptions = { ...file.options };
-  if (flags.endpoints !== undefined) {
-    options.endpoints = parseU32List(flags.endpoints, "--endpoints").map(qemuEndpoint);
-  }
-  if (flags.pageSizeMask !== undefined) {
-    options.pageSizeMask = parseU64(flags.pageSizeMask, "--page-size-mask");
-  }
-  if (flags.features !== undefined) options.features = parseU64(flags.features, "--features");
-  if (flags.probeSize !== undefined) options.probeSize = parseU32(flags.probeSize, "--probe-size");
-  if (flags.noBypass) options.bypass = false;
-  if (flags.inputRange !== undefined) {
-    options.inputRange = parseRange(flags.inputRange, "--input-range");
-  }
-  if (flags.domainRange !== undefined) {
-    const r = parseRange(flags.domainRange, "--domain-range");
-    if (r.end > 0xffff_ffffn) throw new UsageError("Invalid --domain-range: larger than 32 bits");
-    options.domainRange = { start: Number(r.start), end: Number(r.end) };
-  }
-  if (flags.queueSize !== undefined) {
-    const size = parseU32(flags.queueSize, "--queue-size");
-    options.queueSizes = [size, size];
-  }
-  if (flags.qemuCompat) options.qemuCompat = true;
+  const file = flags.mockConfig === undefined ? {} : await readMockConfig(flags.mockConfig);
+  const options = mockOptionsFromFlags(flags, file.options ?? {});
   const transport = flags.transport ?? file.transport ?? "pci";
   if (transport !== "pci" && transport !== "mmio") {
     throw new UsageError(`Invalid --transport "${transport}": expected pci or mmio`);
@@ -163,6 +137,34 @@ export async function deviceSpecFromFlags(flags: CliFlags): Promise<DeviceSpec> 
   };
 }
 
+/** Reads and checks the `--mock-config` file at `path`. */
+async function readMockConfig(path: string): Promise<MockFileConfig> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotCapable) {
+      throw new UsageError(
+        `Cannot read --mock-config ${path}: Deno has no read permission for it ` +
+          `(deno task cli grants --allow-read; with deno run, add --allow-read=${path})`,
+      );
+    }
+    throw new UsageError(`Cannot read --mock-config ${path}: ${messageOf(error)}`);
+  }
+  return mockConfigFromText(text, path);
+}
+
+/** Reads the text of a `--mock-config` file named `source`; throws UsageError when malformed. */
+export function mockConfigFromText(text: string, source: string): MockFileConfig {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new UsageError(`Cannot parse --mock-config ${source}: ${messageOf(error)}`);
+  }
+  return mockConfigFromJson(value);
+}
+
 function parseLayout(text: string | undefined): TopologyLayout {
   if (text === undefined || text === "spec") return "spec";
   if (text === "draft") return "draft";
@@ -178,163 +180,8 @@ function normalizeBdf(text: string): string {
   return `${(m[1] ?? "0000").toLowerCase()}:${m[2].toLowerCase()}:${m[3].toLowerCase()}.${m[4]}`;
 }
 
-function qemuEndpoint(id: number): EndpointConfig {
-  return { id, reservedRegions: [QEMU_X86_MSI_REGION] };
-}
-
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
-}
-
-/** What a `--mock-config` file holds. */
-export interface MockFileConfig {
-  /** Mock device options. */
-  options?: MockIommuOptions;
-  /** `"transport"`: pci or mmio. */
-  transport?: "pci" | "mmio";
-  /** `"topologyLayout"`: spec or draft. */
-  layout?: TopologyLayout;
-}
-
-/** Reads the text of a `--mock-config` file named `source`; throws UsageError when malformed. */
-export function mockConfigFromText(text: string, source: string): MockFileConfig {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (error) {
-    throw new UsageError(`Cannot parse --mock-config ${source}: ${messageOf(error)}`);
-  }
-  return mockConfigFromJson(value);
-}
-
-/**
- * Reads a `--mock-config` JSON object. Numbers may be JSON numbers or strings in decimal or
- * `0x` hex. Keys: features, pageSizeMask, inputRange {start,end}, domainRange {start,end},
- * probeSize, bypass, queueSizes, qemuCompat, transport, topologyLayout, and endpoints: a list of
- * IDs (each gets QEMU's MSI region) or of `{id, reservedRegions: [{start, end, subtype}]}`.
- */
-export function mockConfigFromJson(value: unknown): MockFileConfig {
-  const obj = asObject(value, "the mock config");
-  const known = new Set([
-    "features",
-    "pageSizeMask",
-    "inputRange",
-    "domainRange",
-    "probeSize",
-    "bypass",
-    "queueSizes",
-    "qemuCompat",
-    "transport",
-    "topologyLayout",
-    "endpoints",
-    "unknownRequest",
-    "eventOverflow",
-  ]);
-  for (const key of Object.keys(obj)) {
-    if (!known.has(key)) throw new UsageError(`Unknown mock config key "${key}"`);
-  }
-  const options: MockIommuOptions = {};
-  if (obj.features !== undefined) options.features = big(obj.features, "features");
-  if (obj.pageSizeMask !== undefined) options.pageSizeMask = big(obj.pageSizeMask, "pageSizeMask");
-  if (obj.inputRange !== undefined) {
-    const r = asObject(obj.inputRange, "inputRange");
-    options.inputRange = {
-      start: big(r.start, "inputRange.start"),
-      end: big(r.end, "inputRange.end"),
-    };
-  }
-  if (obj.domainRange !== undefined) {
-    const r = asObject(obj.domainRange, "domainRange");
-    options.domainRange = {
-      start: u32(r.start, "domainRange.start"),
-      end: u32(r.end, "domainRange.end"),
-    };
-  }
-  if (obj.probeSize !== undefined) options.probeSize = u32(obj.probeSize, "probeSize");
-  if (obj.bypass !== undefined) options.bypass = bool(obj.bypass, "bypass");
-  if (obj.qemuCompat !== undefined) options.qemuCompat = bool(obj.qemuCompat, "qemuCompat");
-  if (obj.queueSizes !== undefined) {
-    if (!Array.isArray(obj.queueSizes)) throw new UsageError("queueSizes must be a list");
-    options.queueSizes = obj.queueSizes.map((v, i) => u32(v, `queueSizes[${i}]`));
-  }
-  if (obj.unknownRequest !== undefined) {
-    if (obj.unknownRequest !== "spec" && obj.unknownRequest !== "qemu") {
-      throw new UsageError(`unknownRequest must be "spec" or "qemu"`);
-    }
-    options.unknownRequest = obj.unknownRequest;
-  }
-  if (obj.eventOverflow !== undefined) {
-    if (obj.eventOverflow !== "drop" && obj.eventOverflow !== "wait") {
-      throw new UsageError(`eventOverflow must be "drop" or "wait"`);
-    }
-    options.eventOverflow = obj.eventOverflow;
-  }
-  if (obj.endpoints !== undefined) {
-    if (!Array.isArray(obj.endpoints)) throw new UsageError("endpoints must be a list");
-    options.endpoints = obj.endpoints.map((e, i) => endpointFromJson(e, `endpoints[${i}]`));
-  }
-  const out: MockFileConfig = { options };
-  if (obj.transport !== undefined) {
-    if (obj.transport !== "pci" && obj.transport !== "mmio") {
-      throw new UsageError(`transport must be "pci" or "mmio"`);
-    }
-    out.transport = obj.transport;
-  }
-  if (obj.topologyLayout !== undefined) {
-    if (obj.topologyLayout !== "spec" && obj.topologyLayout !== "draft") {
-      throw new UsageError(`topologyLayout must be "spec" or "draft"`);
-    }
-    out.layout = obj.topologyLayout;
-  }
-  return out;
-}
-
-function endpointFromJson(value: unknown, what: string): EndpointConfig {
-  if (typeof value === "number" || typeof value === "string") return qemuEndpoint(u32(value, what));
-  const obj = asObject(value, what);
-  const id = u32(obj.id, `${what}.id`);
-  if (obj.reservedRegions === undefined) return qemuEndpoint(id);
-  if (!Array.isArray(obj.reservedRegions)) {
-    throw new UsageError(`${what}.reservedRegions must be a list`);
-  }
-  const reservedRegions = obj.reservedRegions.map((r, i): ReservedRegionConfig => {
-    const where = `${what}.reservedRegions[${i}]`;
-    const region = asObject(r, where);
-    const subtype = region.subtype ?? "reserved";
-    if (subtype !== "msi" && subtype !== "reserved" && typeof subtype !== "number") {
-      throw new UsageError(`${where}.subtype must be "msi", "reserved" or a number`);
-    }
-    return {
-      start: big(region.start, `${where}.start`),
-      end: big(region.end, `${where}.end`),
-      subtype,
-    };
-  });
-  return { id, reservedRegions };
-}
-
-function asObject(value: unknown, what: string): Record<string, unknown> {
-  if (value === null || typeof value !== "object" || Array.isArray(value)) {
-    throw new UsageError(`${what} must be a JSON object`);
-  }
-  return value as Record<string, unknown>;
-}
-
-function big(value: unknown, what: string): bigint {
-  if (typeof value === "number" && Number.isSafeInteger(value) && value >= 0) return BigInt(value);
-  if (typeof value === "string") return parseU64(value, what);
-  throw new UsageError(`${what} must be a non-negative integer or a "0x…" string`);
-}
-
-function u32(value: unknown, what: string): number {
-  const v = big(value, what);
-  if (v > 0xffff_ffffn) throw new UsageError(`${what} is larger than 32 bits`);
-  return Number(v);
-}
-
-function bool(value: unknown, what: string): boolean {
-  if (typeof value !== "boolean") throw new UsageError(`${what} must be true or false`);
-  return value;
 }
 
 /** The mock's draft-layout topology: one PCI range, endpoint ID = requester ID. */
@@ -392,6 +239,15 @@ export function driverFeatures(layout: TopologyLayout): bigint {
     : SUPPORTED_FEATURES;
 }
 
+/**
+ * The feature bits `transport`'s device offers, read after the driver initialised it. A
+ * read of device_feature has no effect on the device (virtio 1.3 §4.1.4.3, §4.2.2: the device
+ * reports its features there at any time); the driver's own init read the same bits.
+ */
+function offeredFeatures(transport: Transport): bigint {
+  return transport.readDeviceFeatures();
+}
+
 /** Opens the device of `spec` and initialises the driver. */
 export async function openDevice(spec: DeviceSpec): Promise<DeviceSession> {
   const driverOptions = { features: driverFeatures(spec.layout), timeoutMs: spec.timeoutMs };
@@ -401,6 +257,7 @@ export async function openDevice(spec: DeviceSpec): Promise<DeviceSession> {
     return {
       spec,
       iommu,
+      offeredFeatures: offeredFeatures(plugged.transport),
       mock: plugged.device,
       violations: (): readonly string[] => plugged.core.violations,
       close: (): Promise<void> => iommu.close(),
@@ -415,6 +272,7 @@ export async function openDevice(spec: DeviceSpec): Promise<DeviceSession> {
     return {
       spec,
       iommu,
+      offeredFeatures: offeredFeatures(host.transport),
       mock: null,
       violations: (): readonly string[] => [],
       close: async (): Promise<void> => {
@@ -440,9 +298,11 @@ export interface HostPci {
 
 /**
  * Opens the real virtio-iommu at `bdf` through sysfs with pagemap DMA memory. The host backend
- * is imported here, on demand, so that the mock path loads no FFI code and needs no permission.
+ * is imported here, on demand, so that the mock path loads no FFI code and needs no permission;
+ * without the permissions real hardware needs this throws `PermissionProblem` first.
  */
 export async function openHostPci(bdf: string): Promise<HostPci> {
+  requireHostPermissions(`pci:${bdf}`);
   const { openSysfsPci, PagemapDma } = await import("../host.ts");
   const device = openSysfsPci(bdf);
   let dma;

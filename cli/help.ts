@@ -8,25 +8,31 @@ import type { Subcommand } from "./args.ts";
 import { SHELL_HELP } from "./shell.ts";
 
 const DEVICE_OPTIONS = `device options:
-  --device mock|pci:SSSS:BB:DD.F   the device (default mock: QEMU q35's virtio-iommu-pci)
+  --device mock|pci:SSSS:BB:DD.F   the device (default mock: QEMU q35's virtio-iommu-pci);
+                                   pci: needs root and --allow-all (deno task cli:host)
   --topology-layout spec|draft     config layout; draft has the 2020 built-in topology
   --timeout MS                     request timeout (default 2000; 5000 on a real device)
 mock device options (flags override --mock-config):
   --mock-config FILE.json          options as JSON, e.g. {"endpoints":[0,8],"probeSize":512}
   --transport pci|mmio             the mock's transport (default pci)
   --endpoints 0,8,0x10,0x18        endpoint IDs, each with the MSI region 0xfee00000-0xfeefffff
-  --page-size-mask N               default 0xfffffffffffff000
+  --page-size-mask N               default 0xfffffffffffff000 (granule at least 4 KiB)
   --features N                     offered feature bits (default QEMU 7.2's 0x10130000077)
   --probe-size N                   default 512 (0: no properties)
   --input-range START-END          default the whole 64-bit space
   --domain-range START-END         default 0-0xffffffff
-  --queue-size N                   both queues (default 256)
+  --queue-size N                   both queues: a power of 2 up to 32768 (default 256)
   --no-bypass                      boot with bypass = 0
   --qemu-compat                    reproduce QEMU 7.2's deviations from the spec
 output:
-  --json                           machine output (64-bit values as "0x…" strings)
+  --json                           one JSON object per line: field names as in the library,
+                                   32-bit values as numbers, 64-bit values as "0x…" strings
   -h, --help                       this help
-exit codes: 0 ok, 1 request failed, 2 usage error
+  -V, --version                    the version
+numbers: decimal or 0x hex (underscores allowed); negative numbers and leading zeros
+  (010: decimal or octal?) are refused
+exit codes: 0 ok, 1 request failed, 2 usage error; "status" says why a request failed: the
+  device's (NOENT, RANGE, …), DRIVER (the driver refused), PERMISSION, ERROR
 `;
 
 const MAIN = `viommu: drive a virtio-iommu (virtio 1.3 §5.13) from userspace
@@ -34,8 +40,9 @@ const MAIN = `viommu: drive a virtio-iommu (virtio 1.3 §5.13) from userspace
 usage: viommu <command> [options]
 
 commands:
-  info              transport, negotiated features, config fields, queues
+  info              transport, offered and negotiated features, config fields, queues
   topology          the resolved topology: device, requester ID, alias, endpoint ID, group
+                    (--tree: the PCI hierarchy as lspci -t draws it)
   probe <endpoint>  the endpoint's properties and reserved regions
   shell             a request shell (interactive on a terminal, line by line otherwise)
   help <command>    help on a command
@@ -45,14 +52,16 @@ ${DEVICE_OPTIONS}`;
 const COMMANDS: Record<Subcommand, string> = {
   info: `usage: viommu info [options]
 
-Initialises the device and shows the transport, the negotiated features by name, the config
-fields (virtio 1.3 §5.13.4) and the queue sizes.
+Initialises the device and shows the transport, the features the device offered and those
+the driver accepted (by name; declinedFeatures lists the difference), the config fields
+(virtio 1.3 §5.13.4) and the queue sizes.
 
 ${DEVICE_OPTIONS}`,
-  topology: `usage: viommu topology [options]
+  topology: `usage: viommu topology [--tree] [options]
 
-Shows which endpoint ID each PCI function gets: device, requester ID, DMA alias, endpoint ID
-and isolation group. The mock is QEMU's q35 guest (endpoint ID = BDF through its VIOT, or the
+Shows which endpoint ID each PCI function gets: device, requesterId, DMA alias, endpointId
+and isolation group ("-" for none). With --tree, the PCI hierarchy as lspci -t draws it,
+each function with its endpoint ID, alias and group. The mock is QEMU's q35 guest (endpoint ID = BDF through its VIOT, or the
 draft built-in topology with --topology-layout draft); a real device reads sysfs and
 /sys/firmware/acpi/tables/VIOT.
 

@@ -12,17 +12,22 @@ import {
   EXIT_USAGE,
   parseCommandLine,
   type ParsedCommand,
-  parseU32,
   UsageError,
 } from "./args.ts";
 import { type DeviceSession, deviceSpecFromFlags, openDevice } from "./device.ts";
 import { type CliOutput, denoOutput, jsonLine, Painter, wantsColor } from "./format.ts";
 import { helpText } from "./help.ts";
-import { formatInfo, infoJson } from "./info.ts";
+import { formatInfo, infoJson, type InfoReport } from "./info.ts";
 import { denoTerminal, LineEditor, type Terminal } from "./line_editor.ts";
+import { parseU32 } from "./numbers.ts";
 import { formatProbe, probeJson } from "./probe.ts";
 import { readLines, runShell } from "./shell.ts";
 import { formatTopology, readTopology, topologyJson } from "./topology.ts";
+import { formatTopologyTree } from "./topology_tree.ts";
+import denoConfig from "../deno.json" with { type: "json" };
+
+/** The package version, from deno.json. */
+export const VERSION: string = denoConfig.version;
 
 /** Where the CLI reads and writes. */
 export interface CliIo {
@@ -51,6 +56,14 @@ export async function main(args: string[], io: CliIo = denoIo()): Promise<number
     return usage(io.output, error as UsageError, args.includes("--json"));
   }
   const { command, positionals, flags } = parsed;
+  if (flags.version) {
+    io.output.out(
+      flags.json
+        ? jsonLine({ cmd: "version", ok: true, version: VERSION, deno: Deno.version.deno })
+        : `viommu ${VERSION} (Deno ${Deno.version.deno})\n`,
+    );
+    return EXIT_OK;
+  }
   if (flags.help || command === null) {
     io.output.out(helpText(command));
     return flags.help ? EXIT_OK : EXIT_USAGE;
@@ -60,6 +73,9 @@ export async function main(args: string[], io: CliIo = denoIo()): Promise<number
   try {
     if (command !== "probe" && positionals.length > 0) {
       throw new UsageError(`${command} takes no arguments (got "${positionals.join(" ")}")`);
+    }
+    if (flags.tree && command !== "topology") {
+      throw new UsageError(`--tree applies to topology only`);
     }
     let endpoint = 0;
     if (command === "probe") {
@@ -72,6 +88,8 @@ export async function main(args: string[], io: CliIo = denoIo()): Promise<number
       io.output.out(
         flags.json
           ? jsonLine({ cmd, ok: true, ...topologyJson(report) })
+          : flags.tree
+          ? formatTopologyTree(report, painter)
           : formatTopology(report, painter),
       );
       return EXIT_OK;
@@ -79,11 +97,14 @@ export async function main(args: string[], io: CliIo = denoIo()): Promise<number
     session = await openDevice(spec);
     const label = spec.kind === "mock" ? `mock (${spec.transport})` : `pci:${spec.bdf}`;
     if (command === "info") {
-      const info = session.iommu.info;
+      const report: InfoReport = {
+        device: label,
+        layout: spec.layout,
+        offeredFeatures: session.offeredFeatures,
+        info: session.iommu.info,
+      };
       io.output.out(
-        flags.json
-          ? jsonLine({ cmd, ok: true, ...infoJson(info, label), layout: spec.layout })
-          : formatInfo(info, label, painter),
+        flags.json ? jsonLine({ cmd, ok: true, ...infoJson(report) }) : formatInfo(report, painter),
       );
       return EXIT_OK;
     }
@@ -138,9 +159,14 @@ function failed(
   painter: Painter,
 ): number {
   const e = error instanceof Error ? error : new Error(String(error));
-  // A device or driver refusal keeps its status; anything else (no such device, a missing
-  // permission, a device the driver will not initialise) is a plain ERROR.
-  const status = e instanceof IommuError ? e.status : "ERROR";
+  // A device or driver refusal keeps its status; a missing Deno permission or root is
+  // PERMISSION; anything else (no such device, a device the driver will not initialise) is a
+  // plain ERROR.
+  const status = e instanceof IommuError
+    ? e.status
+    : e.name === "PermissionProblem" || e.name === "HostPermissionError"
+    ? "PERMISSION"
+    : "ERROR";
   if (json) {
     output.out(jsonLine({ cmd, ok: false, status, error: e.name, message: e.message }));
   } else {

@@ -27,7 +27,8 @@ import {
   VIRTIO_IOMMU_FAULT_F_READ,
   VIRTIO_IOMMU_FAULT_F_WRITE,
 } from "../spec/iommu.ts";
-import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, parseU32, parseU64, UsageError } from "./args.ts";
+import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError } from "./args.ts";
+import { parseU32, parseU64 } from "./numbers.ts";
 import type { DeviceSession } from "./device.ts";
 import { type CliOutput, jsonLine, type Painter } from "./format.ts";
 import { hex } from "../util/hex.ts";
@@ -279,8 +280,8 @@ export function formatShellResult(result: ShellResult, painter: Painter): string
         h(result.size)
       }\n`;
     case "probe": {
-      const regions = result.regions as { type: string; start: string; end: string }[];
-      const lines = regions.map((r) => `    ${r.type.padEnd(9)}${r.start}-${r.end}\n`);
+      const regions = result.regions as { kind: string; start: string; end: string }[];
+      const lines = regions.map((r) => `    ${r.kind.padEnd(9)}${r.start}-${r.end}\n`);
       return `${ok} endpoint ${h(result.endpoint)}: ${regions.length} reserved region${
         regions.length === 1 ? "" : "s"
       }\n${lines.join("")}`;

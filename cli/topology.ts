@@ -3,7 +3,9 @@
  * and its isolation group. For the mock, the PCI tree of QEMU's q35 guest (one function per
  * endpoint ID, endpoint = BDF, the IOMMU at 00:02.0) with QEMU's VIOT, or with the draft's
  * built-in topology read from the device (`--topology-layout draft`). For a real device, the
- * sysfs PCI tree with `/sys/firmware/acpi/tables/VIOT`.
+ * sysfs PCI tree with `/sys/firmware/acpi/tables/VIOT`. Field names are the library's
+ * (`ResolvedDevice`, `ResolvedMmio`, `IsolationGroup`) in the table, the tree and the JSON;
+ * IDs print as `0x…` in text and as numbers in JSON, and `null` (text `-`) means "none".
  *
  * @module
  */
@@ -18,6 +20,7 @@ import { parseBdf, type PciDevice, PciTree } from "../driver/topology/pci_tree.t
 import {
   type IsolationGroup,
   isolationGroups,
+  type ResolvedMmio,
   resolveTopology,
   type TopologyTable,
 } from "../driver/topology/resolve.ts";
@@ -32,6 +35,7 @@ import {
   Q35_IOMMU_BDF,
 } from "./device.ts";
 import { heading, type Painter, table } from "./format.ts";
+import { requireHostPermissions } from "./permissions.ts";
 import { hex } from "../util/hex.ts";
 import { q35Viot } from "../mock/q35_viot.ts";
 
@@ -42,6 +46,8 @@ export const SYSFS_VIOT = "/sys/firmware/acpi/tables/VIOT";
 export interface TopologyReport {
   /** `viot` or `builtin`. */
   source: "viot" | "builtin";
+  /** The PCI hierarchy the table was resolved on. */
+  tree: PciTree;
   /** The resolved table. */
   table: TopologyTable;
   /** Isolation groups. */
@@ -81,6 +87,7 @@ export async function readTopology(spec: DeviceSpec): Promise<TopologyReport> {
       description = describeViot(parseViot(q35Viot({ bdfEnd: mockBdfEnd(spec.options) })));
     }
   } else {
+    requireHostPermissions(`pci:${spec.bdf}`);
     // The sysfs readers are loaded on demand: the mock path reads no file.
     const sysfs = await import("../host/sysfs_topology.ts");
     tree = await sysfs.readSysfsPciTree();
@@ -106,6 +113,7 @@ export async function readTopology(spec: DeviceSpec): Promise<TopologyReport> {
   const resolved = resolveTopology(tree, description);
   return {
     source: spec.layout === "draft" ? "builtin" : "viot",
+    tree,
     table: resolved,
     groups: isolationGroups(resolved),
   };
@@ -139,20 +147,32 @@ export function topologyJson(report: TopologyReport): Record<string, unknown> {
   };
 }
 
-/** The report as a table for people. */
+/** An ID for people: `0x…`, or `-` for none (`null` in the JSON). */
+export function idText(value: number | null): string {
+  return value === null ? "-" : hex(value);
+}
+
+/** The report as a table for people, one row per PCI function, columns named as in the JSON. */
 export function formatTopology(report: TopologyReport, painter: Painter): string {
   const rows = report.table.rows.map((row) => [
     row.device,
     hex(row.requesterId),
-    row.alias === row.requesterId ? "-" : hex(row.alias),
-    row.endpointId === null ? painter.paint("dim", "-") : hex(row.endpointId),
+    hex(row.alias),
+    idText(row.endpointId),
     row.group === null ? "-" : String(row.group),
     row.note ?? "",
   ]);
-  let out = heading(painter, `Topology (${report.source === "viot" ? "ACPI VIOT" : "built-in"})`);
-  out += table(painter, ["device", "requester", "alias", "endpoint", "group", "note"], rows);
-  for (const m of report.table.mmio) {
-    out += `mmio ${hex(m.address)}  endpoint ${hex(m.endpointId)}  (${m.iommu})\n`;
-  }
+  let out = heading(painter, `topology (${report.source === "viot" ? "ACPI VIOT" : "built-in"})`);
+  out += table(
+    painter,
+    ["device", "requesterId", "alias", "endpointId", "group", "note"],
+    rows,
+  );
+  for (const m of report.table.mmio) out += mmioLine(m) + "\n";
   return out;
+}
+
+/** One MMIO endpoint for people. */
+export function mmioLine(m: ResolvedMmio): string {
+  return `mmio ${hex(m.address)}  endpointId ${hex(m.endpointId)}  iommu ${m.iommu}`;
 }

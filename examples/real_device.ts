@@ -2,11 +2,14 @@
  * The real device: drive QEMU's virtio-iommu-pci from userspace inside a guest. Needs a q35
  * guest started with `-device virtio-iommu-pci`, no kernel driver bound to it (or unbound:
  * `echo 0000:00:02.0 > /sys/bus/pci/drivers/virtio-pci/unbind`), root (for the config file,
- * the BAR mmap and /proc/self/pagemap), and `--allow-read --allow-write --allow-ffi`.
- * `deno task guest` boots such a guest. Anywhere else this program explains what it needs and
- * exits 0.
+ * the BAR mmap and /proc/self/pagemap), and `--allow-all`: Deno 2.9.6 opens files under /sys
+ * only when every permission is granted (`--allow-read --allow-write --allow-ffi` gets
+ * "NotCapable: Requires all access"). `deno task guest` boots such a guest.
  *
- * Run (in the guest): `deno run --allow-read --allow-write --allow-ffi examples/real_device.ts`
+ * Off a guest it says why it cannot run: exit 0 when this machine has no such device (a real
+ * skip), exit 1 when the device may be there but a permission is missing (Deno's or root's).
+ *
+ * Run (in the guest): `deno run --allow-all examples/real_device.ts [SSSS:BB:DD.F]`
  *
  * @module
  */
@@ -16,39 +19,62 @@ import { MAP_READ, MAP_WRITE, PciTransport, regionAddress, VirtioIommu } from ".
 
 const BDF = Deno.args[0] ?? "0000:00:02.0";
 const SYSFS = `/sys/bus/pci/devices/${BDF}`;
+const RUN = "deno run --allow-all examples/real_device.ts";
+
+/** Why this machine cannot run the example: a skip (no device) or a missing permission. */
+interface Obstacle {
+  /** What is missing. */
+  reason: string;
+  /** Whether it is a permission (Deno's or root's) rather than an absent device. */
+  permission: boolean;
+}
 
 /** Why this machine cannot run the example, or null when it can. */
-function missing(): string | null {
-  for (const name of ["read", "write", "ffi"] as const) {
-    if (Deno.permissions.querySync({ name }).state !== "granted") {
-      return `run with --allow-read --allow-write --allow-ffi (missing --allow-${name})`;
-    }
-  }
+function obstacle(): Obstacle | null {
   let ids: string;
   try {
     ids = Deno.readTextFileSync(`${SYSFS}/vendor`).trim() + ":" +
       Deno.readTextFileSync(`${SYSFS}/device`).trim();
-  } catch {
-    return `no PCI device ${BDF}: run inside a QEMU guest with -device virtio-iommu-pci`;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotCapable) {
+      return {
+        reason: `Deno may not read ${SYSFS}: Deno 2.9.6 opens /sys only with --allow-all ` +
+          `(run: ${RUN})`,
+        permission: true,
+      };
+    }
+    if (error instanceof Deno.errors.PermissionDenied) {
+      return { reason: `cannot read ${SYSFS}: run as root`, permission: true };
+    }
+    return {
+      reason: `no PCI device ${BDF}: run inside a QEMU guest with -device virtio-iommu-pci`,
+      permission: false,
+    };
   }
-  if (ids !== "0x1af4:0x1057") return `${BDF} is ${ids}, not a virtio-iommu (0x1af4:0x1057)`;
+  if (ids !== "0x1af4:0x1057") {
+    return { reason: `${BDF} is ${ids}, not a virtio-iommu (0x1af4:0x1057)`, permission: false };
+  }
   try {
     Deno.readLinkSync(`${SYSFS}/driver`);
-    return `a kernel driver owns ${BDF}: unbind it first`;
+    return { reason: `a kernel driver owns ${BDF}: unbind it first`, permission: false };
   } catch {
     // No driver bound: good.
   }
   try {
     Deno.openSync(`${SYSFS}/config`, { read: true, write: true }).close();
   } catch {
-    return `cannot open ${SYSFS}/config for writing: run as root`;
+    return { reason: `cannot open ${SYSFS}/config for writing: run as root`, permission: true };
   }
   return null;
 }
 
-const reason = missing();
-if (reason !== null) {
-  console.log(`real_device: skipped, ${reason}.`);
+const found = obstacle();
+if (found !== null) {
+  if (found.permission) {
+    console.error(`real_device: cannot run, ${found.reason}.`);
+    Deno.exit(1);
+  }
+  console.log(`real_device: skipped, ${found.reason}.`);
   console.log("This example drives QEMU's virtio-iommu-pci from a guest; see its header comment.");
   Deno.exit(0);
 }

@@ -1,7 +1,8 @@
 /**
  * The libc calls the real-hardware backends need (mmap, mlock, open, pread/pwrite, ioctl),
  * bound once with `Deno.dlopen`, plus {@link MappedRegisters}: exact-width MMIO over mapped
- * memory. Needs `--allow-ffi`; without it every entry point throws {@link HostPermissionError}.
+ * memory. Needs `--allow-ffi` (in practice `--allow-all`, which the `/sys` files need); without
+ * it every entry point throws {@link HostPermissionError}.
  *
  * @module
  */
@@ -99,7 +100,8 @@ export function libc(): Libc {
     } catch (err) {
       if (err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied) {
         throw new HostPermissionError(
-          "Cannot use the real-hardware backend: FFI permission is missing (run with --allow-ffi)",
+          "Cannot use the real-hardware backend: FFI permission is missing (run with " +
+            "--allow-all: --allow-ffi alone cannot reach /sys under Deno 2.9.6)",
         );
       }
       throw err;

@@ -3,7 +3,8 @@
  * whose physical address comes from `/proc/self/pagemap`. Uses 2 MiB hugepages when the
  * kernel has some reserved (`MAP_HUGETLB`), else 4 KiB pages, with multi-page regions placed
  * on a physically contiguous run. Needs root (pagemap hides frame numbers otherwise) and
- * `--allow-ffi`.
+ * `--allow-ffi` (pagemap is opened through libc; the rest of the host backend needs
+ * `--allow-all`).
  *
  * @module
  */

@@ -1,9 +1,9 @@
 /**
  * A PCI device owned by userspace through sysfs (`/sys/bus/pci/devices/<bdf>`): config space
  * through the `config` file at exact widths, memory BARs mmapped from the `resourceN` files.
- * Needs root, `--allow-ffi` and `--allow-read`/`--allow-write` on `/sys`; refuses a device a
- * kernel driver is bound to, and one whose vendor/device ID is not the expected one (before
- * anything is enabled: turning on bus mastering for the wrong device would let it DMA).
+ * Needs root and `--allow-all` (FFI, and Deno 2.9.6 opens `/sys` only with every permission
+ * granted); refuses a device a kernel driver is bound to, and one whose vendor/device ID is not
+ * the expected one (before anything is enabled: bus mastering for the wrong device lets it DMA).
  *
  * @example
  * ```ts ignore
@@ -131,7 +131,8 @@ function boundDriver(dir: string): string | null {
 function fileError(err: unknown, path: string, doing: string): Error {
   if (err instanceof Deno.errors.NotCapable) {
     return new HostPermissionError(
-      `Cannot ${doing} ${path}: Deno permission missing (run with --allow-read --allow-write)`,
+      `Cannot ${doing} ${path}: Deno permission missing (Deno 2.9.6 opens /sys only with ` +
+        `--allow-all: run with --allow-all, as root)`,
     );
   }
   if (err instanceof Deno.errors.PermissionDenied) {

@@ -2,11 +2,14 @@
  * Reads the live topology of a Linux system: the PCI hierarchy from `/sys/bus/pci/devices`
  * (each function's `config` file) and the ACPI VIOT from `/sys/firmware/acpi/tables/VIOT`.
  * The parsing itself is the pure code in `driver/topology/`; this file only reads bytes.
- * Needs `--allow-read=/sys` (and root to see PCI Express capabilities past config byte 64).
+ * Needs `--allow-all`: Deno 2.9.6 opens `/sys` only with every permission granted (and root
+ * to see PCI Express capabilities past config byte 64).
  *
  * @example
  * ```ts ignore
- * const { table } = await readSysfsTopology();
+ * import { readSysfsTopology } from "@viommu/viommu/host";
+ *
+ * const { table } = await readSysfsTopology(); // as root, with --allow-all
  * for (const row of table.rows) console.log(row.device, row.endpointId);
  * ```
  *

@@ -3,7 +3,8 @@
  * (`/dev/vfio/vfio`), group (`/dev/vfio/<group>`), device fd, regions mmapped through
  * VFIO_DEVICE_GET_REGION_INFO, config space through the config region, and DMA memory mapped
  * into the device's IOMMU domain with VFIO_IOMMU_MAP_DMA (so region addresses are IOVAs).
- * Same interfaces as the sysfs backend. Needs root (or access to /dev/vfio) and `--allow-ffi`.
+ * Same interfaces as the sysfs backend. Needs root (or access to /dev/vfio) and `--allow-all`
+ * (FFI, and Deno 2.9.6 opens the `/sys` files naming the IOMMU group only with all access).
  *
  * Verification status: the ioctl numbers and structure encodings are unit-tested, and
  * tests/vfio_device_test.ts runs the whole path in a 6.12 guest with Linux's virtio-iommu

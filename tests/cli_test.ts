@@ -7,49 +7,17 @@
  */
 
 import assert from "node:assert/strict";
-import { parseCommandLine, parseU32, parseU32List, parseU64, UsageError } from "../cli/args.ts";
-import { deviceSpecFromFlags, mockConfigFromJson, openDevice } from "../cli/device.ts";
-import type { CliOutput } from "../cli/format.ts";
-import { type CliIo, main } from "../cli/main.ts";
+import { parseCommandLine, UsageError } from "../cli/args.ts";
+import { parseU32, parseU32List, parseU64 } from "../cli/numbers.ts";
+import { deviceSpecFromFlags, openDevice } from "../cli/device.ts";
+import { mockConfigFromJson } from "../cli/mock_config.ts";
+import { jsonLines, run } from "./_cli_io.ts";
 import { LineEditor, type Terminal } from "../cli/line_editor.ts";
 import { q35Viot } from "../mock/q35_viot.ts";
 import { formatMapFlags, parseMapFlags, runShellLine, type ShellContext } from "../cli/shell.ts";
 import { readTopology } from "../cli/topology.ts";
 import { parseViot } from "../driver/topology/viot.ts";
 import { MAP_MMIO, MAP_READ, MAP_WRITE } from "../driver/iommu/device.ts";
-
-/** Captures what main() writes. */
-class Capture implements CliOutput {
-  stdout = "";
-  stderr = "";
-  readonly isTerminal = false;
-  out(text: string): void {
-    this.stdout += text;
-  }
-  err(text: string): void {
-    this.stderr += text;
-  }
-}
-
-function streamOf(text: string): ReadableStream<Uint8Array> {
-  return new ReadableStream({
-    start(controller): void {
-      controller.enqueue(new TextEncoder().encode(text));
-      controller.close();
-    },
-  });
-}
-
-async function run(args: string[], stdin = ""): Promise<{ code: number; out: Capture }> {
-  const out = new Capture();
-  const io: CliIo = { output: out, input: streamOf(stdin), terminal: null };
-  const code = await main(args, io);
-  return { code, out };
-}
-
-function jsonLines(text: string): Record<string, unknown>[] {
-  return text.trim().split("\n").map((line) => JSON.parse(line));
-}
 
 async function shell(args: string[] = []): Promise<ShellContext & { close(): Promise<void> }> {
   const parsed = parseCommandLine(["shell", ...args]);
@@ -64,7 +32,8 @@ Deno.test("parseU64() accepts decimal, 0x hex and underscores, and rejects the r
   assert.equal(parseU64("0x1000", "size"), 0x1000n);
   assert.equal(parseU64("0xffff_ffff_ffff_ffff", "iova"), 0xffff_ffff_ffff_ffffn);
   assert.throws(() => parseU64("0x1_0000_0000_0000_0000", "iova"), UsageError);
-  assert.throws(() => parseU64("-1", "iova"), /Invalid iova "-1"/);
+  assert.throws(() => parseU64("-1", "iova"), /Invalid iova "-1": must not be negative/);
+  assert.throws(() => parseU64("-0x10", "iova"), /must not be negative/);
   assert.throws(() => parseU64("12k", "size"), UsageError);
   assert.throws(() => parseU64("", "size"), UsageError);
 });
@@ -93,6 +62,46 @@ Deno.test("parseCommandLine() takes flags before or after the subcommand", () =>
   assert.equal(help.flags.help, true);
   assert.throws(() => parseCommandLine(["frobnicate"]), /Unknown command "frobnicate"/);
   assert.throws(() => parseCommandLine(["info", "--nope"]), UsageError);
+});
+
+Deno.test("parseCommandLine() words every mistake itself, naming the option", () => {
+  // parseArgs would call "-1" an unknown option; it is a (refused) number for the caller.
+  assert.deepEqual(parseCommandLine(["probe", "-1"]).positionals, ["-1"]);
+  assert.deepEqual(parseCommandLine(["probe", "-0x8"]).positionals, ["-0x8"]);
+  assert.equal(parseCommandLine(["--timeout=-5", "info"]).flags.timeout, "-5");
+  assert.throws(() => parseCommandLine(["info", "--endpionts", "8"]), /did you mean --endpoints\?/);
+  assert.throws(() => parseCommandLine(["inof"]), /Unknown command "inof" \(did you mean info\?\)/);
+  assert.throws(() => parseCommandLine(["info", "--device"]), /Option --device needs a value/);
+  assert.throws(() => parseCommandLine(["info", "--device", "--json"]), /--device needs a value/);
+  assert.throws(() => parseCommandLine(["info", "--json=yes"]), /Option --json takes no value/);
+  assert.throws(() => parseCommandLine(["info", "-x"]), /Unknown option "-x"/);
+  assert.equal(parseCommandLine(["-hV"]).flags.version, true);
+  assert.equal(
+    parseCommandLine(["info", "--", "--json"]).flags.json,
+    false,
+    "after --, positional",
+  );
+  for (const args of [["probe", "-1"], ["info", "--endpionts", "8"], ["info", "--device"]]) {
+    try {
+      parseCommandLine(args);
+    } catch (error) {
+      assert.doesNotMatch((error as Error).message, /parseArgs|positional argument starting/);
+    }
+  }
+});
+
+Deno.test("parseU32() refuses negative and octal-looking numbers with the reason", () => {
+  assert.throws(() => parseU32("-1", "endpoint"), /Invalid endpoint "-1": must not be negative/);
+  assert.throws(
+    () => parseU32("010", "endpoint"),
+    /"010": a leading 0 is ambiguous; write 10 for decimal or 0x8 for octal 010/,
+  );
+  assert.throws(() => parseU32("09", "domain"), /write 9 for decimal$/);
+  assert.equal(parseU32("0", "domain"), 0);
+  assert.equal(parseU32("0x010", "endpoint"), 0x10, "hex may have leading zeros");
+  assert.equal(parseU32("1_000", "domain"), 1000);
+  assert.throws(() => parseU32("1__0", "domain"), /expected a decimal or 0x hex number/);
+  assert.throws(() => parseU32("0o10", "domain"), /expected a decimal or 0x hex number/);
 });
 
 Deno.test("parseMapFlags() reads r, w, rw and mmio combinations", () => {
@@ -263,7 +272,7 @@ Deno.test("runShellLine() probe lists the MSI region; reset keeps attachments", 
   const ctx = await shell();
   try {
     const probe = await runShellLine(ctx, "probe 0x18");
-    assert.deepEqual(probe?.regions, [{ type: "msi", start: "0xfee00000", end: "0xfeefffff" }]);
+    assert.deepEqual(probe?.regions, [{ kind: "msi", start: "0xfee00000", end: "0xfeefffff" }]);
     await runShellLine(ctx, "attach 3 0x18");
     await runShellLine(ctx, "map 3 0x40000 0x80000 0x2000 r");
     assert.deepEqual(await runShellLine(ctx, "reset"), { cmd: "reset", ok: true, domains: 1 });
@@ -298,6 +307,11 @@ Deno.test("main() info --json reports QEMU q35's negotiated features and config"
   assert.equal(info.cmd, "info");
   assert.equal(info.ok, true);
   assert.equal(info.transport, "pci");
+  // QEMU 7.2 offers RING_RESET (bit 40); the driver does not take it, and info says so.
+  assert.equal(info.offeredFeatures, "0x10130000077");
+  assert.equal(info.features, "0x130000077");
+  assert.deepEqual(info.declinedFeatureNames, ["RING_RESET"]);
+  assert.equal((info.offeredFeatureNames as string[]).at(-1), "RING_RESET");
   assert.deepEqual(info.featureNames, [
     "INPUT_RANGE",
     "DOMAIN_RANGE",
@@ -318,15 +332,18 @@ Deno.test("main() info --json reports QEMU q35's negotiated features and config"
     probeSize: 512,
     bypass: 1,
   });
-  assert.deepEqual(info.queues, { request: 256, event: 256 });
+  assert.equal(info.requestQueueSize, 256);
+  assert.equal(info.eventQueueSize, 256);
 });
 
 Deno.test("main() info prints features by name for people", async () => {
   const { code, out } = await run(["info", "--transport", "mmio", "--probe-size", "0"]);
   assert.equal(code, 0);
-  assert.match(out.stdout, /transport\s+virtio-mmio/);
-  assert.match(out.stdout, /MAP_UNMAP/);
-  assert.match(out.stdout, /probe_size\s+0\n/);
+  assert.match(out.stdout, /transport\s+mmio \(virtio-mmio\)/);
+  assert.match(out.stdout, /offeredFeatures\s+0x10130000077 .*RING_RESET\n/);
+  assert.match(out.stdout, /\n {2}features\s+0x130000077 .*MAP_UNMAP.*\(negotiated\)\n/);
+  assert.match(out.stdout, /declinedFeatures\s+RING_RESET/);
+  assert.match(out.stdout, /probeSize\s+0\n/);
   assert.ok(!out.stdout.includes("\x1b["), "no colour when not on a terminal");
 });
 
@@ -334,7 +351,7 @@ Deno.test("main() probe exits 0 with the regions, 1 with NOENT for an unknown en
   const ok = await run(["probe", "0x08", "--json"]);
   assert.equal(ok.code, 0);
   assert.deepEqual(jsonLines(ok.out.stdout)[0].regions, [
-    { type: "msi", start: "0xfee00000", end: "0xfeefffff" },
+    { kind: "msi", start: "0xfee00000", end: "0xfeefffff" },
   ]);
   const missing = await run(["probe", "0x20", "--json"]);
   assert.equal(missing.code, 1);
@@ -397,11 +414,31 @@ Deno.test("runShellLine() translate without a mock device is a USAGE result", as
   }
 });
 
-Deno.test("main() shell on a real device that cannot be opened exits 1 with status ERROR", async () => {
-  // Without root, the permissions and the device, opening pci: fails before the shell.
-  const { code, out } = await run(["shell", "--json", "--device", "pci:0000:00:02.0"], "");
+Deno.test("cli.ts --device pci: without --allow-all exits 1 with PERMISSION and what to run", async () => {
+  // --allow-read --allow-write --allow-ffi used to be documented; Deno 2.9.6 wants all access.
+  const { code, stdout } = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--no-prompt",
+      "--allow-read",
+      "--allow-write",
+      "--allow-ffi",
+      new URL("../cli.ts", import.meta.url).pathname,
+      "shell",
+      "--json",
+      "--device",
+      "pci:0000:00:02.0",
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
   assert.equal(code, 1);
-  assert.equal(jsonLines(out.stdout)[0].status, "ERROR");
+  const [line] = jsonLines(new TextDecoder().decode(stdout));
+  assert.equal(line.status, "PERMISSION");
+  assert.match(String(line.message), /needs root and Deno's --allow-all/);
+  assert.match(String(line.message), /--allow-env .*--allow-import/);
+  assert.match(String(line.message), /deno task cli:host/);
 });
 
 // ------------------------------------------------------------------ topology
@@ -450,7 +487,7 @@ Deno.test("main() topology --json lists device, requester ID, alias, endpoint ID
     group: 1,
   });
   const text = await run(["topology"]);
-  assert.match(text.out.stdout, /0000:00:02\.0\s+0x10\s+-\s+-\s+-\s+the IOMMU itself/);
+  assert.match(text.out.stdout, /0000:00:02\.0\s+0x10\s+0x10\s+-\s+-\s+the IOMMU itself/);
 });
 
 Deno.test("main() info --topology-layout draft does not negotiate bit 6 as BYPASS_CONFIG", async () => {

@@ -2,13 +2,17 @@ import assert from "node:assert/strict";
 import { PagemapDma, physicalAddress } from "../host/pagemap.ts";
 import { isRoot, pointerAddress } from "../host/ffi.ts";
 import { DmaError, regionAddress } from "../transport/dma.ts";
+import { skipName } from "./_notes.ts";
 
 // pagemap shows frame numbers only to root.
 const root = isRoot();
-if (!root) console.log("host_pagemap_test: not root, the PagemapDma tests are skipped");
+const notRoot = root ? null : "not root: /proc/self/pagemap shows frame numbers only to root";
 
 Deno.test({
-  name: "PagemapDma.alloc() returns zeroed regions whose address matches /proc/self/pagemap",
+  name: skipName(
+    "PagemapDma.alloc() returns zeroed regions whose address matches /proc/self/pagemap",
+    notRoot,
+  ),
   ignore: !root,
   fn(): void {
     const dma = new PagemapDma();
@@ -26,7 +30,10 @@ Deno.test({
 });
 
 Deno.test({
-  name: "PagemapDma.alloc() honours alignment and keeps multi-page regions contiguous",
+  name: skipName(
+    "PagemapDma.alloc() honours alignment and keeps multi-page regions contiguous",
+    notRoot,
+  ),
   ignore: !root,
   fn(): void {
     const dma = new PagemapDma();
@@ -43,7 +50,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "PagemapDma.free() rejects a region freed twice",
+  name: skipName("PagemapDma.free() rejects a region freed twice", notRoot),
   ignore: !root,
   fn(): void {
     const dma = new PagemapDma();

@@ -477,7 +477,7 @@ for (const kind of KINDS) {
   // ---- Bookkeeping under failures (regressions) ------------------------------------------
 
   t(
-    "BUG: a MAP the device refuses does not take back another mapping's record",
+    "map() refused by the device takes back its own record only (regression: it took another mapping's)",
     () =>
       withFixture(kind, async ({ iommu, scripted, device }) => {
         await iommu.attach(1, 0x08);
@@ -502,7 +502,7 @@ for (const kind of KINDS) {
   );
 
   t(
-    "BUG: an UNMAP the device refuses leaves the mapping in the driver's records",
+    "unmap() refused by the device keeps the mapping in the driver's records (regression: it dropped it)",
     () =>
       withFixture(kind, async ({ iommu, scripted, device }) => {
         await iommu.attach(1, 0x08);

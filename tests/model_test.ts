@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { type Op, ReferenceModel, runModel } from "../tools/fuzz/model.ts";
+import { note } from "./_notes.ts";
 
 function envNumber(name: string, fallback: number): number {
   const raw = Deno.permissions.querySync({ name: "env", variable: name }).state === "granted"
@@ -74,7 +75,7 @@ Deno.test("VirtioIommu matches the reference model on fast-check command sequenc
   const start = performance.now();
   const run = await runModel(count, { seed });
   const ms = Math.round(performance.now() - start);
-  console.log(`model: ${run.sequences} sequences, ${run.ops} ops, seed ${seed}, ${ms} ms`);
+  note(`model: ${run.sequences} sequences, ${run.ops} ops, seed ${seed}, ${ms} ms`);
   assert.equal(run.failure, null, run.failure ?? "");
   assert.equal(run.sequences, count);
 });

@@ -1,14 +1,17 @@
 /**
  * Real-device tests: boots ONE QEMU guest (q35, TCG, a virtio-iommu-pci and an edu DMA device)
  * through tools/guest.ts, runs tests/guest/real_device.ts inside it and asserts on the JSON
- * report it prints. Without QEMU or the kernel the tests are skipped with a message saying
- * why, except under CI (`CI=true`), where that is a failure.
+ * report it prints. Without QEMU or the kernel the tests are skipped, the skip's name saying
+ * why (listed at the end of `deno task test`), except under CI (`CI=true`), where that is a
+ * failure. While the guest boots, a progress line says what it is doing.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
-import { defaultProjectRoot, type GuestResult, locateTools, runGuest } from "../tools/qemu.ts";
+import { defaultProjectRoot, locateTools } from "../tools/guest_tools.ts";
+import { describePhase, type GuestResult, runGuest } from "../tools/qemu.ts";
+import { note, skipName, status } from "./_notes.ts";
 
 const root = defaultProjectRoot();
 const tools = locateTools(root);
@@ -58,9 +61,10 @@ function guest(): Promise<{ result: GuestResult; report: Report; wallMs: number 
       qemuArgs: ["-device", "edu"],
       timeoutSeconds: 170,
       projectRoot: root,
-    });
+      onPhase: (phase) => status(`real device: ${describePhase(phase)}`),
+    }).finally(() => status(null));
     const wallMs = performance.now() - start;
-    console.log(
+    note(
       `real-device guest: boot ${(result.bootMs / 1000).toFixed(1)} s, whole run ` +
         `${(wallMs / 1000).toFixed(1)} s (initramfs ${(result.buildMs / 1000).toFixed(1)} s)`,
     );
@@ -86,12 +90,8 @@ if (missing.length > 0) {
       assert.fail(`Real-device tests cannot run in CI: ${why} (run .ci/install-guest-deps)`);
     });
   } else {
-    console.log(
-      `%cReal-device tests SKIPPED: ${why}. Run .ci/install-guest-deps (as root) to enable them.`,
-      "color: yellow",
-    );
     Deno.test({
-      name: `real device: skipped (${why})`,
+      name: skipName("real device", `${why} (run .ci/install-guest-deps as root)`),
       ignore: true,
       fn(): void {},
     });
@@ -214,7 +214,7 @@ if (missing.length > 0) {
   Deno.test("real device: MAP+UNMAP round trips complete and close() succeeds", async () => {
     const r = await report();
     const timing = stepResult(r, "mapUnmapTiming");
-    console.log(`MAP+UNMAP pair under TCG: ${timing.usPerPair} µs (${timing.rounds} rounds)`);
+    note(`real device: MAP+UNMAP pair under TCG ${timing.usPerPair} µs (${timing.rounds} rounds)`);
     assert.ok((timing.usPerPair as number) > 0);
     stepResult(r, "close");
   });

@@ -21,6 +21,7 @@ import { type FaultKind, type FaultPlan, FaultyDevice } from "../mock/iommu/faul
 import { MockIommuDevice } from "../mock/iommu/device.ts";
 import type { MockIommuOptions } from "../mock/iommu/options.ts";
 import { type Kind, plug } from "./_fixtures.ts";
+import { note } from "./_notes.ts";
 
 const RW = MAP_READ | MAP_WRITE;
 const NONE: FaultPlan = { kinds: [] };
@@ -154,7 +155,7 @@ Deno.test("FaultyDevice: a device that never answers gives RequestTimeoutError, 
   ));
 
 Deno.test(
-  "BUG: callers waiting for a slot on a device that keeps every slot time out instead of hanging",
+  "VirtioIommu requests waiting for a slot time out when the device keeps every slot (regression: they hung)",
   () =>
     withRig(
       async (r) => {
@@ -326,7 +327,7 @@ Deno.test("FaultyDevice: a seeded storm of every fault loses no request (each se
     assert.equal(settled, issued, "requests lost");
     assert.ok(r.faulty.total > 10, `only ${r.faulty.total} faults injected`);
     assert.ok(ok > issued / 4, `only ${ok} of ${issued} succeeded`);
-    console.log(
+    note(
       `storm: ${issued} requests, ${settled} settled, ${ok} ok, ${resets} resets, ` +
         `${r.faulty.total} faults injected ${JSON.stringify(r.faulty.injected)}, lost ${
           issued - settled

@@ -4,13 +4,15 @@
  * tests/guest/vfio.ts inside it and asserts on its JSON report: edu bound to vfio-pci, opened
  * through our VFIO backend, DMA through VFIO_IOMMU_MAP_DMA-mapped IOVAs arrives, and after
  * VFIO_IOMMU_UNMAP_DMA the same DMA is blocked. Without QEMU or the 6.12 kernel the tests are
- * skipped with a message saying why, except under CI (`CI=true`), where that is a failure.
+ * skipped, the skip's name saying why, except under CI (`CI=true`), where that is a failure.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
-import { defaultProjectRoot, type GuestResult, locateTools, runGuest } from "../tools/qemu.ts";
+import { defaultProjectRoot, locateTools } from "../tools/guest_tools.ts";
+import { describePhase, type GuestResult, runGuest } from "../tools/qemu.ts";
+import { note, skipName, status } from "./_notes.ts";
 
 const root = defaultProjectRoot();
 const tools = locateTools(root, "6.12");
@@ -32,9 +34,10 @@ function guest(): Promise<{ result: GuestResult; report: Report; wallMs: number 
       qemuArgs: ["-device", "edu"],
       timeoutSeconds: 120,
       projectRoot: root,
-    });
+      onPhase: (phase) => status(`VFIO device (6.12): ${describePhase(phase)}`),
+    }).finally(() => status(null));
     const wallMs = performance.now() - start;
-    console.log(
+    note(
       `VFIO guest (6.12): boot ${(result.bootMs / 1000).toFixed(1)} s, whole run ` +
         `${(wallMs / 1000).toFixed(1)} s (initramfs ${(result.buildMs / 1000).toFixed(1)} s)`,
     );
@@ -69,11 +72,11 @@ if (missing.length > 0) {
       assert.fail(`VFIO tests cannot run in CI: ${why} (run .ci/install-guest-deps)`);
     });
   } else {
-    console.log(
-      `%cVFIO device tests SKIPPED: ${why}. Run .ci/install-guest-deps (as root) to enable them.`,
-      "color: yellow",
-    );
-    Deno.test({ name: `VFIO device: skipped (${why})`, ignore: true, fn(): void {} });
+    Deno.test({
+      name: skipName("VFIO device", `${why} (run .ci/install-guest-deps as root)`),
+      ignore: true,
+      fn(): void {},
+    });
   }
 } else {
   Deno.test("VFIO device: the 6.12 guest loads Linux's virtio-iommu and VFIO modules", async () => {

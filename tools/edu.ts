@@ -2,7 +2,7 @@
  * Guest-side helpers for QEMU's `edu` device (hw/misc/edu.c, docs/specs/edu.rst), a tiny DMA
  * engine the real-device tests and the peer benchmark use as the endpoint behind the
  * virtio-iommu: find it in sysfs, bind it to vfio-pci, run one DMA through its BAR0.
- * Runs inside the guest (needs `--allow-read`/`--allow-write` on /sys).
+ * Runs inside the guest (needs `--allow-all`: Deno 2.9.6 opens /sys only with all access).
  *
  * @module
  */

@@ -6,33 +6,35 @@
  * ```sh
  * deno task guest -- [--kernel 6.1|6.12] [--linux-iommu] [--qemu "<extra QEMU args>"]
  *   [--timeout <s>] [--verbose] -- <command...>
+ * deno task guest -- --clean
  * deno task guest -- --qemu "-device edu" -- deno run -A tests/guest/real_device.ts
  * deno task guest -- --kernel 6.12 --linux-iommu --qemu "-device edu" -- deno run -A tests/guest/vfio.ts
  * ```
  *
  * `--kernel 6.12` boots bookworm-backports' kernel; by default the runner unbinds its built-in
  * virtio-pci from the virtio-iommu so our driver owns it, and `--linux-iommu` instead loads
- * Linux's virtio-iommu and VFIO modules (see `LINUX_IOMMU_MODULES` in tools/qemu.ts).
+ * Linux's virtio-iommu and VFIO modules (see `LINUX_IOMMU_MODULES` in tools/guest_setup.ts).
  *
  * Needs qemu-system-x86_64, busybox-static and a kernel in `.cache/guest/vmlinuz-*` (6.12:
- * `.cache/guest/6.12/`); `.ci/install-guest-deps` installs them. Permissions: read/write (the cache), run (qemu,
- * busybox, git, ldd), env.
+ * `.cache/guest/6.12/`); `.ci/install-guest-deps` installs them. Permissions: read/write (the
+ * cache), run (qemu, busybox, git, ldd), env. On a terminal a progress line says what the
+ * runner is doing until the command starts. What the cache keeps: tools/guest_cache.ts;
+ * `--clean` empties it (the kernels stay).
  *
  * @module
  */
 
 import { GuestSetupError } from "./initramfs.ts";
-import {
-  GUEST_KERNELS,
-  type GuestKernel,
-  type IommuDriverChoice,
-  runGuest,
-  splitArgs,
-} from "./qemu.ts";
+import { GUEST_KERNELS, type GuestKernel, type IommuDriverChoice } from "./guest_setup.ts";
+import { cleanGuestCache } from "./guest_cache.ts";
+import { defaultProjectRoot } from "./guest_tools.ts";
+import { Progress, seconds } from "./progress.ts";
+import { describePhase, runGuest, splitArgs } from "./qemu.ts";
 
 /** The usage line. */
 const USAGE = "Usage: deno task guest -- [--kernel 6.1|6.12] [--linux-iommu] " +
-  '[--qemu "<extra QEMU args>"] [--timeout s] [--verbose] -- <command...>';
+  '[--qemu "<extra QEMU args>"] [--timeout s] [--verbose] -- <command...>\n' +
+  "       deno task guest -- --clean";
 
 /** What the options do. */
 const HELP =
@@ -45,6 +47,8 @@ root, and passes back its output and exit code.
   --qemu "<args>"     extra QEMU arguments, e.g. "-device edu"
   --timeout s         give up after s seconds (default 170; exit code 124)
   --verbose           show the kernel's console output on stderr
+  --clean             delete the runner's cache in .cache/guest (about 100 MB: the initramfs
+                      base, project and command archives); the kernels stay
 
 Install QEMU, busybox and the kernels first with: bash .ci/install-guest-deps
 Example: deno task guest -- --qemu "-device edu" -- deno task cli -- probe 0x18`;
@@ -125,6 +129,14 @@ export async function main(argv: string[]): Promise<number> {
     console.log(USAGE + "\n\n" + HELP);
     return 0;
   }
+  if (first === "--clean") {
+    const cacheDir = `${defaultProjectRoot()}/.cache/guest`;
+    const freed = await cleanGuestCache(cacheDir);
+    console.log(
+      `guest: removed ${(freed / 1048576).toFixed(1)} MiB of cached archives from ${cacheDir}`,
+    );
+    return 0;
+  }
   let parsed: GuestCommandLine;
   try {
     parsed = parseCommandLine(argv);
@@ -133,12 +145,21 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const encoder = new TextEncoder();
+  const progress = Progress.stderr();
+  const start = performance.now();
   try {
     const result = await runGuest(parsed.command, {
       kernel: parsed.kernel,
       iommuDriver: parsed.iommuDriver,
       qemuArgs: parsed.qemuArgs,
       timeoutSeconds: parsed.timeoutSeconds,
+      onPhase(phase): void {
+        // Until the command starts; from then on its own output shows progress.
+        if (phase === "run") progress.clear();
+        else {progress.update(
+            `guest: ${describePhase(phase)} (${seconds(performance.now() - start)})`,
+          );}
+      },
       onLine(line: string): void {
         Deno.stdout.writeSync(encoder.encode(line + "\n"));
       },
@@ -148,6 +169,7 @@ export async function main(argv: string[]): Promise<number> {
         }
         : undefined,
     });
+    progress.clear();
     const summary = `guest: boot ${(result.bootMs / 1000).toFixed(1)} s, total ` +
       `${(result.totalMs / 1000).toFixed(1)} s (initramfs ${(result.buildMs / 1000).toFixed(1)} s)`;
     console.error(summary);
@@ -162,6 +184,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     return result.code;
   } catch (err) {
+    progress.clear();
     if (err instanceof GuestSetupError) {
       console.error(err.message);
       return 3;

@@ -9,10 +9,12 @@
  *
  * The kernel unpacks concatenated newc archives in order, so only the small pieces are
  * rebuilt between runs. Archives are written by `busybox cpio -o -H newc` (there is no `cpio`
- * binary on the hosts this runs on).
+ * binary on the hosts this runs on). What the cache keeps, and for how long: `guest_cache.ts`.
  *
  * @module
  */
+
+import { pruneCache, removeStale } from "./guest_cache.ts";
 
 /** Thrown when something the guest needs is missing on the host. */
 export class GuestSetupError extends Error {
@@ -198,8 +200,13 @@ async function buildBase(inputs: InitramfsInputs): Promise<{ path: string; cache
   return { path, cached: false };
 }
 
-/** Lists the project's files: tracked plus untracked-but-not-ignored, minus `.cache/`. */
-async function projectFiles(projectRoot: string): Promise<string[]> {
+/**
+ * Lists the project's files: tracked plus untracked-but-not-ignored, minus the cache and
+ * anything that is not a file. A symlinked `.cache` is no folder to git, so `.gitignore`'s
+ * `.cache/` does not hide it and git lists `.cache` itself; it, and any other symlink to a
+ * folder, is left out instead of being read as a file (which failed with IsADirectory).
+ */
+export async function projectFiles(projectRoot: string): Promise<string[]> {
   const text = await run(
     "git",
     ["ls-files", "--cached", "--others", "--exclude-standard", "-z"],
@@ -207,7 +214,14 @@ async function projectFiles(projectRoot: string): Promise<string[]> {
   );
   const files: string[] = [];
   for (const name of text.split("\0")) {
-    if (name === "" || name.startsWith(".cache/") || name.startsWith(".git/")) continue;
+    if (name === "" || name === ".cache" || name.startsWith(".cache/")) continue;
+    if (name === ".git" || name.startsWith(".git/")) continue;
+    try {
+      if (!(await Deno.stat(`${projectRoot}/${name}`)).isFile) continue;
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) continue; // deleted in the work tree
+      throw err;
+    }
     files.push(name);
   }
   return [...new Set(files)].sort();
@@ -300,7 +314,12 @@ async function buildCommand(inputs: InitramfsInputs): Promise<string> {
   const script = setup + inputs.command.map(shellQuote).join(" ") + "\n";
   const key = await sha256(script);
   const path = `${inputs.cacheDir}/cmd-${key}.cpio`;
-  if (await exists(path)) return path;
+  if (await exists(path)) {
+    // Mark it as used: pruneCache keeps the most recently used command archives.
+    const now = new Date();
+    await Deno.utime(path, now, now).catch(() => {});
+    return path;
+  }
   const stage = await Deno.makeTempDir({ dir: inputs.cacheDir, prefix: "stage-cmd-" });
   try {
     await Deno.writeTextFile(`${stage}/cmd`, script, { mode: 0o755 });
@@ -338,25 +357,14 @@ async function buildModules(inputs: InitramfsInputs, modulesDir: string): Promis
   } finally {
     await Deno.remove(stage, { recursive: true });
   }
+  await removeStale(inputs.cacheDir, "modules-", path);
   return path;
 }
-
-/** Deletes cache files starting with `prefix` other than `keep` (old versions of a piece). */
-async function removeStale(cacheDir: string, prefix: string, keep: string): Promise<void> {
-  for await (const entry of Deno.readDir(cacheDir)) {
-    const path = `${cacheDir}/${entry.name}`;
-    if (entry.name.startsWith(prefix) && entry.name.endsWith(".cpio") && path !== keep) {
-      await Deno.remove(path).catch(ignore);
-    }
-  }
-}
-
-/** Swallows an error (best-effort cleanup). */
-function ignore(): void {}
 
 /** Builds the three pieces of the initramfs (reusing cached ones) and returns their paths. */
 export async function buildInitramfs(inputs: InitramfsInputs): Promise<InitramfsPieces> {
   await Deno.mkdir(inputs.cacheDir, { recursive: true });
+  await pruneCache(inputs.cacheDir);
   const [base, project, command, modules] = await Promise.all([
     buildBase(inputs),
     buildProject(inputs),

@@ -5,14 +5,13 @@
  *
  * @example
  * ```ts
- * import { MmioTransport } from "./mmio.ts";
- * import { MemoryRegisters } from "./registers.ts";
+ * import { MemoryRegisters, MmioTransport } from "@viommu/viommu";
  *
  * const regs = new MemoryRegisters(0x200); // all zeros: not a virtio device
  * try {
  *   MmioTransport.create(regs);
  * } catch (e) {
- *   console.log((e as Error).message); // "Not a virtio-mmio device: magic 0x0"
+ *   console.assert((e as Error).message === "Not a virtio-mmio device: magic 0x0");
  * }
  * ```
  *

@@ -9,14 +9,13 @@
  *
  * @example
  * ```ts
- * import { PciTransport } from "./pci.ts";
- * import { MemoryRegisters } from "./registers.ts";
+ * import { MemoryRegisters, PciTransport } from "@viommu/viommu";
  *
  * const config = new MemoryRegisters(256); // vendor 0: not a virtio function
  * try {
  *   PciTransport.create(config, () => null);
  * } catch (e) {
- *   console.log((e as Error).message);
+ *   console.assert((e as Error).message.startsWith("Not a virtio PCI function: vendor 0x0"));
  * }
  * ```
  *

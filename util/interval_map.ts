@@ -13,7 +13,7 @@
  *
  * @example
  * ```ts
- * import { IntervalMap } from "./interval_map.ts";
+ * import { IntervalMap } from "@viommu/viommu";
  *
  * const map = new IntervalMap();
  * // Map IOVA [0x1_0000_0000, 0x1_0000_ffff] to phys 0x8000_0000, READ|WRITE.

@@ -31,8 +31,8 @@ const FAILED = 0xff;
  *
  * @example
  * ```ts
- * import { MAP_READ, MmioTransport, VirtioIommu } from "../../mod.ts";
- * import { MmioDevice, MockIommuDevice, SimulatedMemory } from "../../testing.ts";
+ * import { MAP_READ, MmioTransport, VirtioIommu } from "@viommu/viommu";
+ * import { MmioDevice, MockIommuDevice, SimulatedMemory } from "@viommu/viommu/testing";
  *
  * const memory = new SimulatedMemory();
  * const iommu = await VirtioIommu.create(

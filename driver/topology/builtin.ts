@@ -138,7 +138,7 @@ export type ReadConfig32 = (offset: number) => number;
  *
  * @example
  * ```ts
- * import { readBuiltinTopology } from "./builtin.ts";
+ * import { readBuiltinTopology } from "@viommu/viommu";
  * const words = new Map([[36, 48], [40, 1], [44, 12], [48, 1], [52, 0x00ff_0000], [56, 0]]);
  * const topo = readBuiltinTopology((off) => words.get(off) ?? 0, "draft");
  * console.assert(topo?.items[0].kind === "pci-range");

@@ -172,8 +172,7 @@ function matches(rule: PciRangeRule, segment: number, rid: number): boolean {
  *
  * @example
  * ```ts
- * import { PciTree } from "./pci_tree.ts";
- * import { resolveTopology } from "./resolve.ts";
+ * import { PciTree, resolveTopology } from "@viommu/viommu";
  * const tree = new PciTree([{ segment: 0, bus: 0, devfn: 0x18, type: "endpoint" }]);
  * const table = resolveTopology(tree, {
  *   iommus: [{ id: "viommu" }],

@@ -137,7 +137,7 @@ export interface ParseViotOptions {
  *
  * @example
  * ```ts
- * import { parseViot } from "./viot.ts";
+ * import { parseViot } from "@viommu/viommu";
  * try {
  *   parseViot(new Uint8Array(10));
  * } catch (e) {

@@ -88,8 +88,7 @@ function alignUp(n: number, align: number): number {
  *
  * @example Queue a request and collect the device's answer
  * ```ts
- * import { SplitVirtqueue } from "./split_queue.ts";
- * import { SimulatedMemory } from "../../transport/memory.ts";
+ * import { SimulatedMemory, SplitVirtqueue } from "@viommu/viommu";
  *
  * const memory = new SimulatedMemory();
  * const vq = new SplitVirtqueue(0, 8, memory);
@@ -99,9 +98,9 @@ function alignUp(n: number, align: number): number {
  * // ... the device answers; later:
  * if (vq.hasUsed()) {
  *   const id = vq.popUsed(); // === head
- *   console.log(id, vq.usedLen);
+ *   console.assert(id === head && vq.usedLen <= 48);
  * }
- * console.log(head, notify);
+ * console.assert(head === 0 && notify);
  * vq.destroy();
  * ```
  */

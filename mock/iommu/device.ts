@@ -78,7 +78,7 @@ const U64_LIMIT = 1n << 64n;
  *
  * @example
  * ```ts
- * import { MockIommuDevice } from "./device.ts";
+ * import { MockIommuDevice } from "@viommu/viommu/testing";
  * const device = new MockIommuDevice({ bypass: false });
  * // Unattached endpoint, bypass off: the access faults with reason DOMAIN.
  * const result = device.translate(0x08, 0x1000n, "read");

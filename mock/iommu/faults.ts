@@ -123,10 +123,9 @@ export class FaultRandom {
  *
  * @example
  * ```ts
- * import { FaultyDevice } from "./faults.ts";
- * import { MockIommuDevice } from "./device.ts";
+ * import { FaultyDevice, MockIommuDevice } from "@viommu/viommu/testing";
  * const device = new FaultyDevice(new MockIommuDevice(), { kinds: ["silent"], rate: 0.1, seed: 7 });
- * console.log(device.injected.silent); // 0 until requests arrive
+ * console.assert(device.injected.silent === 0); // nothing until requests arrive
  * ```
  */
 export class FaultyDevice extends ForwardingDevice {

@@ -117,7 +117,7 @@ async function main(): Promise<void> {
   await step("cli", async () => {
     const run = async (...args: string[]): Promise<{ code: number; lines: unknown[] }> => {
       const out = await new Deno.Command("deno", {
-        args: ["task", "-q", "cli", "--", ...args, "--device", `pci:${IOMMU_BDF}`, "--json"],
+        args: ["task", "-q", "cli:host", "--", ...args, "--device", `pci:${IOMMU_BDF}`, "--json"],
         stdout: "piped",
         stderr: "inherit",
       }).output();

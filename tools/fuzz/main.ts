@@ -1,7 +1,7 @@
 /**
  * `deno task fuzz`: every fuzz target of tools/fuzz/targets.ts with a large budget, then the
  * model-based test, and one summary line per target (inputs, typed rejections, crashes, hangs,
- * lost requests). A progress line is drawn on a terminal only. Exits 1 on any crash, hang, lost
+ * lost requests). Exits 1 on any crash, hang, lost
  * request or model divergence, after printing fast-check's report (seed and path replay it).
  *
  * ```
@@ -17,6 +17,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { Progress } from "../progress.ts";
 import { runModel } from "./model.ts";
 import { runTarget, summaryLine } from "./engine.ts";
 import { allTargets } from "./targets.ts";
@@ -48,8 +49,7 @@ async function main(args: string[]): Promise<number> {
   const seed = count(values.seed, "--seed", Date.now() % 1_000_000_000);
   const sequences = count(values.sequences, "--sequences", 20_000);
   const filter = values.target?.toLowerCase();
-  const tty = Deno.stdout.isTerminal();
-  const encoder = new TextEncoder();
+  const bar = Progress.stderr();
   const targets = allTargets().filter((t) => !filter || t.name.toLowerCase().includes(filter));
   if (targets.length === 0 && filter !== undefined) {
     console.log(`No fuzz target matches "${values.target}"`);
@@ -59,14 +59,9 @@ async function main(args: string[]): Promise<number> {
   const started = performance.now();
   let failed = false;
   for (const target of targets) {
-    const progress = tty
-      ? (done: number): void => {
-        const total = budget > 0 ? "" : ` / ${inputs.toLocaleString("en-US")}`;
-        Deno.stdout.writeSync(
-          encoder.encode(`\r${target.name}: ${done.toLocaleString("en-US")}${total}\x1b[K`),
-        );
-      }
-      : undefined;
+    const total = budget > 0 ? "" : ` / ${inputs.toLocaleString("en-US")}`;
+    const progress = (done: number): void =>
+      bar.update(`${target.name}: ${done.toLocaleString("en-US")}${total}`);
     const figures = await runTarget(target, {
       inputs,
       seed,
@@ -74,7 +69,7 @@ async function main(args: string[]): Promise<number> {
       progress,
       timeLimitMs: budget > 0 ? budget * 1000 : undefined,
     });
-    if (tty) Deno.stdout.writeSync(encoder.encode("\r\x1b[K"));
+    bar.clear();
     console.log(summaryLine(figures));
     if (figures.failure !== null) console.log(figures.failure);
     if (figures.crashes + figures.hangs + figures.lost > 0) failed = true;
