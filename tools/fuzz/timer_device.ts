@@ -16,13 +16,14 @@ import { REQUEST_QUEUE } from "../../spec/iommu.ts";
 export class TimerDevice extends ForwardingDevice {
   /** Times the inner model was let at the request queue. */
   wakeups = 0;
-  #delayMs: number;
+  /** How late the inner model sees a notification, in ms (may change between bursts). */
+  delayMs: number;
   #timer: ReturnType<typeof setTimeout> | null = null;
 
   /** Wraps `inner`; it sees the request queue's notifications `delayMs` late (default 1). */
   constructor(inner: DeviceModel, delayMs = 1) {
     super(inner);
-    this.#delayMs = delayMs;
+    this.delayMs = delayMs;
   }
 
   /** Request queue: answered later, from a timer. Other queues go straight through. */
@@ -36,7 +37,7 @@ export class TimerDevice extends ForwardingDevice {
       this.#timer = null;
       this.wakeups++;
       this.inner.notify(REQUEST_QUEUE);
-    }, this.#delayMs);
+    }, this.delayMs);
   }
 
   /** Stops the pending timer (call before the test or run ends). */
