@@ -25,7 +25,7 @@ export class UsageError extends Error {
 }
 
 /** The subcommands. */
-export const SUBCOMMANDS = ["info", "topology", "probe", "shell"] as const;
+export const SUBCOMMANDS = ["info", "topology", "probe", "shell", "conform"] as const;
 
 /** One subcommand name. */
 export type Subcommand = typeof SUBCOMMANDS[number];
@@ -64,6 +64,12 @@ export interface CliFlags {
   qemuCompat: boolean;
   /** `--timeout MS` per request. */
   timeout?: string;
+  /** `--only ID[,ID…]` (repeatable): conform rules to run. */
+  only: string[];
+  /** `--hazardous`: conform also runs rules that may take the device down. */
+  hazardous: boolean;
+  /** `--oracle auto|none`: conform's DMA oracle. */
+  oracle?: string;
 }
 
 /** A parsed command line. */
@@ -93,6 +99,9 @@ const OPTIONS = {
   "topology-layout": { type: "string" },
   "qemu-compat": { type: "boolean", default: false },
   timeout: { type: "string" },
+  only: { type: "string", multiple: true, default: [] as string[] },
+  hazardous: { type: "boolean", default: false },
+  oracle: { type: "string" },
 } as const;
 
 /** Parses `args` (without the program name). Throws {@link UsageError}. */
@@ -123,6 +132,9 @@ export function parseCommandLine(args: string[]): ParsedCommand {
     topologyLayout: v["topology-layout"],
     qemuCompat: v["qemu-compat"],
     timeout: v.timeout,
+    only: v.only,
+    hazardous: v.hazardous,
+    oracle: v.oracle,
   };
   const [first, ...rest] = parsed.positionals;
   if (first === undefined) return { command: null, positionals: [], flags };
