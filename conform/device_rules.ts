@@ -6,7 +6,7 @@
  * @module
  */
 
-import { beginInit, DeviceInitError, resetDevice } from "../driver/virtio/init.ts";
+import { beginInit, DeviceInitError, finishInit, resetDevice } from "../driver/virtio/init.ts";
 import {
   featureBit,
   VIRTIO_F_EVENT_IDX,
@@ -202,17 +202,25 @@ export const DEVICE_RULES: readonly Rule[] = [
     async check(ctx) {
       const t = ctx.target.transport;
       const problems: string[] = [];
-      for (const before of [0, STATUS_ACKNOWLEDGE | STATUS_DRIVER]) {
-        t.setStatus(before);
+      const states: [string, () => Promise<unknown>][] = [
+        ["0", () => Promise.resolve()],
+        [
+          "ACKNOWLEDGE|DRIVER",
+          () => Promise.resolve(t.setStatus(STATUS_ACKNOWLEDGE | STATUS_DRIVER)),
+        ],
+        ["DRIVER_OK", async () => {
+          await beginInit(t, { supported: SUITE_FEATURES, timeoutMs: ctx.timeoutMs });
+          finishInit(t);
+        }],
+      ];
+      for (const [name, reach] of states) {
         try {
+          await reach();
           await resetDevice(t, ctx.timeoutMs);
         } catch (error) {
-          problems.push(`from status ${before}: ${(error as Error).message}`);
+          problems.push(`from status ${name}: ${(error as Error).message}`);
         }
       }
-      const s = await ctx.session();
-      await s.close();
-      if (t.getStatus() !== 0) problems.push(`after DRIVER_OK: status ${t.getStatus()}`);
       return verdictOf(problems, "status read 0 after each reset");
     },
   },

@@ -154,7 +154,12 @@ export const MAP_RULES: readonly Rule[] = [
     async check(ctx) {
       const m = await setup(ctx);
       const problems: string[] = [];
-      for (const flags of [VIRTIO_IOMMU_MAP_F_READ | 0x8, VIRTIO_IOMMU_MAP_F_READ | 0x8000_0000]) {
+      for (
+        const flags of [
+          VIRTIO_IOMMU_MAP_F_READ | 0x8,
+          (VIRTIO_IOMMU_MAP_F_READ | 0x8000_0000) >>> 0,
+        ]
+      ) {
         const a = await m.s.send(mapUnits(m, 1, 0, 0, flags));
         if (!isStatus(a, VIRTIO_IOMMU_S_INVAL)) {
           problems.push(`flags ${hex(flags)}: ${describe(a)}`);
