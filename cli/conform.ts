@@ -38,9 +38,12 @@ export interface ConformFlags {
 const EDU_IDS = { vendor: 0x1234, device: 0x11e8 };
 
 /** A target and what to release after the run. */
-interface OpenTarget {
+export interface OpenTarget {
+  /** The target. */
   target: ConformTarget;
+  /** How the report names it. */
   label: string;
+  /** Releases the device (and edu). */
   close(): void;
 }
 
@@ -48,6 +51,15 @@ interface OpenTarget {
 function missingFrom(endpoints: readonly number[]): number {
   for (let id = 0xff; id > 0; id--) if (!endpoints.includes(id)) return id;
   return 0xffff;
+}
+
+/**
+ * The device of `spec` as a conformance target: the mock with its last endpoint behind a DMA
+ * engine, or the real device with its topology's endpoints and edu (when the machine has one)
+ * as the oracle. `close()` releases what was opened.
+ */
+export function openConformTarget(spec: DeviceSpec, oracle = true): Promise<OpenTarget> {
+  return spec.kind === "mock" ? Promise.resolve(mockTarget(spec, oracle)) : pciTarget(spec, oracle);
 }
 
 /** The mock device of `spec` as a target, its last endpoint behind a DMA engine. */
@@ -157,7 +169,7 @@ export async function conformCommand(
     throw new UsageError(`Invalid --oracle "${flags.oracle}": expected auto or none`);
   }
   const oracle = flags.oracle !== "none";
-  const open = spec.kind === "mock" ? mockTarget(spec, oracle) : await pciTarget(spec, oracle);
+  const open = await openConformTarget(spec, oracle);
   try {
     const rules = selected ?? CATALOGUE;
     const widths: Widths = {

@@ -107,6 +107,8 @@ export interface CheckContextOptions {
   quietMs: number;
   /** Observations shared between the checks of one run. */
   memo: Map<string, Promise<unknown>>;
+  /** Features sessions accept by default. */
+  features?: bigint;
 }
 
 /** The context one check runs in; {@link CheckContext.close} ends every session it opened. */
@@ -120,6 +122,7 @@ export class CheckContext {
   /** Watch time in ms. */
   readonly quietMs: number;
   #memo: Map<string, Promise<unknown>>;
+  #features: bigint | undefined;
   #sessions: RawSession[] = [];
   #cleanups: (() => void)[] = [];
 
@@ -130,6 +133,7 @@ export class CheckContext {
     this.timeoutMs = options.timeoutMs;
     this.quietMs = options.quietMs;
     this.#memo = options.memo;
+    this.#features = options.features;
   }
 
   /** The endpoint checks use: the oracle's when there is one, else the first listed. */
@@ -164,7 +168,11 @@ export class CheckContext {
     this.#sessions = [];
     let session: RawSession;
     try {
-      session = await RawSession.open(this.target, { timeoutMs: this.timeoutMs, ...options });
+      session = await RawSession.open(this.target, {
+        timeoutMs: this.timeoutMs,
+        features: this.#features,
+        ...options,
+      });
     } catch (error) {
       throw new PreconditionError(`Cannot bring the device up: ${(error as Error).message}`);
     }

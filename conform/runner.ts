@@ -46,6 +46,7 @@ async function readOffered(target: ConformTarget, timeoutMs: number): Promise<bi
 
 /** Writes `bypass` back to `value` (sticky across device reset, §5.13.4.2). */
 async function restoreBypass(target: ConformTarget, value: number, timeoutMs: number) {
+  // SUITE_FEATURES has BYPASS_CONFIG whatever the run accepted: only it lets bypass be written.
   const s = await RawSession.open(target, { timeoutMs, features: SUITE_FEATURES, eventBuffers: 0 });
   try {
     if ((s.transport.readConfig8(CONFIG_BYPASS) & 1) !== value) {
@@ -93,7 +94,13 @@ export async function runConformance(
       } else if (rule.hazard !== undefined && options.hazardous !== true) {
         verdict = { outcome: "skipped", detail: `may take the device down: ${rule.hazard}` };
       } else {
-        const ctx = new CheckContext(target, { offered, timeoutMs, quietMs, memo });
+        const ctx = new CheckContext(target, {
+          offered,
+          timeoutMs,
+          quietMs,
+          memo,
+          features: options.features,
+        });
         try {
           verdict = outcomeOf(rule, await rule.check(ctx));
         } catch (error) {

@@ -112,6 +112,12 @@ export interface ConformOptions {
    * after a DMA), in ms (default 100).
    */
   quietMs?: number;
+  /**
+   * Features the sessions accept, among those offered (default `SUITE_FEATURES`: every
+   * virtio-iommu bit but legacy BYPASS, INDIRECT_DESC, EVENT_IDX, VERSION_1); leave out
+   * EVENT_IDX or INDIRECT_DESC to judge the device's other ring paths.
+   */
+  features?: bigint;
   /** Called with each result as soon as it is known. */
   onResult?: (result: RuleResult) => void;
 }
