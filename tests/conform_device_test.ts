@@ -1,6 +1,6 @@
 /**
  * `viommu conform` against QEMU 7.2's virtio-iommu-pci: boots ONE guest (q35, TCG, with edu as
- * the DMA oracle) running tests/guest/conform.ts, and checks rule by rule that QEMU's device
+ * the DMA oracle, event_idx=off and indirect_desc=off) running tests/guest/conform.ts, and checks rule by rule that QEMU's device
  * has the outcomes tests/_conform_qemu.ts lists and that the mock's QEMU personality agrees;
  * the same for the ring rules without EVENT_IDX and INDIRECT_DESC; that QEMU aborts on
  * probe.small-buffer; and (without a boot) that q35 refuses reserved-regions properties.
@@ -29,6 +29,18 @@ const tools = locateTools(root);
 const missing = Array.isArray(tools) ? tools : [];
 const inCi = Deno.env.get("CI") === "true";
 
+/**
+ * The device properties the issue asks to cover. QEMU 7.2's virtio-iommu ignores both (its
+ * get_features ORs EVENT_IDX and INDIRECT_DESC back in), which the first test shows; its other
+ * ring paths are reached by not negotiating the features (the plainRings step).
+ */
+const PROPERTIES_OFF = [
+  "-global",
+  "virtio-iommu-pci.event_idx=off",
+  "-global",
+  "virtio-iommu-pci.indirect_desc=off",
+];
+
 /** One rule's result as the guest reported it. */
 interface Line {
   id: string;
@@ -49,7 +61,7 @@ function guest(): Promise<ConformRun> {
   pending ??= (async () => {
     const start = performance.now();
     const result = await runGuest(["deno", "run", "-A", "tests/guest/conform.ts"], {
-      qemuArgs: ["-device", "edu"],
+      qemuArgs: ["-device", "edu", ...PROPERTIES_OFF],
       timeoutSeconds: 170,
       projectRoot: root,
     });
@@ -106,6 +118,16 @@ if (missing.length > 0) {
     const expected = Object.fromEntries(CATALOGUE.map((r) => [r.id, qemuOutcome(r.id)]));
     assert.deepEqual(differences(lines, expected), []);
     assert.equal(cli.code, 1, "a failed MUST exits 1");
+  });
+
+  Deno.test("conform on QEMU 7.2: event_idx=off and indirect_desc=off leave both features offered", async () => {
+    const cli = await step("cli") as { lines: Record<string, unknown>[] };
+    const totals = cli.lines.at(-1) ?? {};
+    assert.equal(
+      totals.offered,
+      "0x10130000077",
+      "EVENT_IDX (29) and INDIRECT_DESC (28) still offered",
+    );
   });
 
   Deno.test("conform on QEMU 7.2 and on the mock's QEMU personality agree rule by rule", async () => {
