@@ -78,6 +78,40 @@ async function present(m: MapSetup, domain: number, first: number, last: number)
   return true;
 }
 
+/**
+ * The rule that MAP or UNMAP (`what`) in a domain that does not exist is refused with NOENT,
+ * or in a bypass domain (`bypass`) with INVAL (§5.13.6.5.2, §5.13.6.6.2: SHOULD).
+ */
+function refusedByDomain(id: string, what: "MAP" | "UNMAP", bypass: boolean): Rule {
+  const [status, name] = bypass ? [VIRTIO_IOMMU_S_INVAL, "INVAL"] : [VIRTIO_IOMMU_S_NOENT, "NOENT"];
+  const where = bypass ? "a bypass domain" : "a domain that does not exist";
+  return {
+    id,
+    section: what === "MAP" ? "5.13.6.5.2" : "5.13.6.6.2",
+    level: "SHOULD",
+    summary: `${what} in ${where} is refused with ${name}`,
+    async check(ctx) {
+      if (bypass && !ctx.offers(VIRTIO_IOMMU_F_BYPASS_CONFIG)) {
+        return skip("BYPASS_CONFIG is not offered");
+      }
+      const m = await setup(ctx);
+      const domain = bypass ? 2 : 99;
+      if (bypass) {
+        const flags = VIRTIO_IOMMU_ATTACH_F_BYPASS;
+        const attach = attachRequest({ domain, endpoint: ctx.endpoint, flags });
+        await ctx.ok(m.s, attach, "ATTACH bypass domain 2");
+      }
+      const a = await m.s.send(
+        what === "MAP" ? mapUnits(m, domain, 0, 0) : unmapRequest({ domain, ...units(m.g, 0, 0) }),
+      );
+      const label = `${what} in ${bypass ? "bypass " : ""}domain ${domain}`;
+      return isStatus(a, status)
+        ? held(`${label} refused with ${name}`)
+        : broken(`${label} answered ${describe(a)}`);
+    },
+  };
+}
+
 /** MAP and UNMAP rules. */
 export const MAP_RULES: readonly Rule[] = [
   {
@@ -169,39 +203,8 @@ export const MAP_RULES: readonly Rule[] = [
       return verdictOf(problems, "flags 0x9 and 0x80000001 refused with INVAL, nothing mapped");
     },
   },
-  {
-    id: "map.unknown-domain",
-    section: "5.13.6.5.2",
-    level: "SHOULD",
-    summary: "MAP into a domain that does not exist is refused with NOENT",
-    async check(ctx) {
-      const m = await setup(ctx);
-      const a = await m.s.send(mapUnits(m, 99, 0, 0));
-      return isStatus(a, VIRTIO_IOMMU_S_NOENT)
-        ? held("MAP into domain 99 refused with NOENT")
-        : broken(`MAP into domain 99 answered ${describe(a)}`);
-    },
-  },
-  {
-    id: "map.bypass-domain",
-    section: "5.13.6.5.2",
-    level: "SHOULD",
-    summary: "MAP into a bypass domain is refused with INVAL",
-    async check(ctx) {
-      if (!ctx.offers(VIRTIO_IOMMU_F_BYPASS_CONFIG)) return skip("BYPASS_CONFIG is not offered");
-      const m = await setup(ctx);
-      const flags = VIRTIO_IOMMU_ATTACH_F_BYPASS;
-      await ctx.ok(
-        m.s,
-        attachRequest({ domain: 2, endpoint: ctx.endpoint, flags }),
-        "ATTACH bypass domain 2",
-      );
-      const a = await m.s.send(mapUnits(m, 2, 0, 0));
-      return isStatus(a, VIRTIO_IOMMU_S_INVAL)
-        ? held("MAP into bypass domain 2 refused with INVAL")
-        : broken(`MAP into bypass domain 2 answered ${describe(a)}`);
-    },
-  },
+  refusedByDomain("map.unknown-domain", "MAP", false),
+  refusedByDomain("map.bypass-domain", "MAP", true),
   {
     id: "map.input-range",
     section: "5.13.6",
@@ -305,39 +308,8 @@ export const MAP_RULES: readonly Rule[] = [
         : held("answered OK and unmapped");
     },
   },
-  {
-    id: "unmap.unknown-domain",
-    section: "5.13.6.6.2",
-    level: "SHOULD",
-    summary: "UNMAP in a domain that does not exist is refused with NOENT",
-    async check(ctx) {
-      const m = await setup(ctx);
-      const a = await m.s.send(unmapRequest({ domain: 99, ...units(m.g, 0, 0) }));
-      return isStatus(a, VIRTIO_IOMMU_S_NOENT)
-        ? held("UNMAP in domain 99 refused with NOENT")
-        : broken(`UNMAP in domain 99 answered ${describe(a)}`);
-    },
-  },
-  {
-    id: "unmap.bypass-domain",
-    section: "5.13.6.6.2",
-    level: "SHOULD",
-    summary: "UNMAP in a bypass domain is refused with INVAL",
-    async check(ctx) {
-      if (!ctx.offers(VIRTIO_IOMMU_F_BYPASS_CONFIG)) return skip("BYPASS_CONFIG is not offered");
-      const m = await setup(ctx);
-      const flags = VIRTIO_IOMMU_ATTACH_F_BYPASS;
-      await ctx.ok(
-        m.s,
-        attachRequest({ domain: 2, endpoint: ctx.endpoint, flags }),
-        "ATTACH bypass domain 2",
-      );
-      const a = await m.s.send(unmapRequest({ domain: 2, ...units(m.g, 0, 0) }));
-      return isStatus(a, VIRTIO_IOMMU_S_INVAL)
-        ? held("UNMAP in bypass domain 2 refused with INVAL")
-        : broken(`UNMAP in bypass domain 2 answered ${describe(a)}`);
-    },
-  },
+  refusedByDomain("unmap.unknown-domain", "UNMAP", false),
+  refusedByDomain("unmap.bypass-domain", "UNMAP", true),
   {
     id: "unmap.split",
     section: "5.13.6.6.2",
