@@ -14,7 +14,6 @@ import {
   held,
   isStatus,
   type Rule,
-  skip,
   verdictOf,
 } from "./context.ts";
 import { scratchPhys } from "./device_rules.ts";
@@ -359,7 +358,7 @@ export const FRAMING_RULES: readonly Rule[] = [
     summary: "The device sends a used-buffer notification when the driver asks for them",
     async check(ctx) {
       const s = await ctx.session();
-      if (!s.requestInterrupts(true)) return skip("the virtqueue cannot enable notifications");
+      s.requestInterrupts(true);
       await ctx.ok(s, attachRequest({ domain: 1, endpoint: ctx.endpoint }), "ATTACH");
       s.transport.takeInterrupt();
       await ctx.ok(s, attachRequest({ domain: 2, endpoint: ctx.endpoint }), "ATTACH");

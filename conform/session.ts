@@ -5,15 +5,16 @@
  * writable byte, whether it wrote into the readable part, whether it set DEVICE_NEEDS_RESET.
  * Nothing here refuses a request: the device is the one being judged.
  *
- * The queues are used through the virtqueue methods `add`, `publish`, `hasUsed`, `popUsed` and
- * `usedLen` only (and `setInterrupts` when present), so another ring layout can replace the
- * split ring behind them; {@link createQueue} is the one place that builds one.
+ * The queues are {@link Virtqueue}s, used through `add`, `publish`, `hasUsed`, `popUsed`,
+ * `usedLen` and `setInterrupts` only, so any ring layout behind the interface is judged the same
+ * way; {@link createQueue} builds them (the split ring until a packed one exists).
  *
  * @module
  */
 
 import { beginInit, finishInit, readConfigStable, resetDevice } from "../driver/virtio/init.ts";
-import { type DmaBuffer, SplitVirtqueue } from "../driver/virtio/split_queue.ts";
+import { createVirtqueue } from "../driver/virtio/create_queue.ts";
+import type { DmaBuffer, Virtqueue } from "../driver/virtio/virtqueue.ts";
 import type { DmaAllocator, DmaRegion } from "../transport/dma.ts";
 import type { Transport } from "../transport/transport.ts";
 import { featureBit, VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC } from "../spec/features.ts";
@@ -37,8 +38,11 @@ import { addHi, addLo } from "../util/u64.ts";
 /** The byte the writable part is filled with before a request, to see what the device wrote. */
 export const SENTINEL = 0xa5;
 
-/** The virtqueue methods the suite uses (a split ring today; any layout behind them). */
-export type RawQueue = Pick<SplitVirtqueue, "add" | "publish" | "hasUsed" | "popUsed" | "usedLen">;
+/** The virtqueue methods the suite uses. */
+export type RawQueue = Pick<
+  Virtqueue,
+  "add" | "publish" | "hasUsed" | "popUsed" | "usedLen" | "setInterrupts"
+>;
 
 /** Options of {@link RawSession.open}. */
 export interface RawSessionOptions {
@@ -143,19 +147,19 @@ const EVENT_QUEUE_SIZE = 16;
 /** Gap between the descriptors of a split buffer, so they are not contiguous. */
 const SEGMENT_GAP = 64;
 
-/** Builds a driver-side queue (the only place that names the ring layout). */
+/** Builds a driver-side queue of the largest power-of-two size up to `cap` the device allows. */
 function createQueue(
   transport: Transport,
   dma: DmaAllocator,
   index: number,
   negotiated: bigint,
   cap: number,
-): { queue: RawQueue & Partial<Pick<SplitVirtqueue, "setInterrupts">>; destroy: () => void } {
+): { queue: RawQueue; destroy: () => void } {
   const max = transport.maxQueueSize(index);
   if (max === 0) throw new Error(`The device has no queue ${index}`);
   let size = 1;
   while (size * 2 <= Math.min(max, cap)) size *= 2;
-  const queue = new SplitVirtqueue(index, size, dma, {
+  const queue = createVirtqueue("split", index, size, dma, {
     eventIdx: (negotiated & featureBit(VIRTIO_F_EVENT_IDX)) !== 0n,
     indirect: (negotiated & featureBit(VIRTIO_F_INDIRECT_DESC)) !== 0n,
   });
@@ -197,7 +201,7 @@ export class RawSession {
   readonly negotiated: bigint;
   #dma: DmaAllocator;
   #timeoutMs: number;
-  #requests: RawQueue & Partial<Pick<SplitVirtqueue, "setInterrupts">>;
+  #requests: RawQueue;
   #events: RawQueue;
   #destroy: (() => void)[] = [];
   #regions: DmaRegion[] = [];
@@ -372,11 +376,9 @@ export class RawSession {
     this.transport.notify(queue);
   }
 
-  /** Turns used-buffer notifications of the request queue on or off; false if the ring cannot. */
-  requestInterrupts(enabled: boolean): boolean {
-    if (this.#requests.setInterrupts === undefined) return false;
+  /** Turns used-buffer notifications of the request queue on or off (§2.7.7). */
+  requestInterrupts(enabled: boolean): void {
     this.#requests.setInterrupts(enabled);
-    return true;
   }
 
   /** Posts `count` event buffers of the session's size (§5.13.6.9: the driver populates it). */
