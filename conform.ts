@@ -18,7 +18,7 @@
  *   dma: memory,
  *   endpoints: [0x08, 0x10],
  *   missingEndpoint: 0xff,
- *   oracle: new MockDmaEngine(device, memory, 0x08),
+ *   oracle: new MockDmaEngine(device, memory, { endpoint: 0x08 }),
  * }, { only: ["attach.*"] });
  * console.log(report.totals); // every ATTACH rule passes
  * ```

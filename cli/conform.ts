@@ -75,7 +75,9 @@ function mockTarget(spec: DeviceSpec & { kind: "mock" }, oracle: boolean): OpenT
       // The oracle's endpoint first: checks use the first endpoint.
       endpoints: [engineAt, ...endpoints.filter((e) => e !== engineAt)],
       missingEndpoint: missingFrom(endpoints),
-      oracle: oracle ? new MockDmaEngine(plugged.device, plugged.memory, engineAt) : undefined,
+      oracle: oracle
+        ? new MockDmaEngine(plugged.device, plugged.memory, { endpoint: engineAt })
+        : undefined,
     },
     label: `mock (${spec.transport}${spec.options.qemuCompat ? ", qemu-compat" : ""})`,
     close(): void {},

@@ -9,19 +9,25 @@
 
 import { ATTACH_RULES } from "./attach_rules.ts";
 import type { Rule } from "./context.ts";
+import { DETACH_RULES } from "./detach_rules.ts";
 import { DEVICE_RULES } from "./device_rules.ts";
 import { FAULT_RULES } from "./fault_rules.ts";
+import { FEATURE_RULES } from "./feature_rules.ts";
 import { FRAMING_RULES } from "./framing_rules.ts";
 import { MAP_RULES } from "./map_rules.ts";
 import { PROBE_RULES } from "./probe_rules.ts";
+import { UNMAP_RULES } from "./unmap_rules.ts";
 import type { Level } from "./types.ts";
 
 /** Every rule, in the order a run reports them. */
 export const CATALOGUE: readonly Rule[] = [
+  ...FEATURE_RULES,
   ...DEVICE_RULES,
   ...FRAMING_RULES,
   ...ATTACH_RULES,
+  ...DETACH_RULES,
   ...MAP_RULES,
+  ...UNMAP_RULES,
   ...PROBE_RULES,
   ...FAULT_RULES,
 ];

@@ -12,7 +12,7 @@
  * @module
  */
 
-import { beginInit, finishInit, readConfigStable, resetDevice } from "../driver/virtio/init.ts";
+import { beginInit, finishInit, resetDevice } from "../driver/virtio/init.ts";
 import { createVirtqueue } from "../driver/virtio/create_queue.ts";
 import type { DmaBuffer, Virtqueue } from "../driver/virtio/virtqueue.ts";
 import type { DmaAllocator, DmaRegion } from "../transport/dma.ts";
@@ -20,13 +20,6 @@ import type { Transport } from "../transport/transport.ts";
 import { featureBit, VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC } from "../spec/features.ts";
 import { STATUS_DEVICE_NEEDS_RESET } from "../spec/status.ts";
 import {
-  CONFIG_BYPASS,
-  CONFIG_DOMAIN_END,
-  CONFIG_DOMAIN_START,
-  CONFIG_INPUT_END,
-  CONFIG_INPUT_START,
-  CONFIG_PAGE_SIZE_MASK,
-  CONFIG_PROBE_SIZE,
   EVENT_QUEUE,
   FAULT_SIZE,
   REQUEST_QUEUE,
@@ -34,6 +27,11 @@ import {
   VIRTIO_IOMMU_F_PROBE,
 } from "../spec/iommu.ts";
 import { addHi, addLo } from "../util/u64.ts";
+import { type RawConfig, readRawConfig } from "./config.ts";
+import { EventBuffers, type FaultRecord } from "./events.ts";
+
+export type { FaultRecord } from "./events.ts";
+export { type RawConfig, readRawConfig } from "./config.ts";
 
 /** The byte the writable part is filled with before a request, to see what the device wrote. */
 export const SENTINEL = 0xa5;
@@ -99,42 +97,6 @@ export interface Answer {
   ringError: string | null;
 }
 
-/** A fault report as the device wrote it (§5.13.6.9), every field raw. */
-export interface FaultRecord {
-  /** The used length of the event buffer. */
-  used: number;
-  /** `reason`. */
-  reason: number;
-  /** `reserved[3]`, as a number (0 when zero). */
-  reserved: number;
-  /** `flags`. */
-  flags: number;
-  /** `endpoint`. */
-  endpoint: number;
-  /** `reserved1`. */
-  reserved1: number;
-  /** `address`. */
-  address: bigint;
-}
-
-/** Every config field, read whatever was negotiated (§5.13.4). */
-export interface RawConfig {
-  /** `page_size_mask`. */
-  pageSizeMask: bigint;
-  /** `input_range.start`. */
-  inputStart: bigint;
-  /** `input_range.end`. */
-  inputEnd: bigint;
-  /** `domain_range.start`. */
-  domainStart: number;
-  /** `domain_range.end`. */
-  domainEnd: number;
-  /** `probe_size`. */
-  probeSize: number;
-  /** `bypass`, all 8 bits. */
-  bypass: number;
-}
-
 /** Where a descriptor points with {@link SendOptions.badAddress}: far outside any memory. */
 export const BAD_ADDRESS = 0x8000_0000_0000_0000n;
 
@@ -154,7 +116,7 @@ function createQueue(
   index: number,
   negotiated: bigint,
   cap: number,
-): { queue: RawQueue; destroy: () => void } {
+): { queue: RawQueue; size: number; destroy: () => void } {
   const max = transport.maxQueueSize(index);
   if (max === 0) throw new Error(`The device has no queue ${index}`);
   let size = 1;
@@ -164,26 +126,7 @@ function createQueue(
     indirect: (negotiated & featureBit(VIRTIO_F_INDIRECT_DESC)) !== 0n,
   });
   transport.enableQueue(index, size, queue.addresses);
-  return { queue, destroy: (): void => queue.destroy() };
-}
-
-/** Reads a le64 config field as two aligned 32-bit halves, low first (§4.1.3.1). */
-function config64(t: Transport, offset: number): bigint {
-  const lo = t.readConfig32(offset);
-  return (BigInt(t.readConfig32(offset + 4)) << 32n) | BigInt(lo);
-}
-
-/** Reads every field of `struct virtio_iommu_config` inside the generation loop (§2.5.1). */
-export function readRawConfig(transport: Transport): RawConfig {
-  return readConfigStable(transport, () => ({
-    pageSizeMask: config64(transport, CONFIG_PAGE_SIZE_MASK),
-    inputStart: config64(transport, CONFIG_INPUT_START),
-    inputEnd: config64(transport, CONFIG_INPUT_END),
-    domainStart: transport.readConfig32(CONFIG_DOMAIN_START),
-    domainEnd: transport.readConfig32(CONFIG_DOMAIN_END),
-    probeSize: transport.readConfig32(CONFIG_PROBE_SIZE),
-    bypass: transport.readConfig8(CONFIG_BYPASS),
-  }));
+  return { queue, size, destroy: (): void => queue.destroy() };
 }
 
 /** Gives the event loop a turn (a device in another thread may answer meanwhile). */
@@ -202,12 +145,9 @@ export class RawSession {
   #dma: DmaAllocator;
   #timeoutMs: number;
   #requests: RawQueue;
-  #events: RawQueue;
+  #events: EventBuffers;
   #destroy: (() => void)[] = [];
   #regions: DmaRegion[] = [];
-  #eventRegion: DmaRegion | null = null;
-  #eventSize: number;
-  #eventSlots = new Map<number, number>();
   #closed = false;
 
   private constructor(
@@ -223,13 +163,16 @@ export class RawSession {
     this.offered = offered;
     this.negotiated = negotiated;
     this.#timeoutMs = timeoutMs;
-    this.#eventSize = eventSize;
     const req = createQueue(transport, dma, REQUEST_QUEUE, negotiated, REQUEST_QUEUE_SIZE);
     this.#destroy.push(req.destroy);
     this.#requests = req.queue;
     const ev = createQueue(transport, dma, EVENT_QUEUE, negotiated, EVENT_QUEUE_SIZE);
     this.#destroy.push(ev.destroy);
-    this.#events = ev.queue;
+    this.#events = new EventBuffers(ev.queue, dma, {
+      size: eventSize,
+      slots: ev.size,
+      notify: () => transport.notify(EVENT_QUEUE),
+    });
   }
 
   /**
@@ -261,7 +204,7 @@ export class RawSession {
   /** Sets DRIVER_OK (§3.1.1 step 8) and posts `eventBuffers` event buffers. */
   start(eventBuffers = EVENT_QUEUE_SIZE): void {
     finishInit(this.transport);
-    if (eventBuffers > 0) this.postEventBuffers(eventBuffers);
+    if (eventBuffers > 0) this.#events.post(eventBuffers);
   }
 
   /** Every config field, read now. */
@@ -381,69 +324,17 @@ export class RawSession {
     this.#requests.setInterrupts(enabled);
   }
 
-  /** Posts `count` event buffers of the session's size (§5.13.6.9: the driver populates it). */
+  /** Posts `count` more event buffers (§5.13.6.9: the driver populates the event queue). */
   postEventBuffers(count: number): void {
-    const stride = (this.#eventSize + 15) & ~15;
-    if (this.#eventRegion === null) {
-      this.#eventRegion = this.#dma.alloc(Math.max(4096, stride * EVENT_QUEUE_SIZE), 4096);
-    }
-    const region = this.#eventRegion;
-    const used = new Set(this.#eventSlots.values());
-    for (let slot = 0, posted = 0; slot < EVENT_QUEUE_SIZE && posted < count; slot++) {
-      if (used.has(slot)) continue;
-      const at = slot * stride;
-      region.bytes.fill(SENTINEL, at, at + this.#eventSize);
-      const head = this.#events.add([], [{
-        addrLo: addLo(region.addrLo, at),
-        addrHi: addHi(region.addrLo, region.addrHi, at),
-        length: this.#eventSize,
-      }]);
-      if (head < 0) break;
-      this.#eventSlots.set(head, slot);
-      posted++;
-    }
-    if (this.#events.publish()) this.transport.notify(EVENT_QUEUE);
+    this.#events.post(count);
   }
 
   /**
-   * Waits up to `ms` for fault reports (returning as soon as one arrived and `settleMs` passed
+   * Waits up to `ms` for fault reports (returning once one arrived and `settleMs` passed
    * without another), re-posting each consumed buffer.
    */
-  async takeFaults(ms: number, settleMs = 20): Promise<FaultRecord[]> {
-    const out: FaultRecord[] = [];
-    const deadline = performance.now() + ms;
-    let quietUntil = Infinity;
-    for (;;) {
-      while (this.#events.hasUsed()) {
-        out.push(this.#readFault(this.#events.popUsed(), this.#events.usedLen));
-        quietUntil = performance.now() + settleMs;
-      }
-      const now = performance.now();
-      if (now > deadline || now > quietUntil) break;
-      await new Promise((resolve) => setTimeout(resolve, 2));
-    }
-    if (out.length > 0) this.postEventBuffers(out.length);
-    return out;
-  }
-
-  #readFault(head: number, used: number): FaultRecord {
-    const slot = this.#eventSlots.get(head);
-    this.#eventSlots.delete(head);
-    const stride = (this.#eventSize + 15) & ~15;
-    const region = this.#eventRegion;
-    if (slot === undefined || region === null) {
-      throw new Error(`The device returned event buffer ${head}, which the suite never posted`);
-    }
-    const v = new DataView(region.bytes.buffer, region.bytes.byteOffset + slot * stride, 24);
-    return {
-      used,
-      reason: v.getUint8(0),
-      reserved: v.getUint32(0, true) >>> 8,
-      flags: v.getUint32(4, true),
-      endpoint: v.getUint32(8, true),
-      reserved1: v.getUint32(12, true),
-      address: v.getBigUint64(16, true),
-    };
+  takeFaults(ms: number, settleMs = 20): Promise<FaultRecord[]> {
+    return this.#events.take(ms, settleMs);
   }
 
   /** Resets the device and frees everything the session allocated. Idempotent. */
@@ -455,7 +346,7 @@ export class RawSession {
     } finally {
       for (const destroy of this.#destroy) destroy();
       for (const r of this.#regions) this.#dma.free(r);
-      if (this.#eventRegion !== null) this.#dma.free(this.#eventRegion);
+      this.#events.free();
     }
   }
 }

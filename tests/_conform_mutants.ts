@@ -300,7 +300,7 @@ export function mutantTarget(mutation: Mutation = {}): { target: ConformTarget; 
       dma: memory,
       endpoints: ids,
       missingEndpoint: 0xff,
-      oracle: new MockDmaEngine(engineDevice, memory, ids[0]),
+      oracle: new MockDmaEngine(engineDevice, memory, { endpoint: ids[0] }),
     },
     mutant,
   };

@@ -32,7 +32,7 @@ function pciTarget(options: MockIommuOptions = {}): ConformTarget {
     dma: memory,
     endpoints: MOCK_ENDPOINTS,
     missingEndpoint: 0xff,
-    oracle: new MockDmaEngine(device, memory, MOCK_ENDPOINTS[0]),
+    oracle: new MockDmaEngine(device, memory, { endpoint: MOCK_ENDPOINTS[0] }),
   };
 }
 

@@ -17,7 +17,13 @@ const BUFFER_SIZE = 4096;
 const PAGE = 4096n;
 const U64 = 1n << 64n;
 
-/** A DMA engine at `endpoint` of a mock IOMMU; the oracle of the conformance suite. */
+/** Options of {@link MockDmaEngine}. */
+export interface MockDmaEngineOptions {
+  /** The endpoint its accesses carry (default 0x18: edu's place on QEMU's q35). */
+  endpoint?: number;
+}
+
+/** A DMA engine at one endpoint of a mock IOMMU; the oracle of the conformance suite. */
 export class MockDmaEngine {
   /** The endpoint ID its accesses carry. */
   readonly endpoint: number;
@@ -30,15 +36,15 @@ export class MockDmaEngine {
   #device: Pick<MockIommuDevice, "translate">;
   #memory: SimulatedMemory;
 
-  /** An engine at `endpoint` of `device`, whose DMA reaches `memory`. */
+  /** An engine behind `device`, whose DMA reaches `memory`. */
   constructor(
     device: Pick<MockIommuDevice, "translate">,
     memory: SimulatedMemory,
-    endpoint: number,
+    options: MockDmaEngineOptions = {},
   ) {
     this.#device = device;
     this.#memory = memory;
-    this.endpoint = endpoint;
+    this.endpoint = options.endpoint ?? 0x18;
   }
 
   /** Reads `length` bytes at `iova` into the buffer. */
