@@ -46,6 +46,7 @@ export type {
   ReservedRegionConfig,
 } from "./mock/iommu/options.ts";
 export type { IommuFault } from "./mock/iommu/events.ts";
+export { MockDmaEngine, type MockDmaEngineOptions } from "./mock/iommu/dma_engine.ts";
 export {
   FAULT_KINDS,
   type FaultKind,

@@ -45,6 +45,7 @@ commands:
                     (--tree: the PCI hierarchy as lspci -t draws it)
   probe <endpoint>  the endpoint's properties and reserved regions
   shell             a request shell (interactive on a terminal, line by line otherwise)
+  conform           judge the device against every device rule of virtio 1.3 §5.13
   help <command>    help on a command
 
 ${DEVICE_OPTIONS}`;
@@ -82,6 +83,20 @@ is one JSON object: {"cmd":"map","ok":true,...} or
 driver refused to send, USAGE for a malformed line).
 
 ${SHELL_HELP}
+${DEVICE_OPTIONS}`,
+  conform: `usage: viommu conform [--only ID[,ID…]] [--hazardous] [--oracle auto|none] [options]
+
+Runs the conformance catalogue against the device: each device-side rule of virtio 1.3 §5.13
+(and the generic device rules a driver can observe) on a freshly reset device, with raw
+requests the driver would never send, and state checks after every refusal. One line per
+rule: pass, fail (a MUST or MAY broken), deviation (a SHOULD not met) or skipped (with the
+reason), then the totals. Exit code 1 when a MUST rule failed.
+
+  --only ID[,ID…]   run these rules only (repeatable; "map.*" selects an area)
+  --hazardous       also run rules that may take the device down (QEMU 7.2 aborts on one)
+  --oracle none     do not use a DMA oracle (default auto: the mock's DMA engine, or QEMU's
+                    edu device when the machine has one)
+
 ${DEVICE_OPTIONS}`,
 };
 

@@ -97,4 +97,9 @@ export interface DeviceModel {
   notify(index: number): void;
   /** The device was reset (status 0 written). */
   reset(): void;
+  /**
+   * Whether the device processes available-buffer notifications that arrive before DRIVER_OK
+   * (QEMU 7.2 does; virtio 1.3 §2.1.2 says it MUST NOT consume buffers then). Default false.
+   */
+  readonly notifyBeforeDriverOk?: boolean;
 }

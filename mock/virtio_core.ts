@@ -455,7 +455,7 @@ export class VirtioCore implements DeviceContext {
   notify(index: number): void {
     if ((this.#status & STATUS_DRIVER_OK) === 0) {
       this.violation(`virtio 1.3 §3.1.1: queue ${index} notified before DRIVER_OK`);
-      return;
+      if (this.model.notifyBeforeDriverOk !== true) return;
     }
     const q = this.#queues[index];
     if (!q || q.device === null) {

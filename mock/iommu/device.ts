@@ -94,6 +94,8 @@ export class MockIommuDevice implements DeviceModel {
   readonly queueSizes: readonly number[];
   /** 40 bytes of `struct virtio_iommu_config`. */
   readonly configSize: number = CONFIG_SIZE;
+  /** Whether it processes notifications before DRIVER_OK (`qemuCompat`, as QEMU 7.2 does). */
+  readonly notifyBeforeDriverOk: boolean;
   #options: ResolvedIommuOptions;
   #domains: IommuDomains;
   #requests: IommuRequestHandler;
@@ -110,6 +112,7 @@ export class MockIommuDevice implements DeviceModel {
     this.#options = o;
     this.features = o.features;
     this.queueSizes = o.queueSizes;
+    this.notifyBeforeDriverOk = o.qemuCompat;
     this.#bypass = o.bypass;
     this.#domains = new IommuDomains(o.endpoints);
     this.#events = new FaultReporter(o.eventOverflow);
@@ -222,6 +225,11 @@ export class MockIommuDevice implements DeviceModel {
     let answered = 0;
     for (let chain = queue.pop(); chain !== null; chain = queue.pop()) {
       const used = this.handle(chain);
+      if (used < 0) {
+        // QEMU 7.2's virtio_error: the chain is kept, never returned, and the device stops.
+        ctx.needsReset("virtio-iommu bad head/tail size");
+        break;
+      }
       queue.push(chain.head, used);
       answered++;
     }
@@ -230,8 +238,9 @@ export class MockIommuDevice implements DeviceModel {
 
   /**
    * Handles one request chain over the attached context's memory and returns the used
-   * length (bytes written); the caller puts it in the used ring. Exposed for tests that
-   * drive the model without a transport.
+   * length (bytes written); the caller puts it in the used ring. Returns -1 for a chain the
+   * device keeps without answering (`qemuCompat`: a request without head or tail). Exposed
+   * for tests that drive the model without a transport.
    */
   handle(chain: Chain): number {
     const ctx = this.#ctx;
@@ -274,7 +283,9 @@ export class MockIommuDevice implements DeviceModel {
       : accessFlag | VIRTIO_IOMMU_FAULT_F_ADDRESS;
     const ep = this.#domains.endpoint(endpoint);
     const globalBypass = this.#globalBypass();
-    if (ep === undefined) {
+    // QEMU 7.2 knows an endpoint only once it was attached since the reset: before that, a
+    // blocked access is reported as R_UNKNOWN, not R_DOMAIN.
+    if (ep === undefined || (this.#options.qemuCompat && !ep.attachedSinceReset)) {
       if (globalBypass) return { ok: true, address: iova, bypass: true };
       return this.#fault("UNKNOWN", plainFlags, endpoint, iova);
     }

@@ -84,10 +84,13 @@ export interface MockIommuOptions {
    */
   eventOverflow?: "drop" | "wait";
   /**
-   * Reproduce QEMU 7.2's documented deviations from the spec (reference §2): no reserved-field
-   * check on ATTACH, implicit detach before the bypass-mismatch check, no alignment,
-   * input-range or reserved-region checks on MAP, non-atomic UNMAP, S_UNSUPP for an unknown
-   * type, S_INVAL for a short request, NEEDS_RESET on a bad `bypass` write. Default false.
+   * Reproduce QEMU 7.2's documented deviations from the spec (reference §2, and the README's
+   * conformance table): no reserved-field check on ATTACH, implicit detach before the
+   * bypass-mismatch check, no alignment, input-range or reserved-region checks on MAP,
+   * non-atomic UNMAP, S_UNSUPP for an unknown type, S_INVAL for a short request, NEEDS_RESET on
+   * a bad `bypass` write; endpoint IDs of ATTACH and PROBE read as 16 bits; a request without
+   * head or tail kept unanswered with NEEDS_RESET; requests answered before DRIVER_OK; faults
+   * of an endpoint not attached since reset reported as R_UNKNOWN. Default false.
    */
   qemuCompat?: boolean;
 }

@@ -118,17 +118,19 @@ export class IommuRequestHandler {
   handle(memory: SimulatedMemory, chain: Chain): number {
     this.#refreshFeatures();
     this.lastStatus = -1;
+    // QEMU 7.2 keeps such a chain unanswered and sets DEVICE_NEEDS_RESET (-1, see device.ts).
+    const unparsable = this.#options.qemuCompat ? -1 : 0;
     if (chain.readableLength < HEAD_SIZE) {
       this.#hooks.violation(
         `virtio 1.3 §5.13.6: request without a 4-byte readable head (${chain.readableLength} bytes)`,
       );
-      return 0;
+      return unparsable;
     }
     if (chain.writableLength < TAIL_SIZE) {
       this.#hooks.violation(
         `virtio 1.3 §5.13.6: request without a 4-byte writable tail (${chain.writableLength} bytes)`,
       );
-      return 0;
+      return unparsable;
     }
     gatherReadable(memory, chain, this.#buf, PROBE_SIZE);
     const type = this.#buf[HEAD_TYPE];
@@ -179,7 +181,7 @@ export class IommuRequestHandler {
           if (!qemu) return this.#unknown(memory, chain);
         }
         if (!this.#longEnough(chain, PROBE_SIZE, "PROBE", "§5.13.6.7")) {
-          return this.#short(memory, chain);
+          return this.#shortProbe(memory, chain);
         }
         return this.#probe(memory, chain);
       default:
@@ -212,6 +214,14 @@ export class IommuRequestHandler {
   #short(memory: SimulatedMemory, chain: Chain): number {
     if (!this.#options.qemuCompat) return 0;
     return this.#answer(memory, chain, 0, VIRTIO_IOMMU_S_INVAL);
+  }
+
+  /** A short PROBE: QEMU zero-fills probe_size bytes and puts S_INVAL in the tail after them. */
+  #shortProbe(memory: SimulatedMemory, chain: Chain): number {
+    if (!this.#options.qemuCompat) return 0;
+    const area = Math.max(0, chain.writableLength - TAIL_SIZE);
+    zeroWritable(memory, chain, 0, area);
+    return this.#answer(memory, chain, area, VIRTIO_IOMMU_S_INVAL);
   }
 
   /** An unknown or unavailable request type (§5.13.6.2: SHOULD NOT write, used length 0). */
@@ -250,7 +260,8 @@ export class IommuRequestHandler {
       );
       if (!qemu) return VIRTIO_IOMMU_S_INVAL;
     }
-    const endpoint = this.#domains.endpoint(endpointId);
+    // QEMU 7.2 finds the endpoint by bus (bits 8-15) and devfn (bits 0-7) only.
+    const endpoint = this.#domains.endpoint(qemu ? endpointId & 0xffff : endpointId);
     if (endpoint === undefined) return VIRTIO_IOMMU_S_NOENT;
     if (!qemu && this.#fDomainRange && !this.#domainInRange(domainId)) {
       this.#hooks.violation(
@@ -412,7 +423,8 @@ export class IommuRequestHandler {
     // The whole area is zero-filled (unused bytes SHOULD be zero), then the tail goes last.
     zeroWritable(memory, chain, 0, area);
     if (area < probeSize) return this.#answer(memory, chain, area, VIRTIO_IOMMU_S_INVAL);
-    const endpoint = this.#domains.endpoint(this.#view.getUint32(PROBE_ENDPOINT, true));
+    const id = this.#view.getUint32(PROBE_ENDPOINT, true);
+    const endpoint = this.#domains.endpoint(this.#options.qemuCompat ? id & 0xffff : id);
     if (endpoint === undefined) return this.#answer(memory, chain, area, VIRTIO_IOMMU_S_NOENT);
     let offset = 0;
     const p = this.#propView;
