@@ -56,6 +56,8 @@ export interface NotificationHandlers {
   usedBuffer(): void;
   /** The device configuration changed (or the device set DEVICE_NEEDS_RESET, §2.1.2). */
   configChange(): void;
+  /** The source ended the loop (it was closed) without {@link VirtioInterrupts.stop}. */
+  ended?(): void;
 }
 
 /** A virtio device's interrupts: vector mapping, acknowledgement and decoding. */
@@ -230,8 +232,15 @@ export class VirtioInterrupts {
     try {
       while (run === this.#run) {
         const bits = await this.next();
-        // 0: cancelled (stop) or a closed source: nothing more will come.
-        if (bits === 0 || run !== this.#run) return;
+        if (run !== this.#run) return;
+        if (bits === 0) {
+          // Not stop(): the source was closed (or cancelled by someone else). Nothing more
+          // will come; the driver must poll from now on.
+          this.#run++;
+          this.#listening = false;
+          handlers.ended?.();
+          return;
+        }
         try {
           if ((bits & NOTIFY_CONFIG_CHANGE) !== 0) handlers.configChange();
           if ((bits & NOTIFY_USED_BUFFER) !== 0) handlers.usedBuffer();
