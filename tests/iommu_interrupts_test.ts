@@ -13,7 +13,7 @@ import { VirtioIommu, type VirtioIommuOptions } from "../driver/iommu/device.ts"
 import { DeviceResetError, RequestTimeoutError } from "../driver/iommu/errors.ts";
 import type { FaultEvent } from "../driver/iommu/events.ts";
 import { COARSE_PERIOD_MS } from "../driver/iommu/request_wait.ts";
-import { MAP_READ, MAP_WRITE } from "../driver/iommu/api.ts";
+import { MAP_READ } from "../driver/iommu/api.ts";
 import { REQUEST_QUEUE } from "../spec/iommu.ts";
 import { AVAIL_FLAGS, VIRTQ_AVAIL_F_NO_INTERRUPT } from "../spec/split_ring.ts";
 import { SimulatedMemory } from "../transport/memory.ts";
