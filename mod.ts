@@ -86,6 +86,11 @@ export {
   type VirtqueueOptions,
 } from "./driver/virtio/virtqueue.ts";
 export { SplitVirtqueue } from "./driver/virtio/split_queue.ts";
+export {
+  type InterruptChoice,
+  type InterruptInfo,
+  InterruptSetup,
+} from "./driver/virtio/interrupt_setup.ts";
 export { IntervalMap, type IntervalMapOptions, type IntervalSink } from "./util/interval_map.ts";
 
 // The virtio-iommu driver.
