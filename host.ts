@@ -68,4 +68,4 @@ export {
   UIO_PCI_GENERIC,
   uioDevicePath,
 } from "./host/uio.ts";
-export { openVfioInterrupts, type VfioIrqKind, vfioIrqInfo } from "./host/vfio_irq.ts";
+export { openVfioInterrupts, vfioIrqInfo, type VfioIrqKind } from "./host/vfio_irq.ts";
