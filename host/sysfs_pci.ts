@@ -170,7 +170,9 @@ export function openSysfsPci(bdf: string, options: SysfsPciOptions = {}): SysfsP
   const configSize = Deno.statSync(`${dir}/config`).size;
   const config = new FileRegisters(configFd, configSize, `${bdf} config space`);
 
-  if (options.enable ?? true) {
+  // A bound driver enabled the function already (uio_pci_generic does), and the enable file then
+  // refuses writes with EBUSY.
+  if ((options.enable ?? true) && driver === null) {
     try {
       Deno.writeTextFileSync(`${dir}/enable`, "1");
     } catch (err) {

@@ -189,11 +189,19 @@ export class VirtioInterrupts {
    * happened and the ISR is not read (§4.1.4.5.2).
    */
   async next(): Promise<number> {
+    const bits = await this.#nextMasked();
+    if (bits !== 0) this.source.unmask();
+    return bits;
+  }
+
+  /** {@link VirtioInterrupts.next} that leaves a line masked (the caller unmasks it). */
+  async #nextMasked(): Promise<number> {
     for (;;) {
       const fired = await this.source.wait();
       if (fired === 0) return 0;
-      const bits = this.decode(fired);
+      const bits = this.#take(fired);
       if (bits !== 0) return bits;
+      this.source.unmask();
     }
   }
 
@@ -202,11 +210,17 @@ export class VirtioInterrupts {
    * Returns 0 for a spurious one. {@link VirtioInterrupts.next} calls it; exposed for tests.
    */
   decode(fired: number): number {
+    const bits = this.#take(fired);
+    this.source.unmask();
+    return bits;
+  }
+
+  /** Decodes and acknowledges (reads the status of a line, leaving it masked) and counts. */
+  #take(fired: number): number {
     this.stats.interrupts++;
     let bits: number;
     if (this.source.delivery === "line") {
       bits = this.#transport.takeInterrupt() & VIRTIO_ISR_MASK;
-      this.source.unmask();
     } else {
       bits = ((fired & this.#configBits) !== 0 ? NOTIFY_CONFIG_CHANGE : 0) |
         ((fired & this.#queueBits) !== 0 ? NOTIFY_USED_BUFFER : 0);
@@ -231,7 +245,9 @@ export class VirtioInterrupts {
   async #loop(handlers: NotificationHandlers, run: number): Promise<void> {
     try {
       while (run === this.#run) {
-        const bits = await this.next();
+        // The line stays masked while the handlers run and is unmasked after them: the status
+        // read already deasserted it, and anything new meanwhile fires at the unmask (level).
+        const bits = await this.#nextMasked();
         if (run !== this.#run) return;
         if (bits === 0) {
           // Not stop(): the source was closed (or cancelled by someone else). Nothing more
@@ -247,6 +263,7 @@ export class VirtioInterrupts {
         } catch {
           // The handlers own their errors (they record them for the caller); keep listening.
         }
+        this.source.unmask();
       }
     } finally {
       if (run === this.#run) this.#listening = false;
