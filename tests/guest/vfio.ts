@@ -44,8 +44,6 @@ const EDU_IRQ_ACK = 0x64;
 const EDU_CMD_IRQ = 0x4;
 /** DMA-completion interrupts timed per kind. */
 const DMA_SAMPLES = 3;
-/** The status bit edu's DMA-completion interrupt sets. */
-const EDU_DMA_IRQ_STATUS = 0x100;
 /** DMA direction bit: edu buffer → RAM. */
 const EDU_CMD_TO_RAM = 0x2;
 /** Where the mapDma page goes: below the allocator's IOVAs and edu's 28-bit DMA mask. */
