@@ -28,6 +28,7 @@ import type { MockIommuOptions } from "../mock/iommu/options.ts";
 import { ForwardingDevice } from "../mock/forwarding.ts";
 import { QUEUE_DRIVER, type VirtioCore } from "../mock/virtio_core.ts";
 import type { MsixOptions } from "../mock/pci_interrupts.ts";
+import { countTimers } from "../tools/idle_cost.ts";
 
 /** How the mock interrupts. */
 type Wiring = "mmio" | "intx" | "msix";
@@ -98,21 +99,6 @@ function requestAvailFlags(r: Rig): number {
   const lo = r.core.queueAddress(REQUEST_QUEUE, QUEUE_DRIVER, 0);
   const hi = r.core.queueAddress(REQUEST_QUEUE, QUEUE_DRIVER, 1);
   return r.memory.view.getUint16(r.memory.resolve(lo, hi, 2) + AVAIL_FLAGS, true);
-}
-
-/** Counts setTimeout calls made while `run` runs. */
-async function countTimers<T>(run: () => Promise<T>): Promise<{ result: T; timers: number }> {
-  const original = globalThis.setTimeout;
-  let timers = 0;
-  globalThis.setTimeout = ((fn: () => void, ms?: number) => {
-    timers++;
-    return original(fn, ms);
-  }) as typeof setTimeout;
-  try {
-    return { result: await run(), timers };
-  } finally {
-    globalThis.setTimeout = original;
-  }
 }
 
 function tick(ms = 0): Promise<void> {

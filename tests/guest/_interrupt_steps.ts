@@ -1,15 +1,17 @@
 /**
- * Measurements the guest scripts make of interrupts against polling: what waiting idle for a
- * fault costs (CPU time, the process's context switches, the timers the JavaScript made),
- * how long a fault takes from edu's DMA command to the listener, and how many timers a wait
- * made (an interrupt-driven wait makes one: its own deadline). Runs inside the guest.
+ * Measurements the guest scripts make of interrupts against polling with edu: how long a fault
+ * takes from edu's DMA command to the listener, and how many timers the wait made (an
+ * interrupt-driven wait makes one: its own deadline). What idling costs is measured by
+ * tools/idle_cost.ts, re-exported here. Runs inside the guest.
  *
  * @module
  */
 
-import process from "node:process";
 import type { RegisterSpace } from "../../transport/registers.ts";
 import type { VirtioIommu } from "../../driver/iommu/device.ts";
+import { countTimers } from "../../tools/idle_cost.ts";
+
+export { countTimers, idleCost, median } from "../../tools/idle_cost.ts";
 
 /** edu BAR0 registers (QEMU docs/specs/edu.rst). */
 const EDU_DMA_SRC = 0x80;
@@ -23,67 +25,6 @@ const EDU_CMD_TO_RAM = 0x2;
 const EDU_BUFFER = 0x40000;
 /** edu starts a DMA this long after the command (its timer, QEMU hw/misc/edu.c). */
 export const EDU_DMA_DELAY_MS = 100;
-
-/** Counts setTimeout calls while `run` runs (the JavaScript's timer wake-ups). */
-export async function countTimers<T>(
-  run: () => Promise<T>,
-): Promise<{ result: T; timers: number }> {
-  const original = globalThis.setTimeout;
-  let timers = 0;
-  globalThis.setTimeout = ((fn: () => void, ms?: number) => {
-    timers++;
-    return original(fn, ms);
-  }) as typeof setTimeout;
-  try {
-    return { result: await run(), timers };
-  } finally {
-    globalThis.setTimeout = original;
-  }
-}
-
-/** Voluntary + involuntary context switches of every thread of this process. */
-function contextSwitches(): number {
-  let total = 0;
-  for (const task of Deno.readDirSync("/proc/self/task")) {
-    const status = Deno.readTextFileSync(`/proc/self/task/${task.name}/status`);
-    for (const m of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)/gm)) {
-      total += Number(m[1]);
-    }
-  }
-  return total;
-}
-
-/** What waiting `ms` for a fault that never comes cost. */
-export interface IdleCost {
-  /** How long the wait took. */
-  ms: number;
-  /** CPU time of the process meanwhile (user + system), ms. */
-  cpuMs: number;
-  /** Context switches of all the process's threads meanwhile (each wake-up is one or two). */
-  contextSwitches: number;
-  /** setTimeout calls the JavaScript made meanwhile. */
-  timers: number;
-}
-
-/**
- * Waits `ms` in nextFault() with no fault coming and measures what it cost, after 200 ms to
- * let V8 finish compiling and collecting what earlier steps left.
- */
-export async function idleCost(iommu: VirtioIommu, ms: number): Promise<IdleCost> {
-  await new Promise((resolve) => setTimeout(resolve, 200));
-  const cpu = process.cpuUsage();
-  const switches = contextSwitches();
-  const start = performance.now();
-  const { result, timers } = await countTimers(() => iommu.nextFault(ms));
-  if (result !== null) throw new Error(`a fault came while idle: ${JSON.stringify(result)}`);
-  const used = process.cpuUsage(cpu);
-  return {
-    ms: Math.round(performance.now() - start),
-    cpuMs: Math.round((used.user + used.system) / 100) / 10,
-    contextSwitches: contextSwitches() - switches,
-    timers,
-  };
-}
 
 /** Starts an edu DMA of 256 bytes from its buffer to `iova`, without waiting for it. */
 export function eduStartWrite(bar: RegisterSpace, iova: number): void {
@@ -151,11 +92,4 @@ export async function faultTrips(
     unsubscribe();
   }
   return trips;
-}
-
-/** The median of `values`. */
-export function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
