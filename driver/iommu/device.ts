@@ -307,7 +307,10 @@ export class VirtioIommu {
     };
   }
 
-  /** Interrupts taken since creation (used buffers, config changes, spurious), or null: polling. */
+  /**
+   * Interrupts taken since creation (used buffers, config changes, spurious), or null when the
+   * driver never took any.
+   */
   get interruptStats(): InterruptStats | null {
     return this.#interrupts.stats;
   }

@@ -30,6 +30,8 @@ export interface InterruptInfo {
 /** The interrupts a driver uses, or why it polls. */
 export class InterruptSetup {
   #irq: VirtioInterrupts | null = null;
+  /** The counters of the interrupts taken, kept after a fall-back to polling. */
+  #stats: InterruptStats | null = null;
   #reason: string | null;
 
   /** Takes `transport`'s interrupt source unless `choice` is "off" or it cannot be used. */
@@ -45,6 +47,7 @@ export class InterruptSetup {
     } else {
       try {
         this.#irq = new VirtioInterrupts(transport, source);
+        this.#stats = this.#irq.stats;
         this.#reason = null;
       } catch (error) {
         this.#reason = (error as Error).message;
@@ -62,9 +65,9 @@ export class InterruptSetup {
     return { mode: this.#irq?.mode ?? "off", reason: this.#reason };
   }
 
-  /** The interrupt counters, or null while polling. */
+  /** The interrupt counters (kept after a fall-back to polling), or null: never any. */
   get stats(): InterruptStats | null {
-    return this.#irq === null ? null : { ...this.#irq.stats };
+    return this.#stats === null ? null : { ...this.#stats };
   }
 
   /**
