@@ -405,3 +405,17 @@ Deno.test("VirtioInterrupts.listen() dispatches until stop(), and can listen aga
   assert.deepEqual(seen, ["used", "config", "config"], "the held interrupt after listen()");
   r.irq.stop();
 });
+
+Deno.test("VirtioInterrupts ignores reserved ISR bits: a status of only those is spurious", async () => {
+  const r = rig("intx", false);
+  const liar: Transport = Object.assign(Object.create(r.transport), {
+    takeInterrupt: () => 0xfc, // bits 2-7 are reserved (§4.1.4.5)
+  });
+  const irq = new VirtioInterrupts(liar, r.source);
+  r.source.fire(1);
+  const pending = irq.next();
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.equal(irq.stats.spurious, 1, "nothing the driver knows in 0xfc");
+  irq.stop();
+  assert.equal(await pending, 0);
+});
