@@ -41,13 +41,26 @@ export {
   TransportError,
   type TransportKind,
 } from "./transport/transport.ts";
-export { MmioTransport } from "./transport/mmio.ts";
+export { MmioTransport, type MmioTransportOptions } from "./transport/mmio.ts";
 export {
   type PciBarAccessor,
   type PciCapLocation,
   type PciLayout,
   PciTransport,
+  type PciTransportOptions,
 } from "./transport/pci.ts";
+export {
+  type InterruptDelivery,
+  type InterruptMode,
+  type InterruptSource,
+  type InterruptStats,
+  MAX_INTERRUPT_VECTORS,
+  type NotificationHandlers,
+  NOTIFY_CONFIG_CHANGE,
+  NOTIFY_USED_BUFFER,
+  VirtioInterrupts,
+} from "./transport/interrupts.ts";
+export * from "./spec/interrupts.ts";
 
 // Generic virtio: status, features, initialisation, split virtqueue.
 export * from "./spec/status.ts";
@@ -73,6 +86,11 @@ export {
   type VirtqueueOptions,
 } from "./driver/virtio/virtqueue.ts";
 export { SplitVirtqueue } from "./driver/virtio/split_queue.ts";
+export {
+  type InterruptChoice,
+  type InterruptInfo,
+  InterruptSetup,
+} from "./driver/virtio/interrupt_setup.ts";
 export { IntervalMap, type IntervalMapOptions, type IntervalSink } from "./util/interval_map.ts";
 
 // The virtio-iommu driver.

@@ -32,6 +32,16 @@ export { SplitDeviceQueue } from "./mock/split_queue.ts";
 export { ForwardingDevice } from "./mock/forwarding.ts";
 export { MmioDevice, type MmioDeviceOptions } from "./mock/mmio_device.ts";
 export { type PciCapSpec, PciFunction, type PciFunctionOptions } from "./mock/pci_device.ts";
+export { LevelLine, MockInterruptSource } from "./mock/interrupts.ts";
+export {
+  MAX_MOCK_MSIX_VECTORS,
+  MSIX_BAR,
+  MSIX_BAR_SIZE,
+  MSIX_PBA_OFFSET,
+  MSIX_TABLE_OFFSET,
+  type MsixOptions,
+  PciInterrupts,
+} from "./mock/pci_interrupts.ts";
 export {
   type MockDomainInfo,
   MockIommuDevice,

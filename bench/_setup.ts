@@ -48,12 +48,19 @@ export interface DriverRig {
   memory: SimulatedMemory;
 }
 
-/** Builds the mock (QEMU-like defaults, 64 MiB of memory) and the driver over virtio-mmio. */
-export async function driverRig(options: VirtioIommuOptions = {}): Promise<DriverRig> {
+/**
+ * Builds the mock (QEMU-like defaults, 64 MiB of memory) and the driver over virtio-mmio;
+ * with `interrupts`, the transport carries the mock's interrupt line (the driver takes it).
+ */
+export async function driverRig(
+  options: VirtioIommuOptions = {},
+  interrupts = false,
+): Promise<DriverRig> {
   const memory = new SimulatedMemory({ size: 64 * 1024 * 1024 });
   const device = new MockIommuDevice();
+  const regs = new MmioDevice(device, memory);
   const iommu = await VirtioIommu.create(
-    MmioTransport.create(new MmioDevice(device, memory)),
+    MmioTransport.create(regs, { interrupts: interrupts ? regs.interrupts() : null }),
     memory,
     { features: DIRECT_FEATURES, ...options },
   );

@@ -292,9 +292,10 @@ export interface HostPci {
 }
 
 /**
- * Opens the real virtio-iommu at `bdf` through sysfs with pagemap DMA memory. The host backend
- * is imported here, on demand, so that the mock path loads no FFI code and needs no permission;
- * without the permissions real hardware needs this throws `PermissionProblem` first.
+ * Opens the real virtio-iommu at `bdf` through sysfs with pagemap DMA memory (and its INTx when
+ * it is bound to uio_pci_generic). The host backend is imported here, on demand, so that the
+ * mock path loads no FFI code and needs no permission; without the permissions real hardware
+ * needs this throws `PermissionProblem` first.
  */
 export async function openHostPci(bdf: string): Promise<HostPci> {
   requireHostPermissions(`pci:${bdf}`);
@@ -307,7 +308,10 @@ export async function openHostPci(bdf: string): Promise<HostPci> {
     device.close();
     throw error;
   }
-  const transport = PciTransport.create(device.config, (i: number) => device.bar(i));
+  // A function bound to uio_pci_generic interrupts through /dev/uioN; otherwise the driver polls.
+  const transport = PciTransport.create(device.config, (i: number) => device.bar(i), {
+    interrupts: device.interrupts,
+  });
   return {
     transport,
     dma,

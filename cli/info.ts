@@ -51,6 +51,7 @@ export function infoJson(report: InfoReport): Record<string, unknown> {
     config: { ...info.config },
     requestQueueSize: info.requestQueueSize,
     eventQueueSize: info.eventQueueSize,
+    interrupts: info.interrupts,
   };
 }
 
@@ -93,6 +94,12 @@ export function formatInfo(report: InfoReport, painter: Painter): string {
   out += keyValues(painter, [
     ["requestQueueSize", String(info.requestQueueSize)],
     ["eventQueueSize", String(info.eventQueueSize)],
+    [
+      "interrupts",
+      info.interrupts.mode === "off"
+        ? `off, polling  (${info.interrupts.reason})`
+        : info.interrupts.mode,
+    ],
   ]);
   return out;
 }

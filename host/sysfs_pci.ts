@@ -2,7 +2,8 @@
  * A PCI device owned by userspace through sysfs (`/sys/bus/pci/devices/<bdf>`): config space
  * through the `config` file at exact widths, memory BARs mmapped from the `resourceN` files.
  * Needs root and `--allow-all` (FFI, and Deno 2.9.6 opens `/sys` only with every permission
- * granted); refuses a device a kernel driver is bound to.
+ * granted); refuses a device a kernel driver is bound to, except uio_pci_generic, which claims no
+ * BAR and hands the function's INTx to userspace ({@link SysfsPciDevice.interrupts}).
  *
  * @example
  * ```ts ignore
@@ -16,6 +17,8 @@
  */
 
 import type { RegisterSpace } from "../transport/registers.ts";
+import type { InterruptSource } from "../transport/interrupt_source.ts";
+import { openUioInterrupts, UIO_PCI_GENERIC } from "./uio.ts";
 import {
   closeFile,
   EACCES,
@@ -76,6 +79,11 @@ export interface SysfsPciDevice {
   readonly config: RegisterSpace;
   /** The memory BAR `index` mapped into this process, or null when it is absent or I/O. */
   bar(index: number): RegisterSpace | null;
+  /**
+   * The function's INTx through `/dev/uioN` when it is bound to uio_pci_generic (pass it as
+   * `PciTransport`'s `interrupts`), else null: the driver then polls.
+   */
+  readonly interrupts: InterruptSource | null;
   /** Unmaps every BAR and closes the files. */
   close(): void;
 }
@@ -140,7 +148,7 @@ export function openSysfsPci(bdf: string, options: SysfsPciOptions = {}): SysfsP
     throw fileError(err, dir, "read");
   }
   const driver = boundDriver(dir);
-  if (driver !== null && !options.allowBoundDriver) {
+  if (driver !== null && driver !== UIO_PCI_GENERIC && !options.allowBoundDriver) {
     throw new HostError(
       `Cannot own PCI device ${bdf}: the kernel driver "${driver}" is bound to it ` +
         `(unbind it: echo ${bdf} > /sys/bus/pci/drivers/${driver}/unbind)`,
@@ -162,7 +170,9 @@ export function openSysfsPci(bdf: string, options: SysfsPciOptions = {}): SysfsP
   const configSize = Deno.statSync(`${dir}/config`).size;
   const config = new FileRegisters(configFd, configSize, `${bdf} config space`);
 
-  if (options.enable ?? true) {
+  // A bound driver enabled the function already (uio_pci_generic does), and the enable file then
+  // refuses writes with EBUSY.
+  if ((options.enable ?? true) && driver === null) {
     try {
       Deno.writeTextFileSync(`${dir}/enable`, "1");
     } catch (err) {
@@ -181,6 +191,16 @@ export function openSysfsPci(bdf: string, options: SysfsPciOptions = {}): SysfsP
   } catch (err) {
     closeFile(configFd);
     throw fileError(err, `${dir}/resource`, "read");
+  }
+
+  let interrupts: InterruptSource | null = null;
+  if (driver === UIO_PCI_GENERIC && options.sysfsRoot === undefined) {
+    try {
+      interrupts = openUioInterrupts(bdf, config);
+    } catch (err) {
+      closeFile(configFd);
+      throw err;
+    }
   }
 
   const mapped = new Map<number, { regs: MappedRegisters; fd: number }>();
@@ -227,8 +247,9 @@ export function openSysfsPci(bdf: string, options: SysfsPciOptions = {}): SysfsP
       closeFile(fd);
     }
     mapped.clear();
+    interrupts?.close();
     closeFile(configFd);
   }
 
-  return { bdf, config, bar, close };
+  return { bdf, config, bar, interrupts, close };
 }

@@ -18,6 +18,7 @@ import {
   VirtioCore,
   type VirtioCoreOptions,
 } from "./virtio_core.ts";
+import { LevelLine, MockInterruptSource } from "./interrupts.ts";
 
 /** "virt" in little-endian, the MagicValue of every virtio-mmio device. */
 export const MMIO_MAGIC = 0x74726976;
@@ -50,6 +51,8 @@ export class MmioDevice implements RegisterSpace {
   #driverFeaturesSel = 0;
   #queueSel = 0;
   #shmSel = 0;
+  /** The device's interrupt line: asserted while InterruptStatus is not 0 (§4.2.2). */
+  #line = new LevelLine();
 
   /** Creates the register file for `model` over `memory`. */
   constructor(model: DeviceModel, memory: SimulatedMemory, options: MmioDeviceOptions = {}) {
@@ -59,6 +62,29 @@ export class MmioDevice implements RegisterSpace {
     this.#magic = options.magic ?? MMIO_MAGIC;
     this.#deviceId = options.deviceId ?? model.deviceId;
     this.size = MMIO_CONFIG + Math.max(0x100, (model.configSize + 3) & ~3);
+    this.core.onInterrupt = () => this.#updateLine();
+  }
+
+  /**
+   * The device's interrupt line as a platform would deliver it (masked when it fires until the
+   * driver unmasks it, like a uio or VFIO line): pass it as `MmioTransport`'s `interrupts`.
+   * The same source every call until it is closed.
+   */
+  interrupts(): MockInterruptSource {
+    const known = this.#line.source;
+    if (known !== null && !known.closed) return known;
+    const source = new MockInterruptSource("line", 1, () => {
+      this.#line.setMasked(false);
+      this.#updateLine();
+    });
+    this.#line.setMasked(false);
+    this.#line.source = source;
+    this.#updateLine();
+    return source;
+  }
+
+  #updateLine(): void {
+    this.#line.update(this.core.interruptStatus !== 0);
   }
 
   /** Returns true for a config-area access, false (with a violation) for a bad register access. */
@@ -173,6 +199,7 @@ export class MmioDevice implements RegisterSpace {
         return;
       case 0x064:
         core.ackInterrupt(value);
+        this.#updateLine();
         return;
       case 0x070:
         core.writeStatus(value);

@@ -19,6 +19,8 @@ import {
   VirtioCore,
   type VirtioCoreOptions,
 } from "./virtio_core.ts";
+import type { MockInterruptSource } from "./interrupts.ts";
+import { MSIX_BAR, type MsixOptions, PciInterrupts } from "./pci_interrupts.ts";
 
 /** The virtio PCI vendor ID. */
 export const PCI_VENDOR_VIRTIO = 0x1af4;
@@ -85,6 +87,11 @@ export interface PciFunctionOptions extends VirtioCoreOptions {
   lastNext?: number;
   /** Whether the status register advertises a capability list; default true. */
   capabilityList?: boolean;
+  /**
+   * An MSI-X capability with this many table entries (table and PBA in BAR 1, as QEMU's);
+   * default none: the function interrupts through INTx only, as QEMU's virtio-iommu-pci does.
+   */
+  msix?: MsixOptions;
 }
 
 /** Width of the common-cfg field starting at `offset` (0 when no field starts there). */
@@ -102,6 +109,8 @@ class PciConfigSpace extends MemoryRegisters {
   readonly #core: VirtioCore;
   /** Ranges [start, end) of capabilities the driver must not write. */
   readonly #protected: Array<[number, number]> = [];
+  /** The function's interrupts: told about command register and MSI-X control writes. */
+  irq: PciInterrupts | null = null;
 
   constructor(core: VirtioCore) {
     super(256);
@@ -130,15 +139,22 @@ class PciConfigSpace extends MemoryRegisters {
 
   override write8(offset: number, value: number): void {
     checkAccess(offset, 1, this.size);
-    if (this.#allowed(offset, 1)) super.write8(offset, value);
+    this.#write(offset, 1, () => super.write8(offset, value));
   }
   override write16(offset: number, value: number): void {
     checkAccess(offset, 2, this.size);
-    if (this.#allowed(offset, 2)) super.write16(offset, value);
+    this.#write(offset, 2, () => super.write16(offset, value));
   }
   override write32(offset: number, value: number): void {
     checkAccess(offset, 4, this.size);
-    if (this.#allowed(offset, 4)) super.write32(offset, value);
+    this.#write(offset, 4, () => super.write32(offset, value));
+  }
+
+  /** Writes if allowed; the interrupts see command register and MSI-X control writes. */
+  #write(offset: number, width: number, store: () => void): void {
+    if (!this.#allowed(offset, width)) return;
+    if (this.irq === null) store();
+    else this.irq.configWrite(offset, width, store);
   }
 }
 
@@ -168,8 +184,9 @@ class VirtioBar implements RegisterSpace {
       case 12:
         return core.readDriverFeatures(this.#driverFeatureSelect);
       case 16:
+        return this.#fn.irq.configVector; // VIRTIO_MSI_NO_VECTOR without MSI-X
       case 26:
-        return 0xffff; // VIRTIO_MSI_NO_VECTOR: this function has no MSI-X.
+        return this.#fn.irq.queueVector(q);
       case 18:
         return core.queueCount;
       case 20:
@@ -210,10 +227,14 @@ class VirtioBar implements RegisterSpace {
         core.writeDriverFeatures(this.#driverFeatureSelect, value);
         return;
       case 16:
+        this.#fn.irq.setConfigVector(value);
+        return;
       case 26:
-        return; // No MSI-X: the vector stays VIRTIO_MSI_NO_VECTOR.
+        this.#fn.irq.setQueueVector(q, value);
+        return;
       case 20:
         core.writeStatus(value);
+        if ((value & 0xff) === 0) this.#fn.irq.resetVectors();
         return;
       case 22:
         this.#queueSelect = value;
@@ -256,7 +277,12 @@ class VirtioBar implements RegisterSpace {
     const core = this.#fn.core;
     if (offset < ISR_BASE) return this.#commonRead(offset - COMMON_BASE, width);
     if (offset < DEVICE_BASE) {
-      if (offset === ISR_BASE && width === 1) return core.takeInterruptStatus();
+      if (offset === ISR_BASE && width === 1) {
+        // §4.1.4.5.1: reading the ISR clears it and deasserts INTx.
+        const isr = core.takeInterruptStatus();
+        this.#fn.irq.updateLine();
+        return isr;
+      }
       core.violation(`virtio 1.3 §4.1.4.5: ${width * 8}-bit read in the ISR region`);
       return 0;
     }
@@ -307,6 +333,8 @@ export class PciFunction {
   readonly config: RegisterSpace;
   /** `notify_off_multiplier` of the standard NOTIFY capability. */
   readonly notifyMultiplier: number;
+  /** INTx, MSI-X and the vector registers (`config_msix_vector`, `queue_msix_vector`). */
+  readonly irq: PciInterrupts;
   #bar4: VirtioBar;
   #queueNotifyOff: readonly number[] | null;
 
@@ -318,7 +346,22 @@ export class PciFunction {
     this.#bar4 = new VirtioBar(this);
     const config = new PciConfigSpace(this.core);
     this.config = config;
-    PciFunction.#buildConfig(config, model, options, this.notifyMultiplier);
+    this.irq = new PciInterrupts(this.core, config.view, options.msix ?? null);
+    PciFunction.#buildConfig(config, model, options, this.notifyMultiplier, this.irq);
+    config.irq = this.irq;
+  }
+
+  /**
+   * The function's INTx as uio_pci_generic delivers it (MSI-X off; the Interrupt Disable bit
+   * masks the line when it fires until the driver unmasks it): `PciTransport`'s `interrupts`.
+   */
+  intxInterrupts(): MockInterruptSource {
+    return this.irq.intx();
+  }
+
+  /** The function's MSI-X vectors as VFIO enables them (needs the `msix` option). */
+  msixInterrupts(): MockInterruptSource {
+    return this.irq.msix();
   }
 
   static #buildConfig(
@@ -326,6 +369,7 @@ export class PciFunction {
     model: DeviceModel,
     options: PciFunctionOptions,
     multiplier: number,
+    irq: PciInterrupts,
   ): void {
     const v = config.view;
     v.setUint16(0x00, options.vendorId ?? PCI_VENDOR_VIRTIO, true);
@@ -373,11 +417,16 @@ export class PciFunction {
       prevNext = at + 1;
       at += len;
     }
+    if (irq.tableSize > 0) {
+      v.setUint8(prevNext, at);
+      prevNext = irq.writeCapability(at);
+    }
     v.setUint8(prevNext, options.lastNext ?? 0);
   }
 
   /** The register window of BAR `index`: BAR 4 holds the virtio structures, others are null. */
   bar(index: number): RegisterSpace | null {
+    if (index === MSIX_BAR) return this.irq.bar;
     return index === VIRTIO_BAR ? this.#bar4 : null;
   }
 

@@ -83,6 +83,12 @@ export class VirtioCore implements DeviceContext {
   interruptCount = 0;
   /** Why the device last set DEVICE_NEEDS_RESET, or null. */
   needsResetReason: string | null = null;
+  /**
+   * Called after the core raised an interrupt: {@link INTERRUPT_USED_BUFFER} with the queue
+   * index, or {@link INTERRUPT_CONFIG_CHANGE} with -1. The front-end delivers it: the MMIO
+   * line, PCI INTx, or the MSI-X vector mapped to that event.
+   */
+  onInterrupt: ((cause: number, queue: number) => void) | null = null;
   #onViolation: ((rule: string) => void) | null;
   #status = 0;
   #statusBeforeReset = 0;
@@ -136,6 +142,7 @@ export class VirtioCore implements DeviceContext {
     if (q.needsInterrupt()) {
       this.#interruptStatus |= INTERRUPT_USED_BUFFER;
       this.interruptCount++;
+      this.onInterrupt?.(INTERRUPT_USED_BUFFER, index);
     }
   }
 
@@ -146,6 +153,7 @@ export class VirtioCore implements DeviceContext {
     if ((this.#status & STATUS_DRIVER_OK) !== 0) {
       // virtio 1.3 §2.1.2: after DRIVER_OK the device MUST send a config-change notification.
       this.#interruptStatus |= INTERRUPT_CONFIG_CHANGE;
+      this.onInterrupt?.(INTERRUPT_CONFIG_CHANGE, -1);
     }
   }
 
@@ -165,6 +173,7 @@ export class VirtioCore implements DeviceContext {
     this.#generation = (this.#generation + 1) >>> 0;
     if ((this.#status & STATUS_DRIVER_OK) !== 0) {
       this.#interruptStatus |= INTERRUPT_CONFIG_CHANGE;
+      this.onInterrupt?.(INTERRUPT_CONFIG_CHANGE, -1);
     }
   }
 

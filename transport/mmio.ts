@@ -22,6 +22,7 @@ import { hex } from "../util/hex.ts";
 import type { RegisterSpace } from "./registers.ts";
 import { type QueueAddresses, type Transport, TransportError } from "./transport.ts";
 import { checkQueueIndex, checkQueueSize } from "./_queue_checks.ts";
+import type { InterruptSource } from "./interrupt_source.ts";
 
 /** Register offsets of virtio-mmio version 2 (virtio 1.3 §4.2.2, reference §4.4). */
 export const MmioReg = {
@@ -56,6 +57,12 @@ export const MMIO_MAGIC_VALUE = 0x74726976;
 /** The only virtio-mmio version this transport drives. */
 export const MMIO_VERSION_MODERN = 2;
 
+/** Options of {@link MmioTransport}. */
+export interface MmioTransportOptions {
+  /** The device's interrupt line as the platform delivers it (default none: the driver polls). */
+  interrupts?: InterruptSource | null;
+}
+
 /** The virtio-mmio transport (version 2 devices only). */
 export class MmioTransport implements Transport {
   /** Always `"mmio"`. */
@@ -66,6 +73,8 @@ export class MmioTransport implements Transport {
   readonly version: number;
   /** The VendorID register. */
   readonly vendorId: number;
+  /** The device's interrupt line, or null (§4.2.2: one line; InterruptStatus says why). */
+  readonly interrupts: InterruptSource | null;
   #regs: RegisterSpace;
 
   /**
@@ -73,7 +82,7 @@ export class MmioTransport implements Transport {
    * Throws {@link TransportError} for anything this driver cannot drive; for a placeholder
    * (DeviceID 0) nothing beyond those three registers is touched.
    */
-  constructor(regs: RegisterSpace) {
+  constructor(regs: RegisterSpace, options: MmioTransportOptions = {}) {
     if (regs.size < MmioReg.CONFIG) {
       throw new RangeError(
         `Virtio-mmio window of ${hex(regs.size)} bytes is smaller than 0x100`,
@@ -102,11 +111,16 @@ export class MmioTransport implements Transport {
     this.version = version;
     this.deviceId = deviceId;
     this.vendorId = regs.read32(MmioReg.VENDOR_ID);
+    const interrupts = options.interrupts ?? null;
+    if (interrupts !== null && interrupts.delivery !== "line") {
+      throw new TransportError("A virtio-mmio device interrupts through one line, not vectors");
+    }
+    this.interrupts = interrupts;
   }
 
   /** Same as the constructor; reads better at call sites. */
-  static create(regs: RegisterSpace): MmioTransport {
-    return new MmioTransport(regs);
+  static create(regs: RegisterSpace, options: MmioTransportOptions = {}): MmioTransport {
+    return new MmioTransport(regs, options);
   }
 
   /** Reads the device status byte. */

@@ -26,6 +26,7 @@ import { hex } from "../util/hex.ts";
 import type { RegisterSpace } from "./registers.ts";
 import { type QueueAddresses, type Transport, TransportError } from "./transport.ts";
 import { checkQueueIndex, checkQueueSize } from "./_queue_checks.ts";
+import type { InterruptSource } from "./interrupt_source.ts";
 
 /** The PCI vendor ID of virtio functions. */
 export const VIRTIO_PCI_VENDOR = 0x1af4;
@@ -97,6 +98,15 @@ export interface PciLayout {
 /** Returns the BAR window of BAR `index`, or null when it is not mapped. */
 export type PciBarAccessor = (index: number) => RegisterSpace | null;
 
+/** Options of {@link PciTransport}. */
+export interface PciTransportOptions {
+  /**
+   * The function's interrupts as the platform delivers them: its INTx line (uio_pci_generic,
+   * VFIO INTx) or its MSI-X vectors (VFIO). Default none: the driver polls.
+   */
+  interrupts?: InterruptSource | null;
+}
+
 /** The modern virtio-pci transport. */
 export class PciTransport implements Transport {
   /** Always `"pci"`. */
@@ -111,6 +121,8 @@ export class PciTransport implements Transport {
   readonly layout: PciLayout;
   /** `num_queues` from common cfg. */
   readonly numQueues: number;
+  /** The function's INTx line or MSI-X vectors, or null. */
+  readonly interrupts: InterruptSource | null;
   #common: RegisterSpace;
   #c: number;
   #notify: RegisterSpace;
@@ -125,7 +137,7 @@ export class PciTransport implements Transport {
    * Checks the IDs, walks the capabilities and wraps the structures. Throws
    * {@link TransportError} for a function this driver cannot drive.
    */
-  constructor(config: RegisterSpace, bar: PciBarAccessor) {
+  constructor(config: RegisterSpace, bar: PciBarAccessor, options: PciTransportOptions = {}) {
     if (config.size < 256) {
       throw new RangeError(`PCI config space of ${config.size} bytes is smaller than 256`);
     }
@@ -185,11 +197,16 @@ export class PciTransport implements Transport {
     this.#deviceOffset = this.layout.device.offset;
     this.numQueues = this.#common.read16(this.#c + CommonCfg.NUM_QUEUES);
     this.#notifyAt = new Int32Array(this.numQueues).fill(-1);
+    this.interrupts = options.interrupts ?? null;
   }
 
   /** Same as the constructor; reads better at call sites. */
-  static create(config: RegisterSpace, bar: PciBarAccessor): PciTransport {
-    return new PciTransport(config, bar);
+  static create(
+    config: RegisterSpace,
+    bar: PciBarAccessor,
+    options: PciTransportOptions = {},
+  ): PciTransport {
+    return new PciTransport(config, bar, options);
   }
 
   /** Reads `device_status`. */
@@ -319,9 +336,43 @@ export class PciTransport implements Transport {
     this.#notify.write16(at, index);
   }
 
+  /**
+   * Writes `config_msix_vector` and returns what the device reads back: `vector` when it mapped
+   * the configuration change, VIRTIO_MSI_NO_VECTOR when it could not (§4.1.5.1.2.1).
+   */
+  setConfigVector(vector: number): number {
+    checkVector(vector);
+    this.#common.write16(this.#c + CommonCfg.CONFIG_MSIX_VECTOR, vector);
+    return this.#common.read16(this.#c + CommonCfg.CONFIG_MSIX_VECTOR);
+  }
+
+  /**
+   * Selects queue `index`, writes its `queue_msix_vector` and returns what the device reads
+   * back (§4.1.5.1.2). Part of queue setup: call it before {@link PciTransport.enableQueue}.
+   */
+  setQueueVector(index: number, vector: number): number {
+    checkQueueIndex(index);
+    checkVector(vector);
+    if (index >= this.numQueues) {
+      throw new TransportError(
+        `Cannot map queue ${index} to a vector: the device has ${this.numQueues} queues`,
+      );
+    }
+    this.#common.write16(this.#c + CommonCfg.QUEUE_SELECT, index);
+    this.#common.write16(this.#c + CommonCfg.QUEUE_MSIX_VECTOR, vector);
+    return this.#common.read16(this.#c + CommonCfg.QUEUE_MSIX_VECTOR);
+  }
+
   /** Reads the ISR byte; the read clears it (virtio 1.3 §4.1.4.5). */
   takeInterrupt(): number {
     return this.#isr.read8(this.#isrOffset);
+  }
+}
+
+/** Throws RangeError unless `vector` is a u16 (an MSI-X table index or NO_VECTOR). */
+function checkVector(vector: number): void {
+  if (!Number.isInteger(vector) || vector < 0 || vector > 0xffff) {
+    throw new RangeError(`Invalid MSI-X vector ${vector}: expected 0..0xffff`);
   }
 }
 

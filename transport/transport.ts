@@ -6,6 +6,8 @@
  * @module
  */
 
+import type { InterruptSource } from "./interrupt_source.ts";
+
 /** Which transport a {@link Transport} speaks. */
 export type TransportKind = "mmio" | "pci";
 
@@ -76,4 +78,21 @@ export interface Transport {
    * read-to-clear). Bit 0: used buffer; bit 1: configuration change.
    */
   takeInterrupt(): number;
+
+  /**
+   * How the device's interrupts reach this process (an INTx line through uio_pci_generic,
+   * MSI-X vectors through VFIO, the mock's line), or null/absent: the driver then polls.
+   */
+  readonly interrupts?: InterruptSource | null;
+  /**
+   * Maps configuration-change notifications to MSI-X `vector` (VIRTIO_MSI_NO_VECTOR unmaps)
+   * and returns the vector the device reads back (virtio 1.3 §4.1.4.3, §4.1.5.1.2). Only
+   * transports with MSI-X vectors (virtio-pci) have it.
+   */
+  setConfigVector?(vector: number): number;
+  /**
+   * Maps queue `index`'s used-buffer notifications to MSI-X `vector` before the queue is
+   * enabled and returns the vector the device reads back. Only virtio-pci has it.
+   */
+  setQueueVector?(index: number, vector: number): number;
 }

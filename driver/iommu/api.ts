@@ -23,6 +23,7 @@ import {
   VIRTIO_IOMMU_MAP_F_WRITE,
 } from "../../spec/iommu.ts";
 import type { IommuConfig } from "./config.ts";
+import type { InterruptChoice, InterruptInfo } from "../virtio/interrupt_setup.ts";
 
 /** Endpoints may read through the mapping. */
 export const MAP_READ: number = VIRTIO_IOMMU_MAP_F_READ;
@@ -49,10 +50,16 @@ export interface VirtioIommuOptions {
   /** Time a request may take before it rejects with RequestTimeoutError, in ms (default 2000). */
   timeoutMs?: number;
   /**
-   * How long to busy-poll for answers after each notification before sleeping on timers, in
-   * ms (default 2; 0 never spins).
+   * How long to busy-poll for answers after each notification before sleeping (on the
+   * interrupt, or on timers when polling), in ms (default 2; 0 never spins).
    */
   spinMs?: number;
+  /**
+   * `"auto"` (default): sleep on the transport's interrupt source when it has one (answers and
+   * fault reports are then picked up as they arrive, configuration changes re-read), else
+   * poll; `"off"`: always poll. Why the driver polls is in `info.interrupts.reason`.
+   */
+  interrupts?: InterruptChoice;
   /** Largest queue size to use; the device's maximum is used when smaller (default 256). */
   maxQueueSize?: number;
   /** Allow IDENTITY reserved regions next to endpoints without one (seed 004 N + I). */
@@ -120,4 +127,6 @@ export interface IommuInfo {
   requestQueueSize: number;
   /** Event queue size. */
   eventQueueSize: number;
+  /** Whether and how the driver takes interrupts (mode "off": it polls, and why). */
+  interrupts: InterruptInfo;
 }

@@ -23,6 +23,8 @@ import {
   VIRTIO_F_INDIRECT_DESC,
 } from "../../spec/features.ts";
 import { beginInit, failDevice, finishInit, resetDevice } from "../virtio/init.ts";
+import { InterruptSetup } from "../virtio/interrupt_setup.ts";
+import type { InterruptStats } from "../../transport/interrupts.ts";
 import { type Address, joinAddress, split } from "../../util/u64.ts";
 import { type IommuConfig, readIommuConfig } from "./config.ts";
 import { RequestChecks } from "./checks.ts";
@@ -133,6 +135,9 @@ export class VirtioIommu {
   #fast!: FastRequests;
   /** Attachments to restore after a reset, kept across a reset that failed before restoring. */
   #reattach = new Map<number, { domain: number; endpoint: number; bypass: boolean }>();
+  /** The interrupts taken, or why the driver polls. */
+  #interrupts!: InterruptSetup;
+  #configListeners = new Set<(config: IommuConfig) => void>();
 
   private constructor(transport: Transport, dma: DmaAllocator, options: VirtioIommuOptions) {
     this.#transport = transport;
@@ -200,6 +205,7 @@ export class VirtioIommu {
       if (this.#config.probeSize > 0) {
         this.#probeBuffer = this.#dma.alloc(PROBE_SIZE + this.#config.probeSize + TAIL_SIZE, 4096);
       }
+      this.#interrupts = new InterruptSetup(t, this.#options.interrupts);
       this.#goLive();
     } catch (error) {
       failDevice(t);
@@ -216,13 +222,67 @@ export class VirtioIommu {
     );
   }
 
-  /** Hands both rings to the device and sets DRIVER_OK (end of step 7, step 8 of §3.1.1). */
+  /**
+   * Hands both rings to the device (their MSI-X vectors first, §4.1.5.1.2) and sets DRIVER_OK
+   * (end of step 7, step 8 of §3.1.1), then starts taking interrupts if there are any.
+   */
   #goLive(): void {
+    const irq = this.#interrupts;
+    irq.assign([REQUEST_QUEUE, EVENT_QUEUE]);
     this.#requests.enable();
     this.#events.enable();
     // Step 8: DRIVER_OK; only then may the event buffers be announced (§3.1.1, §2.7.13.3.1).
     finishInit(this.#transport);
     this.#events.kick();
+    if (!irq.active) {
+      this.#pollFromNowOn(); // vectors refused after a reset: poll from now on
+      return;
+    }
+    this.#requests.useInterrupts(true);
+    this.#inbox.eventDriven = true;
+    irq.start({
+      usedBuffer: () => this.#onUsedBuffer(),
+      configChange: () => this.#onConfigChange(),
+      ended: () => this.#pollFromNowOn(),
+    });
+    this.#events.enableInterrupts();
+  }
+
+  /** A used-buffer interrupt: answers and fault reports (a shared line covers both queues). */
+  #onUsedBuffer(): void {
+    if (this.#planner.closed) return;
+    this.#requests.onInterrupt();
+    try {
+      this.#events.collect();
+    } catch {
+      // A broken event queue: the next pollEvents()/takeFaults()/nextFault() throws it.
+    }
+  }
+
+  /**
+   * A configuration-change interrupt: DEVICE_NEEDS_RESET fails the request queue at once
+   * (§2.1.2); otherwise the config is read again (bypass may have changed) and listeners told.
+   */
+  #onConfigChange(): void {
+    if (this.#planner.closed || !this.#requests.checkDevice()) return;
+    const old = this.#config;
+    const fresh = readIommuConfig(this.#transport, this.#features);
+    this.#config = fresh;
+    if (
+      fresh.pageSizeMask !== old.pageSizeMask || fresh.inputStart !== old.inputStart ||
+      fresh.inputEnd !== old.inputEnd || fresh.domainStart !== old.domainStart ||
+      fresh.domainEnd !== old.domainEnd
+    ) {
+      this.#planner.checks = this.#newChecks();
+    }
+    for (const listener of this.#configListeners) listener({ ...fresh });
+  }
+
+  /** The interrupt source went away: requests and fault waiters poll again. */
+  #pollFromNowOn(): void {
+    this.#requests.useInterrupts(false);
+    this.#inbox.eventDriven = false;
+    this.#inbox.wake();
   }
 
   #queueSize(index: number): number {
@@ -243,7 +303,26 @@ export class VirtioIommu {
       config: { ...this.#config },
       requestQueueSize: this.#requests.vq.size,
       eventQueueSize: this.#events.vq.size,
+      interrupts: this.#interrupts.info,
     };
+  }
+
+  /**
+   * Interrupts taken since creation (used buffers, config changes, spurious), or null when the
+   * driver never took any.
+   */
+  get interruptStats(): InterruptStats | null {
+    return this.#interrupts.stats;
+  }
+
+  /**
+   * Calls `listener` with the config read again after each configuration-change interrupt
+   * (the device changed `bypass`, for example); returns a function that unsubscribes. Only
+   * while the driver takes interrupts: a polling driver reads the config only when told to.
+   */
+  onConfigChange(listener: (config: IommuConfig) => void): () => void {
+    this.#configListeners.add(listener);
+    return () => this.#configListeners.delete(listener);
   }
 
   /** The negotiated feature bits. */
@@ -644,8 +723,9 @@ export class VirtioIommu {
   }
 
   /**
-   * Waits for the next fault report, polling the event queue; resolves null after
-   * `timeoutMs` without one.
+   * Waits for the next fault report; resolves null after `timeoutMs` without one. With
+   * interrupts it sleeps until the event queue's interrupt delivers one; otherwise it polls
+   * the event queue every millisecond.
    */
   nextFault(timeoutMs = 1000): Promise<FaultEvent | null> {
     return this.#inbox.next(timeoutMs, this.#pollEventsBound);
@@ -654,7 +734,7 @@ export class VirtioIommu {
   /**
    * The fault reports as an async iterator: `for await (const f of iommu.faults()) …`. It
    * ends when `signal` aborts, after `idleMs` without a report (default: never), or when the
-   * driver is closed.
+   * driver is closed. Event-driven with interrupts, polling every millisecond without.
    */
   faults(options: FaultIterateOptions = {}): AsyncGenerator<FaultEvent, void, void> {
     return this.#inbox.iterate(options, this.#pollEventsBound, () => this.#planner.closed);
@@ -712,6 +792,8 @@ export class VirtioIommu {
   async close(): Promise<void> {
     if (this.#planner.closed) return;
     this.#planner.closed = true;
+    this.#interrupts.stop();
+    this.#inbox.wake();
     this.#requests.fail(new DeviceResetError("The driver was closed with the request pending"));
     await resetDevice(this.#transport);
     this.#requests.destroy();

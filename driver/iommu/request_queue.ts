@@ -20,7 +20,13 @@ import { type RingLayout, type Virtqueue, VirtqueueError } from "../virtio/virtq
 import { DeviceResetError, requestError, RequestTimeoutError } from "./errors.ts";
 import { HEAD_TYPE, REQUEST_QUEUE, TAIL_SIZE, VIRTIO_IOMMU_S_OK } from "../../spec/iommu.ts";
 import { RequestSlots, SlotPool, TAIL_AT } from "./request_slots.ts";
-import { DEFAULT_SPIN_MS, PollingWait, type WaitTarget } from "./request_wait.ts";
+import {
+  DEFAULT_SPIN_MS,
+  InterruptWait,
+  PollingWait,
+  type RequestWait,
+  type WaitTarget,
+} from "./request_wait.ts";
 
 /** Called once when a request settles: `error` is null on success. */
 export type Completion = (error: Error | null, slot: number) => void;
@@ -51,8 +57,8 @@ export interface RequestQueueOptions {
 const KIND_NAMES = ["", "ATTACH", "DETACH", "MAP", "UNMAP", "PROBE"];
 
 /**
- * The request virtqueue with its slots and settlement; {@link PollingWait} decides when the
- * used ring is looked at.
+ * The request virtqueue with its slots and settlement; {@link PollingWait} or
+ * {@link InterruptWait} decides when the used ring is looked at.
  */
 export class RequestQueue implements WaitTarget {
   /** The underlying virtqueue (split or packed). */
@@ -79,7 +85,8 @@ export class RequestQueue implements WaitTarget {
   #pool: SlotPool;
   #inFlight = 0;
   #flushScheduled = false;
-  #wait: PollingWait;
+  #wait: RequestWait;
+  #spinMs: number;
   #broken: Error | null = null;
   #timeoutMs: number;
   /**
@@ -100,7 +107,8 @@ export class RequestQueue implements WaitTarget {
     this.#transport = transport;
     this.#timeoutMs = options.timeoutMs;
     this.#unstarted = options.timeoutMs > 0 ? -options.timeoutMs : Infinity;
-    this.#wait = new PollingWait(this, options.spinMs ?? DEFAULT_SPIN_MS);
+    this.#spinMs = options.spinMs ?? DEFAULT_SPIN_MS;
+    this.#wait = new PollingWait(this, this.#spinMs);
     // With indirect descriptors a request takes one ring descriptor, otherwise two: then
     // every slot owns a pinned pair, whose descriptors are written once, not per request.
     const slots = options.indirect ? size : Math.max(1, size >> 1);
@@ -149,6 +157,28 @@ export class RequestQueue implements WaitTarget {
   /** Hands the ring to the device (queue setup step of virtio 1.3 §3.1.1 step 7). */
   enable(): void {
     this.#transport.enableQueue(REQUEST_QUEUE, this.vq.size, this.vq.addresses);
+  }
+
+  /**
+   * Sleeps on the queue's used-buffer interrupt ({@link InterruptWait}) instead of polling
+   * from a timer, or back. The caller delivers the interrupts to {@link RequestQueue.onInterrupt}.
+   */
+  useInterrupts(on: boolean): void {
+    if ((this.#wait instanceof InterruptWait) === on) return;
+    this.#wait.stop();
+    if (!on && this.#broken === null) this.vq.setInterrupts(false);
+    this.#wait = on ? new InterruptWait(this, this.#spinMs) : new PollingWait(this, this.#spinMs);
+    if (this.pending > 0) this.#wait.start();
+  }
+
+  /** A used-buffer notification for this queue (or for every queue, on a shared line). */
+  onInterrupt(): void {
+    if (this.#broken === null) this.#wait.onInterrupt();
+  }
+
+  /** Turns the ring's used-buffer notifications on or off; false when answers came meanwhile. */
+  setInterrupts(enabled: boolean): boolean {
+    return this.vq.setInterrupts(enabled);
   }
 
   /** Requests submitted and not yet settled. */

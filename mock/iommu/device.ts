@@ -256,6 +256,14 @@ export class MockIommuDevice implements DeviceModel {
     this.#requests.lastStatus = -1;
   }
 
+  /**
+   * The device changes `bypass` on its own (as a host's management interface could): the
+   * config generation moves and, after DRIVER_OK, a configuration change interrupt is raised.
+   */
+  changeBypass(value: boolean): void {
+    this.#setBypass(value);
+  }
+
   /** System reset: a device reset that also restores the boot value of `bypass`. */
   systemReset(): void {
     this.reset();

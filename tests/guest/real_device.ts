@@ -4,9 +4,12 @@
  * and prints one JSON report line prefixed with `REPORT ` for the host-side test to assert on.
  * Each step records its own result or error, so one failure does not hide the rest.
  *
- * Steps: raw config/BAR reads; full init; VIOT parsed and every PCI device resolved; PROBE of
- * a real endpoint and of a missing one; the edu proof (DMA through a mapped IOVA, then blocked
- * after UNMAP with a MAPPING fault); DETACH; a MAP+UNMAP timing.
+ * Steps: raw config/BAR reads; the virtio-iommu bound to uio_pci_generic; full init with its
+ * INTx as the interrupt source; VIOT parsed and every PCI device resolved; PROBE of a real
+ * endpoint and of a missing one; the edu proof (DMA through a mapped IOVA, then blocked after
+ * UNMAP with a MAPPING fault); DETACH; a MAP+UNMAP timing; then interrupts against polling:
+ * faults from edu's DMA delivered by interrupt (no polling) and their latency, the cost of
+ * waiting idle, and the same with a second driver that polls (`interrupts: "off"`).
  *
  * @module
  */
@@ -21,6 +24,8 @@ import { IommuError } from "../../driver/iommu/errors.ts";
 import type { FaultEvent } from "../../driver/iommu/events.ts";
 import { parseViot, viotPciEndpoint } from "../../driver/topology/viot.ts";
 import { printReport, report, step } from "./_report.ts";
+import { bindUioPciGeneric } from "../../host/uio.ts";
+import { EDU_DMA_DELAY_MS, faultTrips, idleCost, median } from "./_interrupt_steps.ts";
 
 /** The virtio-iommu's address in the default q35 guest. */
 const IOMMU_BDF = "0000:00:02.0";
@@ -43,6 +48,12 @@ const IOVA_SRC = 0x10_0000n;
 const IOVA_DST = 0x20_0000n;
 const DOMAIN = 1;
 const COPY_BYTES = 256;
+/** Nothing is ever mapped here: edu's DMA to it faults. */
+const IOVA_FAULT = 0x30_0000;
+/** Faults timed per mode. */
+const FAULT_SAMPLES = 7;
+/** How long each mode waits idle for a fault that never comes. */
+const IDLE_MS = 1000;
 
 /** Lists the guest's PCI devices as `{ bdf, vendor, device }`. */
 function pciDevices(): { bdf: string; vendor: number; device: number }[] {
@@ -131,12 +142,19 @@ async function main(): Promise<void> {
   let iommu: VirtioIommu | null = null;
   const dma = new PagemapDma();
 
+  // The device's INTx reaches userspace through uio_pci_generic (QEMU's device has no MSI-X).
+  await step("uio", async () => {
+    const path = await bindUioPciGeneric(IOMMU_BDF);
+    return { path, irq: Number(Deno.readTextFileSync(`${sysfs}/irq`).trim()) };
+  });
+
   await step("open", () => {
     dev = openSysfsPci(IOMMU_BDF);
     return {
       vendor: dev.config.read16(0),
       device: dev.config.read16(2),
       command: dev.config.read16(4),
+      interrupts: dev.interrupts?.delivery ?? null,
     };
   });
 
@@ -152,7 +170,7 @@ async function main(): Promise<void> {
 
   await step("init", async () => {
     const d = dev!;
-    const transport = new PciTransport(d.config, (i) => d.bar(i));
+    const transport = new PciTransport(d.config, (i) => d.bar(i), { interrupts: d.interrupts });
     report.offeredFeatures = transport.readDeviceFeatures();
     iommu = await VirtioIommu.create(transport, dma, { timeoutMs: 5000 });
     return iommu.info;
@@ -241,10 +259,9 @@ async function main(): Promise<void> {
     return result;
   });
 
-  await step("mapUnmapTiming", async () => {
-    // A domain with no endpoint attached still takes MAP/UNMAP; the driver only sends them once
-    // an endpoint is attached, so attach edu to a fresh domain for the duration.
-    const io = iommu!;
+  // A domain with no endpoint attached still takes MAP/UNMAP; the driver only sends them once
+  // an endpoint is attached, so attach edu to a fresh domain for the duration.
+  const pairTiming = async (io: VirtioIommu): Promise<Record<string, number>> => {
     const domain = 2;
     await io.attach(domain, eduEndpoint);
     const page = dma.alloc(4096);
@@ -261,10 +278,60 @@ async function main(): Promise<void> {
     await io.detach(domain, eduEndpoint);
     dma.free(page);
     return { rounds, usPerPair };
+  };
+
+  // QEMU answers during the notification: the request queue stays suppressed and the driver
+  // takes no interrupt for its requests (interruptsTaken must stay 0).
+  await step("mapUnmapTiming", async () => {
+    const before = iommu!.interruptStats?.interrupts ?? 0;
+    const timing = await pairTiming(iommu!);
+    return { ...timing, interruptsTaken: (iommu!.interruptStats?.interrupts ?? 0) - before };
   });
+
+  // Interrupts against polling: the same measurements with this driver (interrupts on) and
+  // with a second one that polls.
+  const measure = async (io: VirtioIommu): Promise<Record<string, unknown>> => {
+    if (!edu) throw new Error("no edu device (boot with -device edu)");
+    const eduDev = openSysfsPci(edu.bdf);
+    try {
+      await io.attach(3, eduEndpoint); // attached, nothing mapped at IOVA_FAULT: every DMA faults
+      const before = io.interruptStats;
+      const trips = await faultTrips(io, eduDev.bar(0)!, IOVA_FAULT, FAULT_SAMPLES);
+      const after = io.interruptStats;
+      const idle = await idleCost(io, IDLE_MS);
+      await io.detach(3, eduEndpoint);
+      const toListener = trips.map((t) => t.toListenerMs);
+      return {
+        mode: io.info.interrupts.mode,
+        trips,
+        medianToListenerMs: median(toListener),
+        medianAfterEduDelayMs: Math.round((median(toListener) - EDU_DMA_DELAY_MS) * 100) / 100,
+        usedBufferInterrupts: before && after ? after.usedBuffer - before.usedBuffer : 0,
+        idle,
+      };
+    } finally {
+      eduDev.close();
+    }
+  };
+
+  await step("interruptFaults", () => measure(iommu!));
 
   await step("close", async () => {
     if (iommu) await (iommu as VirtioIommu).close();
+  });
+
+  let polling: VirtioIommu | null = null;
+  await step("pollingInit", async () => {
+    const d = dev!;
+    const transport = new PciTransport(d.config, (i) => d.bar(i), { interrupts: d.interrupts });
+    polling = await VirtioIommu.create(transport, dma, { timeoutMs: 5000, interrupts: "off" });
+    return polling.info.interrupts;
+  });
+  await step("pollingFaults", () => measure(polling!));
+  await step("pollingTiming", () => pairTiming(polling!));
+
+  await step("pollingClose", async () => {
+    if (polling) await (polling as VirtioIommu).close();
     dev?.close();
     dma.close();
   });
