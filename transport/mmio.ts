@@ -22,39 +22,12 @@ import { hex } from "../util/hex.ts";
 import type { RegisterSpace } from "./registers.ts";
 import { type QueueAddresses, type Transport, TransportError } from "./transport.ts";
 import { checkQueueIndex, checkQueueSize } from "./_queue_checks.ts";
-
-/** Register offsets of virtio-mmio version 2 (virtio 1.3 §4.2.2, reference §4.4). */
-export const MmioReg = {
-  MAGIC_VALUE: 0x000,
-  VERSION: 0x004,
-  DEVICE_ID: 0x008,
-  VENDOR_ID: 0x00c,
-  DEVICE_FEATURES: 0x010,
-  DEVICE_FEATURES_SEL: 0x014,
-  DRIVER_FEATURES: 0x020,
-  DRIVER_FEATURES_SEL: 0x024,
-  QUEUE_SEL: 0x030,
-  QUEUE_SIZE_MAX: 0x034,
-  QUEUE_SIZE: 0x038,
-  QUEUE_READY: 0x044,
-  QUEUE_NOTIFY: 0x050,
-  INTERRUPT_STATUS: 0x060,
-  INTERRUPT_ACK: 0x064,
-  STATUS: 0x070,
-  QUEUE_DESC_LOW: 0x080,
-  QUEUE_DESC_HIGH: 0x084,
-  QUEUE_DRIVER_LOW: 0x090,
-  QUEUE_DRIVER_HIGH: 0x094,
-  QUEUE_DEVICE_LOW: 0x0a0,
-  QUEUE_DEVICE_HIGH: 0x0a4,
-  CONFIG_GENERATION: 0x0fc,
-  CONFIG: 0x100,
-} as const;
-
-/** "virt" read as a little-endian u32: the MagicValue of every virtio-mmio device. */
-export const MMIO_MAGIC_VALUE = 0x74726976;
-/** The only virtio-mmio version this transport drives. */
-export const MMIO_VERSION_MODERN = 2;
+import {
+  MMIO_MAGIC_VALUE,
+  MMIO_VERSION_LEGACY,
+  MMIO_VERSION_MODERN,
+  MmioReg,
+} from "../spec/mmio.ts";
 
 /** The virtio-mmio transport (version 2 devices only). */
 export class MmioTransport implements Transport {
@@ -84,7 +57,7 @@ export class MmioTransport implements Transport {
       throw new TransportError(`Not a virtio-mmio device: magic ${hex(magic)}`);
     }
     const version = regs.read32(MmioReg.VERSION);
-    if (version === 1) {
+    if (version === MMIO_VERSION_LEGACY) {
       throw new TransportError(
         "Virtio-mmio device is a legacy (version 1) device; this driver drives only " +
           "version 2 (virtio 1.0+) devices",
