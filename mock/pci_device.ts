@@ -1,7 +1,8 @@
 /**
  * An in-memory modern virtio-pci function (virtio 1.3 §4.1): a 256-byte config space with the
  * vendor capability list, and BAR 4 laid out like QEMU's (common cfg at 0x0, ISR at 0x1000,
- * device cfg at 0x2000, notify at 0x3000 with `notify_off_multiplier` 4; 16 KiB). It shares
+ * device cfg at 0x2000, notify at 0x3000 with `notify_off_multiplier` 4; 16 KiB), whose
+ * register decoding lives in `pci_bar.ts`. It shares
  * {@link VirtioCore} with the MMIO register file: only where the registers are differs.
  * Options inject odd capability lists for transport tests.
  *
@@ -12,8 +13,6 @@ import { hex } from "../util/hex.ts";
 import { checkAccess, MemoryRegisters, type RegisterSpace } from "../transport/registers.ts";
 import type { SimulatedMemory } from "../transport/memory.ts";
 import {
-  CommonCfg,
-  commonCfgFieldWidth,
   PCI_CAP_ID_VENDOR,
   PCI_CFG_BAR0,
   PCI_CFG_CAPABILITIES,
@@ -30,7 +29,6 @@ import {
   PCI_CFG_SUBSYSTEM_VENDOR,
   PCI_CFG_VENDOR,
   PCI_STATUS_CAP_LIST,
-  VIRTIO_MSI_NO_VECTOR,
   VIRTIO_PCI_CAP_SIZE,
   VIRTIO_PCI_CFG_CAP_SIZE,
   VIRTIO_PCI_MODERN_BASE,
@@ -41,22 +39,15 @@ import {
 } from "../spec/pci.ts";
 import type { DeviceModel } from "./device.ts";
 import {
-  QUEUE_DESC,
-  QUEUE_DEVICE,
-  QUEUE_DRIVER,
-  VirtioCore,
-  type VirtioCoreOptions,
-} from "./virtio_core.ts";
-
-/** Offsets inside BAR 4, as QEMU lays it out. */
-const COMMON_BASE = 0x0000;
-const ISR_BASE = 0x1000;
-const DEVICE_BASE = 0x2000;
-const NOTIFY_BASE = 0x3000;
-const REGION_SIZE = 0x1000;
-const BAR4_SIZE = 0x4000;
-/** The BAR the virtio structures live in. */
-const VIRTIO_BAR = 4;
+  COMMON_BASE,
+  DEVICE_BASE,
+  ISR_BASE,
+  NOTIFY_BASE,
+  REGION_SIZE,
+  VIRTIO_BAR,
+  VirtioBar,
+} from "./pci_bar.ts";
+import { VirtioCore, type VirtioCoreOptions } from "./virtio_core.ts";
 
 /** A capability to put in the list, for tests that need unusual ones. */
 export interface PciCapSpec {
@@ -145,163 +136,6 @@ class PciConfigSpace extends MemoryRegisters {
   override write32(offset: number, value: number): void {
     checkAccess(offset, 4, this.size);
     if (this.#allowed(offset, 4)) super.write32(offset, value);
-  }
-}
-
-/** BAR 4: common cfg, ISR, device cfg and notify regions. */
-class VirtioBar implements RegisterSpace {
-  readonly size = BAR4_SIZE;
-  readonly #fn: PciFunction;
-  #deviceFeatureSelect = 0;
-  #driverFeatureSelect = 0;
-  #queueSelect = 0;
-
-  constructor(fn: PciFunction) {
-    this.#fn = fn;
-  }
-
-  #commonRead(off: number, width: number): number {
-    const core = this.#fn.core;
-    if (commonCfgFieldWidth(off) !== width) return this.#badWidth(off, width, false);
-    const q = this.#queueSelect;
-    switch (off) {
-      case CommonCfg.DEVICE_FEATURE_SELECT:
-        return this.#deviceFeatureSelect;
-      case CommonCfg.DEVICE_FEATURE:
-        return core.readDeviceFeatures(this.#deviceFeatureSelect);
-      case CommonCfg.DRIVER_FEATURE_SELECT:
-        return this.#driverFeatureSelect;
-      case CommonCfg.DRIVER_FEATURE:
-        return core.readDriverFeatures(this.#driverFeatureSelect);
-      case CommonCfg.CONFIG_MSIX_VECTOR:
-      case CommonCfg.QUEUE_MSIX_VECTOR:
-        return VIRTIO_MSI_NO_VECTOR; // This function has no MSI-X.
-      case CommonCfg.NUM_QUEUES:
-        return core.queueCount;
-      case CommonCfg.DEVICE_STATUS:
-        return core.readStatus();
-      case CommonCfg.CONFIG_GENERATION:
-        return core.configGeneration & 0xff;
-      case CommonCfg.QUEUE_SELECT:
-        return q;
-      case CommonCfg.QUEUE_SIZE:
-        return core.queueSize(q);
-      case CommonCfg.QUEUE_ENABLE:
-        return core.queueReady(q) ? 1 : 0;
-      case CommonCfg.QUEUE_NOTIFY_OFF:
-        return this.#fn.queueNotifyOff(q);
-    }
-    if (off >= CommonCfg.QUEUE_DESC && off < CommonCfg.QUEUE_NOTIF_CONFIG_DATA) {
-      const part = (off - CommonCfg.QUEUE_DESC) >> 3;
-      return core.queueAddress(q, part, (off >> 2) & 1);
-    }
-    return 0; // queue_notif_config_data, queue_reset, admin queue fields.
-  }
-
-  #commonWrite(off: number, width: number, value: number): void {
-    const core = this.#fn.core;
-    if (commonCfgFieldWidth(off) !== width) {
-      this.#badWidth(off, width, true);
-      return;
-    }
-    const q = this.#queueSelect;
-    switch (off) {
-      case CommonCfg.DEVICE_FEATURE_SELECT:
-        this.#deviceFeatureSelect = value >>> 0;
-        return;
-      case CommonCfg.DRIVER_FEATURE_SELECT:
-        this.#driverFeatureSelect = value >>> 0;
-        return;
-      case CommonCfg.DRIVER_FEATURE:
-        core.writeDriverFeatures(this.#driverFeatureSelect, value);
-        return;
-      case CommonCfg.CONFIG_MSIX_VECTOR:
-      case CommonCfg.QUEUE_MSIX_VECTOR:
-        return; // No MSI-X: the vector stays VIRTIO_MSI_NO_VECTOR.
-      case CommonCfg.DEVICE_STATUS:
-        core.writeStatus(value);
-        return;
-      case CommonCfg.QUEUE_SELECT:
-        this.#queueSelect = value;
-        return;
-      case CommonCfg.QUEUE_SIZE:
-        core.setQueueSize(q, value);
-        return;
-      case CommonCfg.QUEUE_ENABLE:
-        if (value === 0) {
-          core.violation(`virtio 1.3 §4.1.4.3.2: driver wrote 0 to queue_enable of queue ${q}`);
-          return;
-        }
-        core.setQueueReady(q, true);
-        return;
-      case CommonCfg.QUEUE_RESET:
-        if (value === 1) core.resetQueue(q);
-        return;
-    }
-    if (off >= CommonCfg.QUEUE_DESC && off < CommonCfg.QUEUE_NOTIF_CONFIG_DATA) {
-      const part = (off - CommonCfg.QUEUE_DESC) >> 3;
-      const which = part === 0 ? QUEUE_DESC : part === 1 ? QUEUE_DRIVER : QUEUE_DEVICE;
-      core.setQueueAddress(q, which, (off >> 2) & 1, value);
-      return;
-    }
-    core.violation(
-      `virtio 1.3 §4.1.4.3.2: write of read-only common cfg field at ${hex(off)}`,
-    );
-  }
-
-  #badWidth(off: number, width: number, write: boolean): number {
-    this.#fn.core.violation(
-      `virtio 1.3 §4.1.3.1: ${width * 8}-bit ${write ? "write" : "read"} at common cfg ` +
-        `${hex(off)} does not match a field's width`,
-    );
-    return 0;
-  }
-
-  #read(offset: number, width: number): number {
-    checkAccess(offset, width, this.size);
-    const core = this.#fn.core;
-    if (offset < ISR_BASE) return this.#commonRead(offset - COMMON_BASE, width);
-    if (offset < DEVICE_BASE) {
-      if (offset === ISR_BASE && width === 1) return core.takeInterruptStatus();
-      core.violation(`virtio 1.3 §4.1.4.5: ${width * 8}-bit read in the ISR region`);
-      return 0;
-    }
-    if (offset < NOTIFY_BASE) return core.readConfig(offset - DEVICE_BASE, width);
-    core.violation(`virtio 1.3 §4.1.4.4: read of notify region at ${hex(offset)}`);
-    return 0;
-  }
-
-  #write(offset: number, width: number, value: number): void {
-    checkAccess(offset, width, this.size);
-    const core = this.#fn.core;
-    if (offset < ISR_BASE) {
-      this.#commonWrite(offset - COMMON_BASE, width, value);
-    } else if (offset < DEVICE_BASE) {
-      core.violation(`virtio 1.3 §4.1.4.5: write to the read-only ISR region`);
-    } else if (offset < NOTIFY_BASE) {
-      core.writeConfig(offset - DEVICE_BASE, width, value);
-    } else {
-      this.#fn.notifyWrite(offset - NOTIFY_BASE, width, value);
-    }
-  }
-
-  read8(offset: number): number {
-    return this.#read(offset, 1);
-  }
-  read16(offset: number): number {
-    return this.#read(offset, 2);
-  }
-  read32(offset: number): number {
-    return this.#read(offset, 4) >>> 0;
-  }
-  write8(offset: number, value: number): void {
-    this.#write(offset, 1, value & 0xff);
-  }
-  write16(offset: number, value: number): void {
-    this.#write(offset, 2, value & 0xffff);
-  }
-  write32(offset: number, value: number): void {
-    this.#write(offset, 4, value >>> 0);
   }
 }
 
