@@ -19,7 +19,7 @@
  */
 
 import { hex } from "../util/hex.ts";
-import type { RegisterSpace } from "./registers.ts";
+import { readSelected64, type RegisterSpace, write64, writeSelected64 } from "./registers.ts";
 import { type QueueAddresses, type Transport, TransportError } from "./transport.ts";
 import { checkQueueIndex, checkQueueSize } from "./_queue_checks.ts";
 import {
@@ -94,21 +94,12 @@ export class MmioTransport implements Transport {
 
   /** Reads the 64 offered feature bits, writing DeviceFeaturesSel before each half. */
   readDeviceFeatures(): bigint {
-    const regs = this.#regs;
-    regs.write32(MmioReg.DEVICE_FEATURES_SEL, 0);
-    const lo = regs.read32(MmioReg.DEVICE_FEATURES);
-    regs.write32(MmioReg.DEVICE_FEATURES_SEL, 1);
-    const hi = regs.read32(MmioReg.DEVICE_FEATURES);
-    return (BigInt(hi) << 32n) | BigInt(lo);
+    return readSelected64(this.#regs, MmioReg.DEVICE_FEATURES_SEL, MmioReg.DEVICE_FEATURES);
   }
 
   /** Writes the 64 accepted feature bits, writing DriverFeaturesSel before each half. */
   writeDriverFeatures(features: bigint): void {
-    const regs = this.#regs;
-    regs.write32(MmioReg.DRIVER_FEATURES_SEL, 0);
-    regs.write32(MmioReg.DRIVER_FEATURES, Number(features & 0xffff_ffffn));
-    regs.write32(MmioReg.DRIVER_FEATURES_SEL, 1);
-    regs.write32(MmioReg.DRIVER_FEATURES, Number((features >> 32n) & 0xffff_ffffn));
+    writeSelected64(this.#regs, MmioReg.DRIVER_FEATURES_SEL, MmioReg.DRIVER_FEATURES, features);
   }
 
   /** Reads ConfigGeneration (virtio 1.3 §2.5.1). */
@@ -160,12 +151,10 @@ export class MmioTransport implements Transport {
     }
     checkQueueSize(index, size, max);
     regs.write32(MmioReg.QUEUE_SIZE, size);
-    regs.write32(MmioReg.QUEUE_DESC_LOW, addresses.descLo >>> 0);
-    regs.write32(MmioReg.QUEUE_DESC_HIGH, addresses.descHi >>> 0);
-    regs.write32(MmioReg.QUEUE_DRIVER_LOW, addresses.driverLo >>> 0);
-    regs.write32(MmioReg.QUEUE_DRIVER_HIGH, addresses.driverHi >>> 0);
-    regs.write32(MmioReg.QUEUE_DEVICE_LOW, addresses.deviceLo >>> 0);
-    regs.write32(MmioReg.QUEUE_DEVICE_HIGH, addresses.deviceHi >>> 0);
+    // Each High register follows its Low one at +4 (§4.2.2), as write64 writes them.
+    write64(regs, MmioReg.QUEUE_DESC_LOW, addresses.descLo, addresses.descHi);
+    write64(regs, MmioReg.QUEUE_DRIVER_LOW, addresses.driverLo, addresses.driverHi);
+    write64(regs, MmioReg.QUEUE_DEVICE_LOW, addresses.deviceLo, addresses.deviceHi);
     regs.write32(MmioReg.QUEUE_READY, 1);
   }
 

@@ -23,7 +23,7 @@
  */
 
 import { hex } from "../util/hex.ts";
-import type { RegisterSpace } from "./registers.ts";
+import { readSelected64, type RegisterSpace, write64, writeSelected64 } from "./registers.ts";
 import { type QueueAddresses, type Transport, TransportError } from "./transport.ts";
 import { checkQueueIndex, checkQueueSize } from "./_queue_checks.ts";
 import {
@@ -197,23 +197,23 @@ export class PciTransport implements Transport {
 
   /** Reads the 64 offered feature bits through device_feature_select/device_feature. */
   readDeviceFeatures(): bigint {
-    const r = this.#common;
     const c = this.#c;
-    r.write32(c + CommonCfg.DEVICE_FEATURE_SELECT, 0);
-    const lo = r.read32(c + CommonCfg.DEVICE_FEATURE);
-    r.write32(c + CommonCfg.DEVICE_FEATURE_SELECT, 1);
-    const hi = r.read32(c + CommonCfg.DEVICE_FEATURE);
-    return (BigInt(hi) << 32n) | BigInt(lo);
+    return readSelected64(
+      this.#common,
+      c + CommonCfg.DEVICE_FEATURE_SELECT,
+      c + CommonCfg.DEVICE_FEATURE,
+    );
   }
 
   /** Writes the 64 accepted feature bits through driver_feature_select/driver_feature. */
   writeDriverFeatures(features: bigint): void {
-    const r = this.#common;
     const c = this.#c;
-    r.write32(c + CommonCfg.DRIVER_FEATURE_SELECT, 0);
-    r.write32(c + CommonCfg.DRIVER_FEATURE, Number(features & 0xffff_ffffn));
-    r.write32(c + CommonCfg.DRIVER_FEATURE_SELECT, 1);
-    r.write32(c + CommonCfg.DRIVER_FEATURE, Number((features >> 32n) & 0xffff_ffffn));
+    writeSelected64(
+      this.#common,
+      c + CommonCfg.DRIVER_FEATURE_SELECT,
+      c + CommonCfg.DRIVER_FEATURE,
+      features,
+    );
   }
 
   /** Reads `config_generation` (virtio 1.3 §2.5.1). */
@@ -292,12 +292,9 @@ export class PciTransport implements Transport {
       );
     }
     r.write16(c + CommonCfg.QUEUE_SIZE, size);
-    r.write32(c + CommonCfg.QUEUE_DESC, addresses.descLo >>> 0);
-    r.write32(c + CommonCfg.QUEUE_DESC + 4, addresses.descHi >>> 0);
-    r.write32(c + CommonCfg.QUEUE_DRIVER, addresses.driverLo >>> 0);
-    r.write32(c + CommonCfg.QUEUE_DRIVER + 4, addresses.driverHi >>> 0);
-    r.write32(c + CommonCfg.QUEUE_DEVICE, addresses.deviceLo >>> 0);
-    r.write32(c + CommonCfg.QUEUE_DEVICE + 4, addresses.deviceHi >>> 0);
+    write64(r, c + CommonCfg.QUEUE_DESC, addresses.descLo, addresses.descHi);
+    write64(r, c + CommonCfg.QUEUE_DRIVER, addresses.driverLo, addresses.driverHi);
+    write64(r, c + CommonCfg.QUEUE_DEVICE, addresses.deviceLo, addresses.deviceHi);
     this.#notifyAt[index] = notify.offset + rel;
     r.write16(c + CommonCfg.QUEUE_ENABLE, 1);
   }
