@@ -10,6 +10,7 @@
  */
 
 import { STATUS_FEATURES_OK } from "../spec/status.ts";
+import { hasFeature, VIRTIO_F_RING_RESET } from "../spec/features.ts";
 import type { DeviceContext } from "./device.ts";
 import { checkQueueLayout, type DeviceQueueLayout, SplitDeviceQueue } from "./split_queue.ts";
 
@@ -19,9 +20,6 @@ export const QUEUE_DESC = 0;
 export const QUEUE_DRIVER = 1;
 /** Queue area selector: the device area (used ring). */
 export const QUEUE_DEVICE = 2;
-
-/** Feature bit 40, VIRTIO_F_RING_RESET (virtio 1.3 §6). */
-const RING_RESET_MASK = 1n << 40n;
 
 /** Register state of one queue. */
 interface QueueState {
@@ -175,7 +173,7 @@ export class QueueRegisters {
 
   /** A queue reset request (VIRTIO_F_RING_RESET, virtio 1.3 §2.6.1). */
   resetQueue(index: number): void {
-    if ((this.#context.negotiated & RING_RESET_MASK) === 0n) {
+    if (!hasFeature(this.#context.negotiated, VIRTIO_F_RING_RESET)) {
       this.#context.violation(
         `virtio 1.3 §2.6.1: queue ${index} reset without VIRTIO_F_RING_RESET`,
       );

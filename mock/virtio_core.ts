@@ -18,6 +18,7 @@ import {
   STATUS_FEATURES_OK,
   statusNames,
 } from "../spec/status.ts";
+import { hasFeature, VIRTIO_F_VERSION_1 } from "../spec/features.ts";
 import type { SimulatedMemory } from "../transport/memory.ts";
 import type { DeviceContext, DeviceModel, DeviceQueue } from "./device.ts";
 import type { SplitDeviceQueue } from "./split_queue.ts";
@@ -29,9 +30,6 @@ export { QUEUE_DESC, QUEUE_DEVICE, QUEUE_DRIVER } from "./queue_registers.ts";
 export const INTERRUPT_USED_BUFFER = 1;
 /** Interrupt status bit: the configuration changed (virtio 1.3 §4.2.2, §4.1.4.5). */
 export const INTERRUPT_CONFIG_CHANGE = 2;
-
-/** Feature bit 32, VIRTIO_F_VERSION_1 (virtio 1.3 §6). */
-const VERSION_1_MASK = 1n << 32n;
 
 /** Faults a test can inject into the core; all off by default. */
 export interface CoreFaults {
@@ -201,7 +199,10 @@ export class VirtioCore implements DeviceContext {
       );
       return false;
     }
-    if ((offered & VERSION_1_MASK) !== 0n && (this.#driverFeatures & VERSION_1_MASK) === 0n) {
+    if (
+      hasFeature(offered, VIRTIO_F_VERSION_1) &&
+      !hasFeature(this.#driverFeatures, VIRTIO_F_VERSION_1)
+    ) {
       this.violation("virtio 1.3 §6.1: driver did not accept VIRTIO_F_VERSION_1");
       return false;
     }

@@ -14,6 +14,7 @@ import {
   VIRTIO_IOMMU_F_MMIO,
   VIRTIO_IOMMU_F_PROBE,
 } from "../../spec/iommu.ts";
+import { hasFeature } from "../../spec/features.ts";
 
 /** The negotiated virtio-iommu features, one boolean each. */
 export class NegotiatedFeatures {
@@ -30,12 +31,12 @@ export class NegotiatedFeatures {
     const n = negotiated;
     if (n === this.#seen) return;
     this.#seen = n;
-    this.#bypassConfig = ((n >> VIRTIO_IOMMU_F_BYPASS_CONFIG) & 1n) === 1n;
-    this.#domainRange = ((n >> VIRTIO_IOMMU_F_DOMAIN_RANGE) & 1n) === 1n;
-    this.#inputRange = ((n >> VIRTIO_IOMMU_F_INPUT_RANGE) & 1n) === 1n;
-    this.#mapUnmap = ((n >> VIRTIO_IOMMU_F_MAP_UNMAP) & 1n) === 1n;
-    this.#mmio = ((n >> VIRTIO_IOMMU_F_MMIO) & 1n) === 1n;
-    this.#probe = ((n >> VIRTIO_IOMMU_F_PROBE) & 1n) === 1n;
+    this.#bypassConfig = hasFeature(n, VIRTIO_IOMMU_F_BYPASS_CONFIG);
+    this.#domainRange = hasFeature(n, VIRTIO_IOMMU_F_DOMAIN_RANGE);
+    this.#inputRange = hasFeature(n, VIRTIO_IOMMU_F_INPUT_RANGE);
+    this.#mapUnmap = hasFeature(n, VIRTIO_IOMMU_F_MAP_UNMAP);
+    this.#mmio = hasFeature(n, VIRTIO_IOMMU_F_MMIO);
+    this.#probe = hasFeature(n, VIRTIO_IOMMU_F_PROBE);
   }
 
   /** VIRTIO_IOMMU_F_BYPASS_CONFIG. */
