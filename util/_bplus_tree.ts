@@ -204,6 +204,30 @@ export class BPlusTree {
   }
 
   /**
+   * Whether the key at position `pos` of `leaf` (the next leaf's first if `pos` is past the
+   * end) exists and is <= k.
+   */
+  keyAtOrAfterIsAtMost(leaf: number, pos: number, kLo: number, kHi: number): boolean {
+    let next = leaf;
+    let at = pos;
+    if (pos === this.#leafCount[leaf]) {
+      next = this.#leafNext[leaf];
+      at = 0;
+    }
+    if (next === NONE) return false;
+    const e = (this.#start(next) + at) * W;
+    return !less(kLo, kHi, this.#leaf[e], this.#leaf[e + 1]);
+  }
+
+  /** The slot at position `pos` of `leaf` if an entry is there and its key is k, else NONE. */
+  slotWithKey(leaf: number, pos: number, kLo: number, kHi: number): number {
+    if (pos >= this.#leafCount[leaf]) return NONE;
+    const e = (this.#start(leaf) + pos) * W;
+    const a = this.#leaf;
+    return a[e] === kLo && a[e + 1] === kHi ? a[e + REF] : NONE;
+  }
+
+  /**
    * Checks every structural invariant (ordering, separators, fill, leaf links), calling
    * `check` on each leaf entry, and returns the number of entries. Throws an Error naming the
    * first invariant broken. For tests.

@@ -250,32 +250,27 @@ export class IntervalMap {
     sink?: IntervalSink,
   ): number {
     this.#checkRange(startLo, startHi, endLo, endHi, "remove");
-    const firstLeaf = this.#tree.descend(startLo, startHi);
-    const firstPos = this.#tree.leafLowerBound(firstLeaf, startLo, startHi);
+    const tree = this.#tree;
+    const firstLeaf = tree.descend(startLo, startHi);
+    const firstPos = tree.leafLowerBound(firstLeaf, startLo, startHi);
 
     // Fast path, the usual UNMAP: exactly one interval, [start, end] itself. Nothing can
     // straddle either end (it would overlap that interval), so remove it at once.
-    const tree = this.#tree;
-    if (firstPos < tree.leafCount(firstLeaf)) {
-      const slot = tree.slotAt(firstLeaf, firstPos);
-      if (
-        tree.keyLo(firstLeaf, firstPos) === startLo &&
-        tree.keyHi(firstLeaf, firstPos) === startHi &&
-        this.#endLo[slot] === endLo && this.#endHi[slot] === endHi
-      ) {
-        sink?.keep(
-          startLo,
-          startHi,
-          endLo,
-          endHi,
-          this.#physLo[slot],
-          this.#physHi[slot],
-          this.#flags[slot],
-        );
-        this.#removeAt(firstLeaf, firstPos);
-        this.#version++;
-        return 1;
-      }
+    const slot = tree.slotWithKey(firstLeaf, firstPos, startLo, startHi);
+    if (slot !== NONE && this.#endLo[slot] === endLo && this.#endHi[slot] === endHi) {
+      sink?.keep(
+        startLo,
+        startHi,
+        endLo,
+        endHi,
+        this.#physLo[slot],
+        this.#physHi[slot],
+        this.#flags[slot],
+      );
+      this.#release(slot);
+      tree.removeAt(firstLeaf, firstPos);
+      this.#version++;
+      return 1;
     }
 
     return this.#removeSpan(startLo, startHi, endLo, endHi, firstLeaf, firstPos, sink);
@@ -480,17 +475,9 @@ export class IntervalMap {
   ): boolean {
     // The first interval starting at or after s must start after e.
     const tree = this.#tree;
-    let next = leaf;
-    let at = pos;
-    if (pos === tree.leafCount(leaf)) {
-      next = tree.nextLeaf(leaf);
-      at = 0;
-    }
-    if (next !== NONE) {
-      if (!less(eLo, eHi, tree.keyLo(next, at), tree.keyHi(next, at))) return true;
-    }
+    if (tree.keyAtOrAfterIsAtMost(leaf, pos, eLo, eHi)) return true;
     // The last interval starting before s must end before s.
-    const pred = this.#tree.slotBefore(leaf, pos);
+    const pred = tree.slotBefore(leaf, pos);
     return pred !== NONE && !less(this.#endLo[pred], this.#endHi[pred], sLo, sHi);
   }
 
@@ -499,11 +486,15 @@ export class IntervalMap {
    * whether the tree was rebalanced (which makes the recorded path stale).
    */
   #removeAt(leaf: number, pos: number): boolean {
-    const slot = this.#tree.slotAt(leaf, pos);
+    this.#release(this.#tree.slotAt(leaf, pos));
+    return this.#tree.removeAt(leaf, pos);
+  }
+
+  /** Puts `slot` back on the free list (its tree entry is removed by the caller). */
+  #release(slot: number): void {
     this.#link[slot] = this.#freeSlot;
     this.#freeSlot = slot;
     this.#size--;
-    return this.#tree.removeAt(leaf, pos);
   }
 
   #allocSlot(): number {
