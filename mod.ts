@@ -137,8 +137,33 @@ export {
 } from "./driver/topology/errors.ts";
 export * from "./driver/topology/builtin.ts";
 export * from "./driver/topology/viot.ts";
+export {
+  ACPI_CHECKSUM,
+  ACPI_HEADER_SIZE,
+  VIOT_HEADER_SIZE,
+  VIOT_MMIO_SIZE,
+  VIOT_NODE_COUNT,
+  VIOT_NODE_HEADER_SIZE,
+  VIOT_NODE_MMIO,
+  VIOT_NODE_OFFSET,
+  VIOT_NODE_PCI_RANGE,
+  VIOT_NODE_VIRTIO_IOMMU_MMIO,
+  VIOT_NODE_VIRTIO_IOMMU_PCI,
+  VIOT_PCI_RANGE_SIZE,
+  VIOT_VIRTIO_IOMMU_MMIO_SIZE,
+  VIOT_VIRTIO_IOMMU_PCI_SIZE,
+} from "./spec/viot.ts";
 export * from "./driver/topology/fdt.ts";
 export * from "./driver/topology/pci_tree.ts";
+export {
+  PCI_CAP_ID_EXP,
+  PCI_CFG_CAPABILITIES,
+  PCI_CFG_HEADER_TYPE,
+  PCI_CFG_SECONDARY_BUS,
+  PCI_CFG_STATUS,
+  PCI_CFG_SUBCLASS,
+  PCI_CFG_VENDOR,
+} from "./spec/pci.ts";
 export * from "./driver/topology/description.ts";
 export * from "./driver/topology/resolve.ts";
 export * from "./driver/topology/deferral.ts";

@@ -10,7 +10,8 @@
  */
 
 import type { RegisterSpace } from "../transport/registers.ts";
-import { PCI_COMMAND_INTX_DISABLE, PCI_COMMAND_REGISTER } from "../spec/interrupts.ts";
+import { PCI_COMMAND_INTX_DISABLE } from "../spec/interrupts.ts";
+import { PCI_CFG_COMMAND } from "../spec/pci.ts";
 import { closeFile, HostError, O_RDWR, openFile } from "./ffi.ts";
 import { FdInterruptSource } from "./fd_interrupts.ts";
 
@@ -48,9 +49,9 @@ export function openUioInterrupts(bdf: string, config: RegisterSpace): FdInterru
   }
   const fd = openFile(path, O_RDWR);
   const unmask = (): void => {
-    const command = config.read16(PCI_COMMAND_REGISTER);
+    const command = config.read16(PCI_CFG_COMMAND);
     if ((command & PCI_COMMAND_INTX_DISABLE) !== 0) {
-      config.write16(PCI_COMMAND_REGISTER, command & ~PCI_COMMAND_INTX_DISABLE);
+      config.write16(PCI_CFG_COMMAND, command & ~PCI_COMMAND_INTX_DISABLE);
     }
   };
   unmask();

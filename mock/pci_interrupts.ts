@@ -23,11 +23,10 @@ import {
   MsixEntry,
   PCI_CAP_ID_MSIX,
   PCI_COMMAND_INTX_DISABLE,
-  PCI_COMMAND_REGISTER,
   PCI_STATUS_INTERRUPT,
-  PCI_STATUS_REGISTER,
   VIRTIO_MSI_NO_VECTOR,
 } from "../spec/interrupts.ts";
+import { PCI_CFG_COMMAND, PCI_CFG_STATUS } from "../spec/pci.ts";
 import { INTERRUPT_CONFIG_CHANGE, type VirtioCore } from "./virtio_core.ts";
 import { LevelLine, MockInterruptSource } from "./interrupts.ts";
 
@@ -152,13 +151,13 @@ export class PciInterrupts {
    */
   updateLine(): void {
     const pending = this.#core.interruptStatus !== 0 && !this.msixEnabled;
-    const status = this.#config.getUint16(PCI_STATUS_REGISTER, true);
+    const status = this.#config.getUint16(PCI_CFG_STATUS, true);
     this.#config.setUint16(
-      PCI_STATUS_REGISTER,
+      PCI_CFG_STATUS,
       pending ? status | PCI_STATUS_INTERRUPT : status & ~PCI_STATUS_INTERRUPT,
       true,
     );
-    const disabled = (this.#config.getUint16(PCI_COMMAND_REGISTER, true) &
+    const disabled = (this.#config.getUint16(PCI_CFG_COMMAND, true) &
       PCI_COMMAND_INTX_DISABLE) !== 0;
     this.#line.setMasked(disabled);
     const fired = this.#line.source !== null && !disabled && pending;
@@ -168,9 +167,9 @@ export class PciInterrupts {
   }
 
   #setIntxDisable(on: boolean): void {
-    const command = this.#config.getUint16(PCI_COMMAND_REGISTER, true);
+    const command = this.#config.getUint16(PCI_CFG_COMMAND, true);
     this.#config.setUint16(
-      PCI_COMMAND_REGISTER,
+      PCI_CFG_COMMAND,
       on ? command | PCI_COMMAND_INTX_DISABLE : command & ~PCI_COMMAND_INTX_DISABLE,
       true,
     );
@@ -248,7 +247,7 @@ export class PciInterrupts {
       this.#config.setUint16(at, (previous & ~writable) | written, true);
       this.#flushPending();
     }
-    if (inCap || (offset <= PCI_COMMAND_REGISTER + 1 && offset + width > PCI_COMMAND_REGISTER)) {
+    if (inCap || (offset <= PCI_CFG_COMMAND + 1 && offset + width > PCI_CFG_COMMAND)) {
       this.updateLine();
     }
   }

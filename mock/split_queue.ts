@@ -9,18 +9,21 @@
 
 import { hex } from "../util/hex.ts";
 import {
+  AVAIL_ALIGN,
   AVAIL_FLAGS,
   AVAIL_IDX,
   AVAIL_RING,
   availEventOffset,
   availRingSize,
   DESC_ADDR,
+  DESC_ALIGN,
   DESC_FLAGS,
   DESC_LEN,
   DESC_NEXT,
   DESC_SIZE,
   descTableSize,
   needEvent,
+  USED_ALIGN,
   USED_ELEM_SIZE,
   USED_FLAGS,
   USED_IDX,
@@ -33,33 +36,19 @@ import {
   VIRTQ_DESC_F_WRITE,
   VIRTQ_USED_F_NO_NOTIFY,
 } from "../spec/split_ring.ts";
+import { hasFeature, VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC } from "../spec/features.ts";
+import type { QueueAddresses } from "../transport/transport.ts";
 import type { Chain, ChainSegment, DeviceContext, DeviceQueue } from "./device.ts";
 
-/** Feature bit 28, VIRTIO_F_INDIRECT_DESC (virtio 1.3 §6). */
-const INDIRECT_DESC_MASK = 1n << 28n;
-/** Feature bit 29, VIRTIO_F_EVENT_IDX (virtio 1.3 §6). */
-const EVENT_IDX_MASK = 1n << 29n;
 /** Largest total length of a chain: 2^32 bytes (virtio 1.3 §2.7.5). */
 const MAX_CHAIN_BYTES = 0x1_0000_0000;
 
-/** Where one queue's three parts are, and how big it is. */
-export interface DeviceQueueLayout {
+/** Where one queue's three parts are (their addresses as the transport carries them), and its size. */
+export interface DeviceQueueLayout extends QueueAddresses {
   /** Queue index. */
   index: number;
   /** Number of entries (a power of two). */
   size: number;
-  /** Descriptor table address, low half. */
-  descLo: number;
-  /** Descriptor table address, high half. */
-  descHi: number;
-  /** Driver area (avail ring) address, low half. */
-  driverLo: number;
-  /** Driver area (avail ring) address, high half. */
-  driverHi: number;
-  /** Device area (used ring) address, low half. */
-  deviceLo: number;
-  /** Device area (used ring) address, high half. */
-  deviceHi: number;
 }
 
 /**
@@ -69,9 +58,9 @@ export interface DeviceQueueLayout {
 export function checkQueueLayout(context: DeviceContext, layout: DeviceQueueLayout): string | null {
   const mem = context.memory;
   const n = layout.size;
-  if ((layout.descLo & 15) !== 0) return "descriptor table is not 16-byte aligned";
-  if ((layout.driverLo & 1) !== 0) return "driver area is not 2-byte aligned";
-  if ((layout.deviceLo & 3) !== 0) return "device area is not 4-byte aligned";
+  if ((layout.descLo & (DESC_ALIGN - 1)) !== 0) return "descriptor table is not 16-byte aligned";
+  if ((layout.driverLo & (AVAIL_ALIGN - 1)) !== 0) return "driver area is not 2-byte aligned";
+  if ((layout.deviceLo & (USED_ALIGN - 1)) !== 0) return "device area is not 4-byte aligned";
   if (mem.resolve(layout.descLo, layout.descHi, descTableSize(n)) < 0) {
     return "descriptor table lies outside guest memory";
   }
@@ -147,8 +136,8 @@ export class SplitDeviceQueue implements DeviceQueue {
     this.#avail = mem.resolve(layout.driverLo, layout.driverHi, availRingSize(layout.size));
     this.#used = mem.resolve(layout.deviceLo, layout.deviceHi, usedRingSize(layout.size));
     const negotiated = context.negotiated;
-    this.eventIdx = (negotiated & EVENT_IDX_MASK) !== 0n;
-    this.indirect = (negotiated & INDIRECT_DESC_MASK) !== 0n;
+    this.eventIdx = hasFeature(negotiated, VIRTIO_F_EVENT_IDX);
+    this.indirect = hasFeature(negotiated, VIRTIO_F_INDIRECT_DESC);
     this.#inFlight = new Uint8Array(layout.size);
   }
 

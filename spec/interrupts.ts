@@ -22,24 +22,17 @@ export const VIRTIO_ISR_MASK = VIRTIO_ISR_QUEUE | VIRTIO_ISR_CONFIG;
 
 // ---- virtio-pci MSI-X vectors (§4.1.4.3, §4.1.5.1.2) ----------------------------------------
 
-/**
- * The value of `config_msix_vector` / `queue_msix_vector` meaning "no vector": written to unmap
- * an event, and read back when the device could not map one (§4.1.5.1.2.1).
- */
-export const VIRTIO_MSI_NO_VECTOR = 0xffff;
+// VIRTIO_MSI_NO_VECTOR is defined with the common config layout in `pci.ts`.
+export { VIRTIO_MSI_NO_VECTOR } from "./pci.ts";
 
 // ---- PCI command and status registers (PCI Local Bus 3.0 §6.2.2, §6.2.3) --------------------
 
-/** Config-space offset of the command register (le16). */
-export const PCI_COMMAND_REGISTER = 0x04;
-/** Config-space offset of the status register (le16). */
-export const PCI_STATUS_REGISTER = 0x06;
+// The command and status register offsets are PCI_CFG_COMMAND and PCI_CFG_STATUS in `pci.ts`.
 /** Command register bit 10, Interrupt Disable: the function may not assert INTx while set. */
 export const PCI_COMMAND_INTX_DISABLE = 1 << 10;
 /** Status register bit 3, Interrupt Status: the function's INTx is pending (set or masked). */
 export const PCI_STATUS_INTERRUPT = 1 << 3;
-/** Config-space offset of the interrupt pin (u8; 0 none, 1 INTA# … 4 INTD#). */
-export const PCI_INTERRUPT_PIN = 0x3d;
+// The interrupt pin offset is PCI_CFG_INTERRUPT_PIN in `pci.ts`.
 
 // ---- The MSI-X capability (PCI Local Bus 3.0 §6.8.2) ----------------------------------------
 

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { MmioReg, MmioTransport } from "../transport/mmio.ts";
+import { MmioTransport } from "../transport/mmio.ts";
+import { MmioReg } from "../spec/mmio.ts";
 import { SimulatedMemory } from "../transport/memory.ts";
 import { MmioDevice } from "../mock/mmio_device.ts";
 import { MemoryRegisters } from "../transport/registers.ts";

@@ -4,6 +4,7 @@
  * @module
  */
 
+import { MAX_QUEUE_SIZE } from "../spec/split_ring.ts";
 import { TransportError } from "./transport.ts";
 
 /** Throws RangeError unless `index` is a valid 16-bit queue index. */
@@ -18,7 +19,9 @@ export function checkQueueIndex(index: number): void {
  * than the device's maximum `max` (TransportError otherwise).
  */
 export function checkQueueSize(index: number, size: number, max: number): void {
-  if (!Number.isInteger(size) || size <= 0 || (size & (size - 1)) !== 0 || size > 32768) {
+  if (
+    !Number.isInteger(size) || size <= 0 || (size & (size - 1)) !== 0 || size > MAX_QUEUE_SIZE
+  ) {
     throw new RangeError(`Queue ${index} size ${size} is not a power of two in 1..32768`);
   }
   if (size > max) {

@@ -19,43 +19,16 @@
  */
 
 import { hex } from "../util/hex.ts";
-import type { RegisterSpace } from "./registers.ts";
+import { readSelected64, type RegisterSpace, write64, writeSelected64 } from "./registers.ts";
 import { type QueueAddresses, type Transport, TransportError } from "./transport.ts";
 import { checkQueueIndex, checkQueueSize } from "./_queue_checks.ts";
 import type { InterruptSource } from "./interrupt_source.ts";
-
-/** Register offsets of virtio-mmio version 2 (virtio 1.3 §4.2.2, reference §4.4). */
-export const MmioReg = {
-  MAGIC_VALUE: 0x000,
-  VERSION: 0x004,
-  DEVICE_ID: 0x008,
-  VENDOR_ID: 0x00c,
-  DEVICE_FEATURES: 0x010,
-  DEVICE_FEATURES_SEL: 0x014,
-  DRIVER_FEATURES: 0x020,
-  DRIVER_FEATURES_SEL: 0x024,
-  QUEUE_SEL: 0x030,
-  QUEUE_SIZE_MAX: 0x034,
-  QUEUE_SIZE: 0x038,
-  QUEUE_READY: 0x044,
-  QUEUE_NOTIFY: 0x050,
-  INTERRUPT_STATUS: 0x060,
-  INTERRUPT_ACK: 0x064,
-  STATUS: 0x070,
-  QUEUE_DESC_LOW: 0x080,
-  QUEUE_DESC_HIGH: 0x084,
-  QUEUE_DRIVER_LOW: 0x090,
-  QUEUE_DRIVER_HIGH: 0x094,
-  QUEUE_DEVICE_LOW: 0x0a0,
-  QUEUE_DEVICE_HIGH: 0x0a4,
-  CONFIG_GENERATION: 0x0fc,
-  CONFIG: 0x100,
-} as const;
-
-/** "virt" read as a little-endian u32: the MagicValue of every virtio-mmio device. */
-export const MMIO_MAGIC_VALUE = 0x74726976;
-/** The only virtio-mmio version this transport drives. */
-export const MMIO_VERSION_MODERN = 2;
+import {
+  MMIO_MAGIC_VALUE,
+  MMIO_VERSION_LEGACY,
+  MMIO_VERSION_MODERN,
+  MmioReg,
+} from "../spec/mmio.ts";
 
 /** Options of {@link MmioTransport}. */
 export interface MmioTransportOptions {
@@ -93,7 +66,7 @@ export class MmioTransport implements Transport {
       throw new TransportError(`Not a virtio-mmio device: magic ${hex(magic)}`);
     }
     const version = regs.read32(MmioReg.VERSION);
-    if (version === 1) {
+    if (version === MMIO_VERSION_LEGACY) {
       throw new TransportError(
         "Virtio-mmio device is a legacy (version 1) device; this driver drives only " +
           "version 2 (virtio 1.0+) devices",
@@ -135,21 +108,12 @@ export class MmioTransport implements Transport {
 
   /** Reads the 64 offered feature bits, writing DeviceFeaturesSel before each half. */
   readDeviceFeatures(): bigint {
-    const regs = this.#regs;
-    regs.write32(MmioReg.DEVICE_FEATURES_SEL, 0);
-    const lo = regs.read32(MmioReg.DEVICE_FEATURES);
-    regs.write32(MmioReg.DEVICE_FEATURES_SEL, 1);
-    const hi = regs.read32(MmioReg.DEVICE_FEATURES);
-    return (BigInt(hi) << 32n) | BigInt(lo);
+    return readSelected64(this.#regs, MmioReg.DEVICE_FEATURES_SEL, MmioReg.DEVICE_FEATURES);
   }
 
   /** Writes the 64 accepted feature bits, writing DriverFeaturesSel before each half. */
   writeDriverFeatures(features: bigint): void {
-    const regs = this.#regs;
-    regs.write32(MmioReg.DRIVER_FEATURES_SEL, 0);
-    regs.write32(MmioReg.DRIVER_FEATURES, Number(features & 0xffff_ffffn));
-    regs.write32(MmioReg.DRIVER_FEATURES_SEL, 1);
-    regs.write32(MmioReg.DRIVER_FEATURES, Number((features >> 32n) & 0xffff_ffffn));
+    writeSelected64(this.#regs, MmioReg.DRIVER_FEATURES_SEL, MmioReg.DRIVER_FEATURES, features);
   }
 
   /** Reads ConfigGeneration (virtio 1.3 §2.5.1). */
@@ -201,12 +165,10 @@ export class MmioTransport implements Transport {
     }
     checkQueueSize(index, size, max);
     regs.write32(MmioReg.QUEUE_SIZE, size);
-    regs.write32(MmioReg.QUEUE_DESC_LOW, addresses.descLo >>> 0);
-    regs.write32(MmioReg.QUEUE_DESC_HIGH, addresses.descHi >>> 0);
-    regs.write32(MmioReg.QUEUE_DRIVER_LOW, addresses.driverLo >>> 0);
-    regs.write32(MmioReg.QUEUE_DRIVER_HIGH, addresses.driverHi >>> 0);
-    regs.write32(MmioReg.QUEUE_DEVICE_LOW, addresses.deviceLo >>> 0);
-    regs.write32(MmioReg.QUEUE_DEVICE_HIGH, addresses.deviceHi >>> 0);
+    // Each High register follows its Low one at +4 (§4.2.2), as write64 writes them.
+    write64(regs, MmioReg.QUEUE_DESC_LOW, addresses.descLo, addresses.descHi);
+    write64(regs, MmioReg.QUEUE_DRIVER_LOW, addresses.driverLo, addresses.driverHi);
+    write64(regs, MmioReg.QUEUE_DEVICE_LOW, addresses.deviceLo, addresses.deviceHi);
     regs.write32(MmioReg.QUEUE_READY, 1);
   }
 

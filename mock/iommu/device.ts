@@ -30,6 +30,7 @@ import {
   VIRTIO_IOMMU_MAP_F_WRITE,
   VIRTIO_IOMMU_RESV_MEM_T_MSI,
 } from "../../spec/iommu.ts";
+import { hasFeature } from "../../spec/features.ts";
 import { STATUS_FEATURES_OK } from "../../spec/status.ts";
 import type { Chain, DeviceContext, DeviceModel } from "../device.ts";
 import { IommuDomains } from "./domains.ts";
@@ -40,7 +41,7 @@ import {
   resolveIommuOptions,
 } from "./options.ts";
 import { IommuRequestHandler } from "./requests.ts";
-import { joinAddress, lessThan64 } from "../../util/u64.ts";
+import { joinAddress, lessThan64, U64_MAX } from "../../util/u64.ts";
 
 /** Result of {@link MockIommuDevice.translate}: a physical address, or a fault. */
 export type TranslateResult =
@@ -70,8 +71,6 @@ export interface MockMappingInfo {
   /** `VIRTIO_IOMMU_MAP_F_*` bits. */
   flags: number;
 }
-
-const U64_LIMIT = 1n << 64n;
 
 /**
  * A strict virtio-iommu device model; defaults are QEMU 7.2's q35 device.
@@ -196,7 +195,7 @@ export class MockIommuDevice implements DeviceModel {
       this.#violation("virtio 1.3 §3.1.1: driver wrote bypass before FEATURES_OK");
       return;
     }
-    if (((ctx.negotiated >> VIRTIO_IOMMU_F_BYPASS_CONFIG) & 1n) !== 1n) {
+    if (!hasFeature(ctx.negotiated, VIRTIO_IOMMU_F_BYPASS_CONFIG)) {
       this.#violation(
         "virtio 1.3 §5.13.4.1: driver wrote bypass without VIRTIO_IOMMU_F_BYPASS_CONFIG negotiated",
       );
@@ -275,7 +274,7 @@ export class MockIommuDevice implements DeviceModel {
    * address, or a fault that is also posted on the event queue.
    */
   translate(endpoint: number, iova: bigint, access: "read" | "write"): TranslateResult {
-    if (iova < 0n || iova >= U64_LIMIT) {
+    if (iova < 0n || iova > U64_MAX) {
       throw new RangeError(`Cannot translate iova ${hex(iova)}: not a 64-bit address`);
     }
     if (access !== "read" && access !== "write") {
@@ -324,7 +323,7 @@ export class MockIommuDevice implements DeviceModel {
     }
     const start = joinAddress(map.startLo(slot), map.startHi(slot));
     const phys = joinAddress(map.physLo(slot), map.physHi(slot));
-    return { ok: true, address: (phys + (iova - start)) & (U64_LIMIT - 1n), bypass: false };
+    return { ok: true, address: (phys + (iova - start)) & U64_MAX, bypass: false };
   }
 
   /** Existing domains, ascending by ID. */
@@ -365,10 +364,10 @@ export class MockIommuDevice implements DeviceModel {
   /** Rules a/c of reference §1.6 for unattached endpoints. */
   #globalBypass(): boolean {
     // a) BYPASS_CONFIG offered and bypass == 1, negotiated or not.
-    if (((this.features >> VIRTIO_IOMMU_F_BYPASS_CONFIG) & 1n) === 1n && this.#bypass) return true;
+    if (hasFeature(this.features, VIRTIO_IOMMU_F_BYPASS_CONFIG) && this.#bypass) return true;
     // c) legacy BYPASS negotiated.
     const negotiated = this.#ctx?.negotiated ?? 0n;
-    return ((negotiated >> VIRTIO_IOMMU_F_BYPASS) & 1n) === 1n;
+    return hasFeature(negotiated, VIRTIO_IOMMU_F_BYPASS);
   }
 
   #fault(

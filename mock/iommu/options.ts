@@ -7,6 +7,7 @@
  */
 
 import { hex } from "../../util/hex.ts";
+import { U64_MAX } from "../../util/u64.ts";
 import {
   RESV_MEM_SIZE,
   VIRTIO_IOMMU_RESV_MEM_T_MSI,
@@ -158,8 +159,6 @@ export interface ResolvedIommuOptions {
   /** QEMU compatibility mode. */
   qemuCompat: boolean;
 }
-
-const U64_MAX = (1n << 64n) - 1n;
 
 function checkU64(name: string, value: bigint): void {
   if (value < 0n || value > U64_MAX) {
