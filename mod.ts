@@ -73,6 +73,8 @@ export {
   type VirtqueueOptions,
 } from "./driver/virtio/virtqueue.ts";
 export { SplitVirtqueue } from "./driver/virtio/split_queue.ts";
+export { PackedVirtqueue } from "./driver/virtio/packed_queue.ts";
+export { createVirtqueue } from "./driver/virtio/create_queue.ts";
 export { IntervalMap, type IntervalMapOptions, type IntervalSink } from "./util/interval_map.ts";
 
 // The virtio-iommu driver.
