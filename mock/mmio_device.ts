@@ -117,7 +117,7 @@ export class MmioDevice implements RegisterSpace {
         // No shared memory regions: length and base read as all ones (virtio 1.3 §4.2.2).
         return 0xffff_ffff;
       case 0x0c0:
-        return 0;
+        return core.queueResetting(this.#queueSel) ? 1 : 0; // QueueReset (§4.2.2)
       case 0x0fc:
         return core.configGeneration;
     }

@@ -189,7 +189,8 @@ class VirtioBar implements RegisterSpace {
       const part = (off - 32) >> 3;
       return core.queueAddress(q, part, (off >> 2) & 1);
     }
-    return 0; // queue_notif_config_data, queue_reset, admin queue fields.
+    if (off === 58) return core.queueResetting(q) ? 1 : 0; // queue_reset (§4.1.4.3)
+    return 0; // queue_notif_config_data, admin queue fields.
   }
 
   #commonWrite(off: number, width: number, value: number): void {

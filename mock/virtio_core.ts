@@ -19,7 +19,9 @@ import {
 } from "../spec/status.ts";
 import type { SimulatedMemory } from "../transport/memory.ts";
 import type { DeviceContext, DeviceModel, DeviceQueue } from "./device.ts";
-import { checkQueueLayout, type DeviceQueueLayout, SplitDeviceQueue } from "./split_queue.ts";
+import { type DeviceQueueLayout, SplitDeviceQueue } from "./split_queue.ts";
+import { PackedDeviceQueue } from "./packed_queue.ts";
+import { createDeviceQueue, isPacked } from "./create_device_queue.ts";
 
 /** Interrupt status bit: a queue has used buffers (virtio 1.3 §4.2.2, §4.1.4.5). */
 export const INTERRUPT_USED_BUFFER = 1;
@@ -47,6 +49,12 @@ export interface CoreFaults {
    * driver that does not wait for the reset to complete is caught (virtio 1.3 §4.1.4.3.2).
    */
   resetReads: number;
+  /**
+   * After a queue reset (VIRTIO_F_RING_RESET), this many reads of queue_reset / QueueReset
+   * still return 1 (Infinity: the reset never completes), so a driver that re-enables the
+   * queue too early is caught (§4.1.4.3.2, §4.2.2.2).
+   */
+  queueResetReads: number;
 }
 
 /** Options for {@link VirtioCore}. */
@@ -61,7 +69,9 @@ interface QueueState {
   size: number;
   /** desc lo, desc hi, driver lo, driver hi, device lo, device hi. */
   addr: Uint32Array;
-  device: SplitDeviceQueue | null;
+  device: DeviceQueue | null;
+  /** Reads of the queue reset register left that return 1 (a reset still in progress). */
+  resetting: number;
 }
 
 /** Whether `n` is a power of two. */
@@ -78,7 +88,7 @@ export class VirtioCore implements DeviceContext {
   /** Rules the driver broke, in order, each starting with the spec section. */
   readonly violations: string[] = [];
   /** Faults to inject; tests may change them at any time. */
-  readonly faults: CoreFaults = { refuseFeatures: false, resetReads: 0 };
+  readonly faults: CoreFaults = { refuseFeatures: false, resetReads: 0, queueResetReads: 0 };
   /** Number of used-buffer interrupts raised since creation. */
   interruptCount = 0;
   /** Why the device last set DEVICE_NEEDS_RESET, or null. */
@@ -103,6 +113,7 @@ export class VirtioCore implements DeviceContext {
       size: max,
       addr: new Uint32Array(6),
       device: null,
+      resetting: 0,
     }));
     model.attach(this);
   }
@@ -124,9 +135,16 @@ export class VirtioCore implements DeviceContext {
     return this.#queues[index]?.device ?? null;
   }
 
-  /** The concrete device queue (with interrupt and notification helpers), or null. */
+  /** The device queue as a split ring, or null (not enabled, or packed). */
   splitQueue(index: number): SplitDeviceQueue | null {
-    return this.#queues[index]?.device ?? null;
+    const q = this.#queues[index]?.device ?? null;
+    return q instanceof SplitDeviceQueue ? q : null;
+  }
+
+  /** The device queue as a packed ring, or null (not enabled, or split). */
+  packedQueue(index: number): PackedDeviceQueue | null {
+    const q = this.#queues[index]?.device ?? null;
+    return q instanceof PackedDeviceQueue ? q : null;
   }
 
   /** Raises a used-buffer interrupt for queue `index` unless the driver suppressed it. */
@@ -248,6 +266,7 @@ export class VirtioCore implements DeviceContext {
       q.size = q.max;
       q.addr.fill(0);
       q.device = null;
+      q.resetting = 0; // §4.1.4.3.2: queue_reset reads 0 after a device reset
     }
     this.model.reset();
   }
@@ -374,10 +393,12 @@ export class VirtioCore implements DeviceContext {
   setQueueSize(index: number, size: number): void {
     const q = this.#writable(index, "queue size");
     if (!q) return;
-    if (!isPowerOfTwo(size) || size > q.max) {
+    // §2.7: a split queue's size is a power of two; §2.8: a packed one's need not be.
+    const packed = isPacked(this.#negotiated);
+    if (!(packed ? size > 0 : isPowerOfTwo(size)) || size > q.max) {
       this.violation(
-        `virtio 1.3 §2.7 / §4.1.4.3.2: queue ${index} size ${size} is not a power of two ` +
-          `no larger than ${q.max}`,
+        `virtio 1.3 ${packed ? "§2.8" : "§2.7"} / §4.1.4.3.2: queue ${index} size ${size} is ` +
+          `not ${packed ? "in 1.." : "a power of two no larger than "}${q.max}`,
       );
     }
     q.size = size;
@@ -409,14 +430,22 @@ export class VirtioCore implements DeviceContext {
       return;
     }
     if (q.device !== null) return;
+    if (q.resetting > 0) {
+      this.violation(
+        `virtio 1.3 §4.1.4.3.2 / §4.2.2.2: queue ${index} re-enabled before its reset completed ` +
+          "(queue_reset still read 1)",
+      );
+      return;
+    }
     if ((this.#status & STATUS_FEATURES_OK) === 0) {
       this.violation(`virtio 1.3 §3.1.1: queue ${index} enabled before FEATURES_OK`);
       return;
     }
-    if (!isPowerOfTwo(q.size) || q.size > q.max) {
+    const packed = isPacked(this.#negotiated);
+    if (!(packed ? q.size > 0 : isPowerOfTwo(q.size)) || q.size > q.max) {
       this.violation(
-        `virtio 1.3 §2.7: queue ${index} enabled with size ${q.size} (max ${q.max}, ` +
-          "power of two required)",
+        `virtio 1.3 ${packed ? "§2.8" : "§2.7"}: queue ${index} enabled with size ${q.size} ` +
+          `(max ${q.max}${packed ? "" : ", power of two required"})`,
       );
       return;
     }
@@ -430,25 +459,49 @@ export class VirtioCore implements DeviceContext {
       deviceLo: q.addr[4],
       deviceHi: q.addr[5],
     };
-    const problem = checkQueueLayout(this, layout);
-    if (problem !== null) {
-      this.violation(`virtio 1.3 §2.7: queue ${index} enabled but its ${problem}`);
+    const queue = createDeviceQueue(this, layout);
+    if (typeof queue === "string") {
+      this.violation(
+        `virtio 1.3 ${packed ? "§2.8.10.1" : "§2.7"}: queue ${index} enabled but its ${queue}`,
+      );
       return;
     }
-    q.device = new SplitDeviceQueue(this, layout);
+    q.device = queue;
   }
 
-  /** A queue reset request (VIRTIO_F_RING_RESET, virtio 1.3 §2.6.1). */
+  /**
+   * A driver write of 1 to queue_reset / QueueReset (VIRTIO_F_RING_RESET, virtio 1.3 §2.6.1,
+   * §4.1.4.3, §4.2.2): the queue stops at once (the device neither uses nor answers it any
+   * more), its state returns to the default (disabled, size at the maximum, addresses 0), and
+   * the model forgets what it took from it. The register then reads 1 for
+   * {@link CoreFaults.queueResetReads} reads before the reset shows as complete.
+   */
   resetQueue(index: number): void {
     if ((this.#negotiated & RING_RESET_MASK) === 0n) {
       this.violation(`virtio 1.3 §2.6.1: queue ${index} reset without VIRTIO_F_RING_RESET`);
       return;
     }
     const q = this.#queues[index];
-    if (!q) return;
+    if (!q || q.max === 0) {
+      this.violation(`virtio 1.3 §2.6.1: reset of queue ${index}, which does not exist`);
+      return;
+    }
     q.device = null;
     q.size = q.max;
     q.addr.fill(0);
+    q.resetting = this.faults.queueResetReads;
+    this.model.resetQueue?.(index);
+  }
+
+  /**
+   * A driver read of queue_reset / QueueReset: true (1) while a reset of queue `index` is
+   * still in progress (§4.1.4.3.2: the device presents 1 until the reset completes).
+   */
+  queueResetting(index: number): boolean {
+    const q = this.#queues[index];
+    if (!q || q.resetting <= 0) return false;
+    q.resetting--;
+    return true;
   }
 
   /** A driver's available-buffer notification for queue `index`. */
