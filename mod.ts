@@ -75,6 +75,7 @@ export {
 export { SplitVirtqueue } from "./driver/virtio/split_queue.ts";
 export { PackedVirtqueue } from "./driver/virtio/packed_queue.ts";
 export { createVirtqueue } from "./driver/virtio/create_queue.ts";
+export { resetVirtqueue } from "./driver/virtio/queue_reset.ts";
 export { IntervalMap, type IntervalMapOptions, type IntervalSink } from "./util/interval_map.ts";
 
 // The virtio-iommu driver.
@@ -97,6 +98,7 @@ export {
   DeviceResetError,
   IommuError,
   type IommuStatus,
+  QueueResetError,
   RequestTimeoutError,
   statusName,
 } from "./driver/iommu/errors.ts";
