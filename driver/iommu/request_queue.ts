@@ -86,6 +86,8 @@ export class RequestQueue implements WaitTarget {
   #inFlight = 0;
   /** Answers collected since creation (counted per collect(), not per request). */
   #answered = 0;
+  /** Between the two halves of a queue reset: the ring is the device's no more, nor ours yet. */
+  #resetting = false;
   #flushScheduled = false;
   #wait: PollingWait;
   #broken: Error | null = null;
@@ -360,6 +362,7 @@ export class RequestQueue implements WaitTarget {
 
   /** Collects every answer the device has put in the used ring. Returns how many settled. */
   collect(): number {
+    if (this.#resetting) return 0;
     let n = 0;
     try {
       // popUsed() reads used.idx only when it has caught up with the value it last read, and
@@ -493,6 +496,7 @@ export class RequestQueue implements WaitTarget {
   beforeQueueReset(error: Error): void {
     this.#pool.close();
     this.#wait.stop();
+    this.#resetting = true;
     this.#inFlight = 0;
     for (let slot = 0; slot < this.slots; slot++) {
       if (this.#state[slot] !== IN_FLIGHT) continue;
@@ -511,6 +515,7 @@ export class RequestQueue implements WaitTarget {
    * callers in.
    */
   afterQueueReset(): void {
+    this.#resetting = false;
     this.vq.reset();
     for (let i = 0; i < this.slots; i++) this.#pointAtSlot(i);
     this.#headToSlot.fill(-1);
@@ -547,6 +552,7 @@ export class RequestQueue implements WaitTarget {
    * settled), resets the ring to its initial state and accepts requests again.
    */
   restart(error: Error): void {
+    this.#resetting = false;
     this.fail(error);
     this.vq.reset();
     for (let i = 0; i < this.slots; i++) this.#pointAtSlot(i);
