@@ -68,6 +68,10 @@ export interface CliFlags {
   qemuCompat: boolean;
   /** `--timeout MS` per request. */
   timeout?: string;
+  /** `--ring split|packed|auto`: the ring layout the driver uses (default auto). */
+  ring?: string;
+  /** `--packed`: the mock also offers VIRTIO_F_RING_PACKED (QEMU's `packed=on`). */
+  packed: boolean;
 }
 
 /** A parsed command line. */
@@ -94,6 +98,7 @@ const STRING_OPTIONS = {
   "queue-size": "queueSize",
   "topology-layout": "topologyLayout",
   timeout: "timeout",
+  ring: "ring",
 } as const satisfies Record<string, keyof CliFlags>;
 
 /** The boolean options, by name, and the {@link CliFlags} field each sets. */
@@ -104,6 +109,7 @@ const BOOLEAN_OPTIONS = {
   tree: "tree",
   "no-bypass": "noBypass",
   "qemu-compat": "qemuCompat",
+  packed: "packed",
 } as const satisfies Record<string, keyof CliFlags>;
 
 /** Single-letter aliases. */
@@ -132,6 +138,7 @@ export function parseCommandLine(args: string[]): ParsedCommand {
     device: "mock",
     noBypass: false,
     qemuCompat: false,
+    packed: false,
   };
   const positionals: string[] = [];
   for (let i = 0; i < args.length; i++) {
