@@ -7,6 +7,9 @@
  * descriptors back in the order it completes them, skipping each buffer's slots (§2.8.6).
  * Steady state allocates nothing: one {@link Chain} object is reused.
  *
+ * A little over the 400-line guideline, as the split device queue would be with the same
+ * checks: one class whose walk, indirect table and used side share the cursors.
+ *
  * @module
  */
 

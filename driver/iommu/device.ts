@@ -24,7 +24,7 @@ import {
   VIRTIO_F_RING_PACKED,
   VIRTIO_F_RING_RESET,
 } from "../../spec/features.ts";
-import { type RingLayout, VirtqueueError } from "../virtio/virtqueue.ts";
+import type { RingLayout } from "../virtio/virtqueue.ts";
 import { QueueRecovery } from "./queue_recovery.ts";
 import { beginInit, failDevice, finishInit, resetDevice } from "../virtio/init.ts";
 import { type Address, joinAddress, split } from "../../util/u64.ts";
@@ -217,15 +217,7 @@ export class VirtioIommu {
           events: this.#events,
           domains: this.#domains,
           sender: this.#send,
-          inputRange: () => {
-            const c = this.#config;
-            return [
-              Number(c.inputStart & 0xffff_ffffn),
-              Number(c.inputStart >> 32n),
-              Number(c.inputEnd & 0xffff_ffffn),
-              Number(c.inputEnd >> 32n),
-            ];
-          },
+          config: () => this.#config,
           timeoutMs: this.#options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
         });
       }
@@ -670,8 +662,7 @@ export class VirtioIommu {
     try {
       return this.#events.collect();
     } catch (error) {
-      if (!(error instanceof VirtqueueError) || this.#recovery === null) throw error;
-      this.#recovery.resetEvents().catch(() => {});
+      if (this.#recovery?.eventRingBroken(error) !== true) throw error;
       return 0;
     }
   }

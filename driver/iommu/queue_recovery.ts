@@ -15,6 +15,8 @@
  */
 
 import { resetVirtqueue } from "../virtio/queue_reset.ts";
+import { VirtqueueError } from "../virtio/virtqueue.ts";
+import type { IommuConfig } from "./config.ts";
 import type { Transport } from "../../transport/transport.ts";
 import type { DomainTable } from "./domains.ts";
 import type { EventQueue } from "./event_queue.ts";
@@ -39,8 +41,8 @@ export interface RecoveryParts {
   domains: DomainTable;
   /** Sends requests (with {@link RequestSender.urgent} for the resync). */
   sender: RequestSender;
-  /** The device's input range, as (startLo, startHi, endLo, endHi): an UNMAP of all of a domain. */
-  inputRange: () => readonly [number, number, number, number];
+  /** The device's config now (its input range bounds an UNMAP of a whole domain). */
+  config: () => IommuConfig;
   /** How long a queue reset may take, in ms. */
   timeoutMs: number;
 }
@@ -189,7 +191,9 @@ export class QueueRecovery {
           }
         });
       }
-      const [sLo, sHi, eLo, eHi] = this.#parts.inputRange();
+      const c = this.#parts.config();
+      const sLo = Number(c.inputStart & 0xffff_ffffn), sHi = Number(c.inputStart >> 32n);
+      const eLo = Number(c.inputEnd & 0xffff_ffffn), eHi = Number(c.inputEnd >> 32n);
       for (const domain of rebuild) {
         const record = domains.get(domain);
         if (record === undefined || record.endpoints.size === 0) continue;
@@ -200,6 +204,16 @@ export class QueueRecovery {
       sender.urgent = false;
     }
     return sends;
+  }
+
+  /**
+   * The event ring broke (`error`, from the event queue's collect): resets the queue when it is
+   * a {@link VirtqueueError}. Returns whether it took over (otherwise the caller rethrows).
+   */
+  eventRingBroken(error: unknown): boolean {
+    if (!(error instanceof VirtqueueError)) return false;
+    this.resetEvents().catch(() => {});
+    return true;
   }
 
   /**
