@@ -33,7 +33,7 @@ for (const kind of BUSES) {
     await iommu.close();
   });
 
-  Deno.test(`[${kind}] BUG: RequestBatch.submit() while other callers hold every slot waits for one instead of stalling`, async () => {
+  Deno.test(`[${kind}] RequestBatch.submit() waits in line while other callers hold every slot (regression: it stalled)`, async () => {
     const { iommu, scripted, device } = await setup(kind, { queueSizes: [8, 8] }, {
       maxQueueSize: 8,
     });

@@ -217,7 +217,7 @@ for (const kind of BUSES) {
         assert.equal(iommu.info.queueReset, false);
         const e = await outcome(iommu.resetQueue("event"));
         assert.ok(e instanceof IommuError && e.status === "DRIVER", String(e));
-        // And a broken ring then stays broken (the PR's behaviour before RING_RESET).
+        // And a broken ring then stays broken, as it did before RING_RESET.
         scripted.script = (r) =>
           r.type === VIRTIO_IOMMU_T_ATTACH ? { do: "bogusId", id: 5 } : { do: "pass" };
         assert.ok((await outcome(iommu.attach(1, 0x08))) instanceof VirtqueueError);

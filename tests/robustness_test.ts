@@ -21,6 +21,7 @@ import { type FaultKind, type FaultPlan, FaultyDevice } from "../mock/iommu/faul
 import { MockIommuDevice } from "../mock/iommu/device.ts";
 import type { MockIommuOptions } from "../mock/iommu/options.ts";
 import { type Kind, NO_RING_RESET, plug } from "./_fixtures.ts";
+import { note } from "./_notes.ts";
 import { RING_LAYOUTS, ringMock } from "./_ring_layouts.ts";
 import type { RingLayout } from "../driver/virtio/virtqueue.ts";
 
@@ -224,7 +225,7 @@ for (const ring of RING_LAYOUTS) {
     ));
 
   test(
-    "BUG: callers waiting for a slot on a device that keeps every slot time out instead of hanging",
+    "VirtioIommu requests waiting for a slot time out when the device keeps every slot (regression: they hung)",
     () =>
       withRig(
         async (r) => {
@@ -398,7 +399,7 @@ for (const ring of RING_LAYOUTS) {
       assert.equal(settled, issued, "requests lost");
       assert.ok(r.faulty.total > 10, `only ${r.faulty.total} faults injected`);
       assert.ok(ok > issued / 4, `only ${ok} of ${issued} succeeded`);
-      console.log(
+      note(
         `storm: ${issued} requests, ${settled} settled, ${ok} ok, ${resets} resets, ` +
           `${r.faulty.total} faults injected ${JSON.stringify(r.faulty.injected)}, lost ${
             issued - settled
