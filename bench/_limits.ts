@@ -71,3 +71,30 @@ export function encodeBaselineRequest(
   v.setUint32(o + 32, 3, true);
   return 36;
 }
+
+/** Encodes an ATTACH of `endpoint` to domain 1 in slot 0 of `v`; returns its length. */
+export function encodeBaselineAttach(v: DataView, endpoint: number): number {
+  v.setUint32(0, 1, true); // ATTACH
+  v.setUint32(4, 1, true); // domain
+  v.setUint32(8, endpoint, true);
+  v.setUint32(12, 0, true); // flags
+  return 20;
+}
+
+/** Encodes, in slot `s` of `v`, one UNMAP of the `n` pages from `iovaBase`; returns its length. */
+export function encodeBaselineRangeUnmap(
+  v: DataView,
+  s: number,
+  iovaBase: number,
+  n: number,
+): number {
+  const o = s * 64;
+  v.setUint32(o, 4, true); // UNMAP
+  v.setUint32(o + 4, 1, true);
+  v.setUint32(o + 8, iovaBase, true);
+  v.setUint32(o + 12, 0, true);
+  v.setUint32(o + 16, iovaBase + n * 0x1000 - 1, true);
+  v.setUint32(o + 20, 0, true);
+  v.setUint32(o + 24, 0, true);
+  return 28;
+}

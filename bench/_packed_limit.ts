@@ -30,7 +30,13 @@ import {
   VIRTQ_DESC_F_NEXT,
   VIRTQ_DESC_F_WRITE,
 } from "../spec/packed_ring.ts";
-import { BASELINE_FEATURES, type BaselineOptions, encodeBaselineRequest } from "./_limits.ts";
+import {
+  BASELINE_FEATURES,
+  type BaselineOptions,
+  encodeBaselineAttach,
+  encodeBaselineRangeUnmap,
+  encodeBaselineRequest,
+} from "./_limits.ts";
 
 /** The hand-written request loop over a packed ring; see {@link Baseline} for the modes. */
 export class PackedBaseline {
@@ -94,12 +100,7 @@ export class PackedBaseline {
     await beginInit(transport, { supported: BASELINE_FEATURES | packed, required: packed });
     const b = new PackedBaseline(transport, dma, options.size ?? 256, options.iovaBase ?? 0x100000);
     finishInit(transport);
-    const v = b.#reqView;
-    v.setUint32(0, 1, true); // ATTACH
-    v.setUint32(4, 1, true); // domain
-    v.setUint32(8, options.endpoint ?? 8, true);
-    v.setUint32(12, 0, true);
-    b.#chain(0, 20);
+    b.#chain(0, encodeBaselineAttach(b.#reqView, options.endpoint ?? 8));
     b.#t.notify(0);
     b.#drain(1);
     return b;
@@ -187,16 +188,8 @@ export class PackedBaseline {
     for (let q = 0; q < n; q++) {
       this.#chain(q, encodeBaselineRequest(this.#reqView, q, q, n, this.#iovaBase));
     }
-    const v = this.#reqView;
-    const o = n * 64;
-    v.setUint32(o, 4, true); // UNMAP
-    v.setUint32(o + 4, 1, true);
-    v.setUint32(o + 8, this.#iovaBase, true);
-    v.setUint32(o + 12, 0, true);
-    v.setUint32(o + 16, this.#iovaBase + n * 0x1000 - 1, true);
-    v.setUint32(o + 20, 0, true);
-    v.setUint32(o + 24, 0, true);
-    this.#chain(n, 28);
+    const len = encodeBaselineRangeUnmap(this.#reqView, n, this.#iovaBase, n);
+    this.#chain(n, len);
     this.#t.notify(0);
     this.#drain(n + 1);
   }

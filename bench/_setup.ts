@@ -38,6 +38,8 @@ import {
   BASELINE_FEATURES,
   type BaselineOptions,
   DIRECT_FEATURES,
+  encodeBaselineAttach,
+  encodeBaselineRangeUnmap,
   encodeBaselineRequest,
   type Limit,
 } from "./_limits.ts";
@@ -172,12 +174,7 @@ export class Baseline implements Limit {
     const b = new Baseline(transport, dma, size, options.iovaBase ?? 0x100000);
     finishInit(transport);
     // ATTACH the endpoint to domain 1, by hand.
-    const v = b.#reqView;
-    v.setUint32(0, 1, true); // type ATTACH
-    v.setUint32(4, 1, true); // domain
-    v.setUint32(8, options.endpoint ?? 8, true); // endpoint
-    v.setUint32(12, 0, true); // flags
-    b.#chain(0, 0, 20);
+    b.#chain(0, 0, encodeBaselineAttach(b.#reqView, options.endpoint ?? 8));
     b.#kick();
     b.#drain(1);
     return b;
@@ -254,16 +251,8 @@ export class Baseline implements Limit {
   batchRange(n: number): void {
     if (n + 1 > this.#size >> 1) throw new RangeError(`batchRange(${n}): ring too small`);
     for (let q = 0; q < n; q++) this.#chain(q, 2 * q, this.#encode(q, q, n));
-    const v = this.#reqView;
-    const o = n * 64;
-    v.setUint32(o, 4, true); // UNMAP
-    v.setUint32(o + 4, 1, true);
-    v.setUint32(o + 8, this.#iovaBase, true);
-    v.setUint32(o + 12, 0, true);
-    v.setUint32(o + 16, this.#iovaBase + n * 0x1000 - 1, true);
-    v.setUint32(o + 20, 0, true);
-    v.setUint32(o + 24, 0, true);
-    this.#chain(n, 2 * n, 28);
+    const len = encodeBaselineRangeUnmap(this.#reqView, n, this.#iovaBase, n);
+    this.#chain(n, 2 * n, len);
     this.#kick();
     this.#drain(n + 1);
   }

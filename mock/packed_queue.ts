@@ -38,14 +38,15 @@ import {
   VIRTQ_DESC_F_WRITE,
 } from "../spec/packed_ring.ts";
 import type { Chain, DeviceContext, DeviceQueue } from "./device.ts";
-import { type DeviceQueueLayout, emptyChain, putSegment } from "./split_queue.ts";
+import {
+  type DeviceQueueLayout,
+  emptyChain,
+  EVENT_IDX_MASK,
+  INDIRECT_DESC_MASK,
+  MAX_CHAIN_BYTES,
+  putSegment,
+} from "./split_queue.ts";
 
-/** Feature bit 28, VIRTIO_F_INDIRECT_DESC (virtio 1.3 §6). */
-const INDIRECT_DESC_MASK = 1n << 28n;
-/** Feature bit 29, VIRTIO_F_EVENT_IDX (virtio 1.3 §6). */
-const EVENT_IDX_MASK = 1n << 29n;
-/** Largest total length of a buffer: 2^32 bytes. */
-const MAX_CHAIN_BYTES = 0x1_0000_0000;
 /** Buffer ids are 16 bits (§2.8.13). */
 const ID_SPACE = 0x1_0000;
 

@@ -36,11 +36,11 @@ import {
 import type { Chain, ChainSegment, DeviceContext, DeviceQueue } from "./device.ts";
 
 /** Feature bit 28, VIRTIO_F_INDIRECT_DESC (virtio 1.3 §6). */
-const INDIRECT_DESC_MASK = 1n << 28n;
+export const INDIRECT_DESC_MASK = 1n << 28n;
 /** Feature bit 29, VIRTIO_F_EVENT_IDX (virtio 1.3 §6). */
-const EVENT_IDX_MASK = 1n << 29n;
-/** Largest total length of a chain: 2^32 bytes (virtio 1.3 §2.7.5). */
-const MAX_CHAIN_BYTES = 0x1_0000_0000;
+export const EVENT_IDX_MASK = 1n << 29n;
+/** Largest total length of a chain: 2^32 bytes (virtio 1.3 §2.7.5, §2.8.4). */
+export const MAX_CHAIN_BYTES = 0x1_0000_0000;
 
 /** Where one queue's three parts are, and how big it is. */
 export interface DeviceQueueLayout {

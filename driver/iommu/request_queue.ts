@@ -475,6 +475,13 @@ export class RequestQueue implements WaitTarget {
   fail(error: Error): void {
     if (this.#broken === null) this.#broken = error;
     this.#wait.stop();
+    this.#failInFlight(error);
+    // A waiter never got a slot: run(-1) tells it to reject its own promise.
+    this.#pool.failWaiters();
+  }
+
+  /** Rejects every request in flight with `error`; their slots stay taken (ABANDONED). */
+  #failInFlight(error: Error): void {
     this.#inFlight = 0;
     for (let slot = 0; slot < this.slots; slot++) {
       if (this.#state[slot] !== IN_FLIGHT) continue;
@@ -483,8 +490,6 @@ export class RequestQueue implements WaitTarget {
       this.#state[slot] = ABANDONED;
       done?.(error, slot);
     }
-    // A waiter never got a slot: run(-1) tells it to reject its own promise.
-    this.#pool.failWaiters();
   }
 
   /**
@@ -497,14 +502,7 @@ export class RequestQueue implements WaitTarget {
     this.#pool.close();
     this.#wait.stop();
     this.#resetting = true;
-    this.#inFlight = 0;
-    for (let slot = 0; slot < this.slots; slot++) {
-      if (this.#state[slot] !== IN_FLIGHT) continue;
-      const done = this.#done[slot];
-      this.#done[slot] = null;
-      this.#state[slot] = ABANDONED;
-      done?.(error, slot);
-    }
+    this.#failInFlight(error);
   }
 
   /**

@@ -23,6 +23,7 @@
 
 import type { DmaAllocator, DmaRegion } from "../../transport/dma.ts";
 import type { QueueAddresses } from "../../transport/transport.ts";
+import { allocTables, loadWord, ringWords, storeWord } from "./ring_memory.ts";
 import { addHi, addLo } from "../../util/u64.ts";
 import {
   availState,
@@ -64,9 +65,6 @@ import {
   VirtqueueError,
   type VirtqueueOptions,
 } from "./virtqueue.ts";
-
-/** Whether this platform is little-endian, so 16-bit typed arrays match the wire format. */
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /**
  * A packed virtqueue, driver side, in one DMA region (descriptor ring, then the driver and the
@@ -184,22 +182,9 @@ export class PackedVirtqueue implements Virtqueue {
     this.#deviceOff = this.#driverOff + EVENT_SUPPRESS_SIZE;
     this.#region = dma.alloc(this.#deviceOff + EVENT_SUPPRESS_SIZE, 4096);
     this.#view = this.#region.view;
-    const bytes = this.#region.bytes;
-    this.#u16 = LITTLE_ENDIAN && bytes.byteOffset % 2 === 0
-      ? new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 1)
-      : null;
-    if (maxIndirect > 0) {
-      try {
-        this.#indirectRegion = dma.alloc(size * maxIndirect * PACKED_DESC_SIZE, 4096);
-      } catch (error) {
-        dma.free(this.#region);
-        throw error;
-      }
-      this.#indirectView = this.#indirectRegion.view;
-    } else {
-      this.#indirectRegion = null;
-      this.#indirectView = null;
-    }
+    this.#u16 = ringWords(this.#region);
+    this.#indirectRegion = allocTables(dma, this.#region, size * maxIndirect * PACKED_DESC_SIZE);
+    this.#indirectView = this.#indirectRegion?.view ?? null;
     const r = this.#region;
     this.addresses = {
       descLo: r.addrLo,
@@ -682,15 +667,12 @@ export class PackedVirtqueue implements Virtqueue {
 
   /** Seq-cst 16-bit load at byte offset `off` of the ring region. */
   #load16(off: number): number {
-    const u16 = this.#u16;
-    return u16 !== null ? Atomics.load(u16, off >> 1) : this.#view.getUint16(off, true);
+    return loadWord(this.#u16, this.#view, off);
   }
 
   /** Seq-cst 16-bit store at byte offset `off` of the ring region. */
   #store16(off: number, value: number): void {
-    const u16 = this.#u16;
-    if (u16 !== null) Atomics.store(u16, off >> 1, value);
-    else this.#view.setUint16(off, value, true);
+    storeWord(this.#u16, this.#view, off, value);
   }
 }
 
