@@ -91,6 +91,9 @@ export {
   type InterruptInfo,
   InterruptSetup,
 } from "./driver/virtio/interrupt_setup.ts";
+export { PackedVirtqueue } from "./driver/virtio/packed_queue.ts";
+export { createVirtqueue } from "./driver/virtio/create_queue.ts";
+export { resetVirtqueue } from "./driver/virtio/queue_reset.ts";
 export { IntervalMap, type IntervalMapOptions, type IntervalSink } from "./util/interval_map.ts";
 
 // The virtio-iommu driver.
@@ -113,6 +116,7 @@ export {
   DeviceResetError,
   IommuError,
   type IommuStatus,
+  QueueResetError,
   RequestTimeoutError,
   statusName,
 } from "./driver/iommu/errors.ts";

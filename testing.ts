@@ -29,6 +29,7 @@ export type {
 } from "./mock/device.ts";
 export { type CoreFaults, VirtioCore, type VirtioCoreOptions } from "./mock/virtio_core.ts";
 export { SplitDeviceQueue } from "./mock/split_queue.ts";
+export { PackedDeviceQueue } from "./mock/packed_queue.ts";
 export { ForwardingDevice } from "./mock/forwarding.ts";
 export { MmioDevice, type MmioDeviceOptions } from "./mock/mmio_device.ts";
 export { type PciCapSpec, PciFunction, type PciFunctionOptions } from "./mock/pci_device.ts";

@@ -74,6 +74,10 @@ export interface CliFlags {
   hazardous: boolean;
   /** `--oracle auto|none`: conform's DMA oracle. */
   oracle?: string;
+  /** `--ring split|packed|auto`: the ring layout the driver uses (default auto). */
+  ring?: string;
+  /** `--packed`: the mock also offers VIRTIO_F_RING_PACKED (QEMU's `packed=on`). */
+  packed: boolean;
 }
 
 /** A parsed command line. */
@@ -100,6 +104,7 @@ const STRING_OPTIONS = {
   "queue-size": "queueSize",
   "topology-layout": "topologyLayout",
   timeout: "timeout",
+  ring: "ring",
   oracle: "oracle",
 } as const satisfies Record<string, keyof CliFlags>;
 
@@ -117,6 +122,7 @@ const BOOLEAN_OPTIONS = {
   "no-bypass": "noBypass",
   "qemu-compat": "qemuCompat",
   hazardous: "hazardous",
+  packed: "packed",
 } as const satisfies Record<string, keyof CliFlags>;
 
 /** Single-letter aliases. */
@@ -151,6 +157,7 @@ export function parseCommandLine(args: string[]): ParsedCommand {
     qemuCompat: false,
     only: [],
     hazardous: false,
+    packed: false,
   };
   const positionals: string[] = [];
   for (let i = 0; i < args.length; i++) {

@@ -12,6 +12,7 @@ const DEVICE_OPTIONS = `device options:
                                    pci: needs root and --allow-all (deno task cli:host)
   --topology-layout spec|draft     config layout; draft has the 2020 built-in topology
   --timeout MS                     request timeout (default 2000; 5000 on a real device)
+  --ring split|packed|auto         ring layout (default auto: packed when offered, §2.8)
 mock device options (flags override --mock-config):
   --mock-config FILE.json          options as JSON, e.g. {"endpoints":[0,8],"probeSize":512}
   --transport pci|mmio             the mock's transport (default pci)
@@ -24,6 +25,7 @@ mock device options (flags override --mock-config):
   --queue-size N                   both queues: a power of 2 up to 32768 (default 256)
   --no-bypass                      boot with bypass = 0
   --qemu-compat                    reproduce QEMU 7.2's deviations from the spec
+  --packed                         also offer VIRTIO_F_RING_PACKED (QEMU's packed=on)
 output:
   --json                           one JSON object per line: field names as in the library,
                                    32-bit values as numbers, 64-bit values as "0x…" strings
@@ -40,7 +42,7 @@ const MAIN = `viommu: drive a virtio-iommu (virtio 1.3 §5.13) from userspace
 usage: viommu <command> [options]
 
 commands:
-  info              transport, offered and negotiated features, config fields, queues
+  info              transport, offered and negotiated features, config fields, ring, queues
   topology          the resolved topology: device, requester ID, alias, endpoint ID, group
                     (--tree: the PCI hierarchy as lspci -t draws it)
   probe <endpoint>  the endpoint's properties and reserved regions
@@ -55,7 +57,7 @@ const COMMANDS: Record<Subcommand, string> = {
 
 Initialises the device and shows the transport, the features the device offered and those
 the driver accepted (by name; declinedFeatures lists the difference), the config fields
-(virtio 1.3 §5.13.4) and the queue sizes.
+(virtio 1.3 §5.13.4), the ring layout in use (split §2.7 or packed §2.8) and the queue sizes.
 
 ${DEVICE_OPTIONS}`,
   topology: `usage: viommu topology [--tree] [options]

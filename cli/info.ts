@@ -52,6 +52,8 @@ export function infoJson(report: InfoReport): Record<string, unknown> {
     requestQueueSize: info.requestQueueSize,
     eventQueueSize: info.eventQueueSize,
     interrupts: info.interrupts,
+    ring: info.ring,
+    queueReset: info.queueReset,
   };
 }
 
@@ -92,6 +94,7 @@ export function formatInfo(report: InfoReport, painter: Painter): string {
   ]);
   out += heading(painter, "queues");
   out += keyValues(painter, [
+    ["ring", info.ring === "packed" ? "packed  (virtio 1.3 §2.8)" : "split  (virtio 1.3 §2.7)"],
     ["requestQueueSize", String(info.requestQueueSize)],
     ["eventQueueSize", String(info.eventQueueSize)],
     [
@@ -100,6 +103,7 @@ export function formatInfo(report: InfoReport, painter: Painter): string {
         ? `off, polling  (${info.interrupts.reason})`
         : info.interrupts.mode,
     ],
+    ["queueReset", info.queueReset ? "true  (RING_RESET, §2.6.1)" : "false"],
   ]);
   return out;
 }

@@ -65,4 +65,8 @@ export class ForwardingDevice<M extends DeviceModel = DeviceModel> implements De
   reset(): void {
     this.inner.reset();
   }
+  /** Forwards (when the inner model cares about queue resets). */
+  resetQueue(index: number): void {
+    this.inner.resetQueue?.(index);
+  }
 }

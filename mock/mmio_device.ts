@@ -142,7 +142,7 @@ export class MmioDevice implements RegisterSpace {
         // No shared memory regions: length and base read as all ones (virtio 1.3 §4.2.2).
         return 0xffff_ffff;
       case MmioReg.QUEUE_RESET:
-        return 0;
+        return core.queueResetting(this.#queueSel) ? 1 : 0; // QueueReset (§4.2.2)
       case MmioReg.CONFIG_GENERATION:
         return core.configGeneration;
     }

@@ -90,7 +90,8 @@ export class VirtioBar implements RegisterSpace {
       const part = (off - CommonCfg.QUEUE_DESC) >> 3;
       return core.queueAddress(q, part, (off >> 2) & 1);
     }
-    return 0; // queue_notif_config_data, queue_reset, admin queue fields.
+    if (off === CommonCfg.QUEUE_RESET) return core.queueResetting(q) ? 1 : 0; // §4.1.4.3
+    return 0; // queue_notif_config_data, admin queue fields.
   }
 
   #commonWrite(off: number, width: number, value: number): void {

@@ -4,15 +4,18 @@
  * queue_select…queue_enable, §4.1.4.3), with the rules on writing them. The driver must not
  * touch a queue's registers while it is enabled, must size it a power of two no larger than the
  * maximum, and may enable it only after FEATURES_OK with aligned areas inside memory; each
- * broken rule is a violation. Enabling a queue builds its device side, a {@link SplitDeviceQueue}.
+ * broken rule is a violation. Enabling a queue builds its device side, split or packed
+ * (`create_device_queue.ts`). A queue reset (VIRTIO_F_RING_RESET) reads 1 for a set number of
+ * reads before it completes.
  *
  * @module
  */
 
 import { STATUS_FEATURES_OK } from "../spec/status.ts";
 import { hasFeature, VIRTIO_F_RING_RESET } from "../spec/features.ts";
-import type { DeviceContext } from "./device.ts";
-import { checkQueueLayout, type DeviceQueueLayout, SplitDeviceQueue } from "./split_queue.ts";
+import type { DeviceContext, DeviceQueue } from "./device.ts";
+import type { DeviceQueueLayout } from "./split_queue.ts";
+import { createDeviceQueue, isPacked } from "./create_device_queue.ts";
 
 /** Queue area selector for {@link QueueRegisters.setQueueAddress}: the descriptor table. */
 export const QUEUE_DESC = 0;
@@ -27,7 +30,9 @@ interface QueueState {
   size: number;
   /** desc lo, desc hi, driver lo, driver hi, device lo, device hi. */
   addr: Uint32Array;
-  device: SplitDeviceQueue | null;
+  device: DeviceQueue | null;
+  /** Reads of the queue reset register left that return 1 (a reset still in progress). */
+  resetting: number;
 }
 
 /** Whether `n` is a power of two. */
@@ -48,11 +53,12 @@ export class QueueRegisters {
       size: max,
       addr: new Uint32Array(6),
       device: null,
+      resetting: 0,
     }));
   }
 
   /** Device side of queue `index`, or null when it is not enabled. */
-  device(index: number): SplitDeviceQueue | null {
+  device(index: number): DeviceQueue | null {
     return this.#queues[index]?.device ?? null;
   }
 
@@ -62,6 +68,7 @@ export class QueueRegisters {
       q.size = q.max;
       q.addr.fill(0);
       q.device = null;
+      q.resetting = 0; // §4.1.4.3.2: queue_reset reads 0 after a device reset
     }
   }
 
@@ -107,10 +114,12 @@ export class QueueRegisters {
   setQueueSize(index: number, size: number): void {
     const q = this.#writable(index, "queue size");
     if (!q) return;
-    if (!isPowerOfTwo(size) || size > q.max) {
+    // §2.7: a split queue's size is a power of two; §2.8: a packed one's need not be.
+    const packed = isPacked(this.#context.negotiated);
+    if (!(packed ? size > 0 : isPowerOfTwo(size)) || size > q.max) {
       this.#context.violation(
-        `virtio 1.3 §2.7 / §4.1.4.3.2: queue ${index} size ${size} is not a power of two ` +
-          `no larger than ${q.max}`,
+        `virtio 1.3 ${packed ? "§2.8" : "§2.7"} / §4.1.4.3.2: queue ${index} size ${size} is ` +
+          `not ${packed ? "in 1.." : "a power of two no larger than "}${q.max}`,
       );
     }
     q.size = size;
@@ -142,14 +151,22 @@ export class QueueRegisters {
       return;
     }
     if (q.device !== null) return;
+    if (q.resetting > 0) {
+      this.#context.violation(
+        `virtio 1.3 §4.1.4.3.2 / §4.2.2.2: queue ${index} re-enabled before its reset completed ` +
+          "(queue_reset still read 1)",
+      );
+      return;
+    }
     if ((this.#context.status & STATUS_FEATURES_OK) === 0) {
       this.#context.violation(`virtio 1.3 §3.1.1: queue ${index} enabled before FEATURES_OK`);
       return;
     }
-    if (!isPowerOfTwo(q.size) || q.size > q.max) {
+    const packed = isPacked(this.#context.negotiated);
+    if (!(packed ? q.size > 0 : isPowerOfTwo(q.size)) || q.size > q.max) {
       this.#context.violation(
-        `virtio 1.3 §2.7: queue ${index} enabled with size ${q.size} (max ${q.max}, ` +
-          "power of two required)",
+        `virtio 1.3 ${packed ? "§2.8" : "§2.7"}: queue ${index} enabled with size ${q.size} ` +
+          `(max ${q.max}${packed ? "" : ", power of two required"})`,
       );
       return;
     }
@@ -163,26 +180,48 @@ export class QueueRegisters {
       deviceLo: q.addr[4],
       deviceHi: q.addr[5],
     };
-    const problem = checkQueueLayout(this.#context, layout);
-    if (problem !== null) {
-      this.#context.violation(`virtio 1.3 §2.7: queue ${index} enabled but its ${problem}`);
+    const queue = createDeviceQueue(this.#context, layout);
+    if (typeof queue === "string") {
+      this.#context.violation(
+        `virtio 1.3 ${packed ? "§2.8.10.1" : "§2.7"}: queue ${index} enabled but its ${queue}`,
+      );
       return;
     }
-    q.device = new SplitDeviceQueue(this.#context, layout);
+    q.device = queue;
   }
 
-  /** A queue reset request (VIRTIO_F_RING_RESET, virtio 1.3 §2.6.1). */
-  resetQueue(index: number): void {
+  /**
+   * A queue reset request (VIRTIO_F_RING_RESET, virtio 1.3 §2.6.1): the queue is disabled and
+   * its registers back to their reset values; queue_reset then reads 1 `pendingReads` times.
+   * Returns whether the reset happened (false with a violation otherwise).
+   */
+  resetQueue(index: number, pendingReads = 0): boolean {
     if (!hasFeature(this.#context.negotiated, VIRTIO_F_RING_RESET)) {
       this.#context.violation(
         `virtio 1.3 §2.6.1: queue ${index} reset without VIRTIO_F_RING_RESET`,
       );
-      return;
+      return false;
     }
     const q = this.#queues[index];
-    if (!q) return;
+    if (!q || q.max === 0) {
+      this.#context.violation(`virtio 1.3 §2.6.1: reset of queue ${index}, which does not exist`);
+      return false;
+    }
     q.device = null;
     q.size = q.max;
     q.addr.fill(0);
+    q.resetting = pendingReads;
+    return true;
+  }
+
+  /**
+   * A driver read of queue_reset / QueueReset: true (1) while a reset of queue `index` is
+   * still in progress (§4.1.4.3.2: the device presents 1 until the reset completes).
+   */
+  queueResetting(index: number): boolean {
+    const q = this.#queues[index];
+    if (!q || q.resetting <= 0) return false;
+    q.resetting--;
+    return true;
   }
 }

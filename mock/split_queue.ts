@@ -41,7 +41,7 @@ import type { QueueAddresses } from "../transport/transport.ts";
 import type { Chain, ChainSegment, DeviceContext, DeviceQueue } from "./device.ts";
 
 /** Largest total length of a chain: 2^32 bytes (virtio 1.3 §2.7.5). */
-const MAX_CHAIN_BYTES = 0x1_0000_0000;
+export const MAX_CHAIN_BYTES = 0x1_0000_0000;
 
 /** Where one queue's three parts are (their addresses as the transport carries them), and its size. */
 export interface DeviceQueueLayout extends QueueAddresses {
@@ -74,7 +74,7 @@ export function checkQueueLayout(context: DeviceContext, layout: DeviceQueueLayo
 }
 
 /** Creates an empty reusable chain. */
-function emptyChain(): Chain {
+export function emptyChain(): Chain {
   return {
     head: 0,
     readable: [],
@@ -87,7 +87,7 @@ function emptyChain(): Chain {
 }
 
 /** Sets entry `n` of `list` to (offset, length), growing the list only when it is too short. */
-function putSegment(list: ChainSegment[], n: number, offset: number, length: number): void {
+export function putSegment(list: ChainSegment[], n: number, offset: number, length: number): void {
   if (n < list.length) {
     list[n].offset = offset;
     list[n].length = length;
@@ -105,6 +105,8 @@ export class SplitDeviceQueue implements DeviceQueue {
   readonly index: number;
   /** Number of entries. */
   readonly size: number;
+  /** Always `"split"`. */
+  readonly layout = "split" as const;
   /** Whether VIRTIO_F_EVENT_IDX was negotiated when the queue was enabled. */
   readonly eventIdx: boolean;
   /** Whether VIRTIO_F_INDIRECT_DESC was negotiated when the queue was enabled. */
@@ -297,12 +299,33 @@ export class SplitDeviceQueue implements DeviceQueue {
       throw new RangeError(`Cannot push a used length of ${written}`);
     }
     this.#inFlight[head] = 0;
+    this.#writeElem(head, written, 1);
+  }
+
+  /** Writes used element (`id`, `len`) and advances used.idx by one; see {@link DeviceQueue.forgeUsed}. */
+  forgeUsed(id: number, len: number): void {
+    this.#writeElem(id >>> 0, len >>> 0, 1);
+  }
+
+  /**
+   * Answers chain `head`, then moves used.idx further than the queue holds; see
+   * {@link DeviceQueue.pushBroken}.
+   */
+  pushBroken(head: number, written: number): void {
+    this.#inFlight[head] = 0;
+    this.#writeElem(head >>> 0, written >>> 0, this.size + 1);
+  }
+
+  /**
+   * Writes a used element at used.idx, then moves used.idx by `step` (bookkeeping aside): the
+   * element is written before used.idx moves (virtio 1.3 §2.7.8.2).
+   */
+  #writeElem(id: number, len: number, step: number): void {
     const view = this.#view;
     const e = this.#used + USED_RING + USED_ELEM_SIZE * (this.#usedIdx & (this.size - 1));
-    view.setUint32(e, head, true);
-    view.setUint32(e + 4, written, true);
-    // The element is written before used.idx moves (virtio 1.3 §2.7.8.2).
-    this.#usedIdx = (this.#usedIdx + 1) & 0xffff;
+    view.setUint32(e, id, true);
+    view.setUint32(e + 4, len, true);
+    this.#usedIdx = (this.#usedIdx + step) & 0xffff;
     view.setUint16(this.#used + USED_IDX, this.#usedIdx, true);
   }
 

@@ -21,7 +21,8 @@ import {
 import { hasFeature, VIRTIO_F_VERSION_1 } from "../spec/features.ts";
 import type { SimulatedMemory } from "../transport/memory.ts";
 import type { DeviceContext, DeviceModel, DeviceQueue } from "./device.ts";
-import type { SplitDeviceQueue } from "./split_queue.ts";
+import { SplitDeviceQueue } from "./split_queue.ts";
+import { PackedDeviceQueue } from "./packed_queue.ts";
 import { QueueRegisters } from "./queue_registers.ts";
 
 export { QUEUE_DESC, QUEUE_DEVICE, QUEUE_DRIVER } from "./queue_registers.ts";
@@ -40,6 +41,12 @@ export interface CoreFaults {
    * driver that does not wait for the reset to complete is caught (virtio 1.3 §4.1.4.3.2).
    */
   resetReads: number;
+  /**
+   * After a queue reset (VIRTIO_F_RING_RESET), this many reads of queue_reset / QueueReset
+   * still return 1 (Infinity: the reset never completes), so a driver that re-enables the
+   * queue too early is caught (§4.1.4.3.2, §4.2.2.2).
+   */
+  queueResetReads: number;
 }
 
 /** Options for {@link VirtioCore}. */
@@ -57,7 +64,7 @@ export class VirtioCore implements DeviceContext {
   /** Rules the driver broke, in order, each starting with the spec section. */
   readonly violations: string[] = [];
   /** Faults to inject; tests may change them at any time. */
-  readonly faults: CoreFaults = { refuseFeatures: false, resetReads: 0 };
+  readonly faults: CoreFaults = { refuseFeatures: false, resetReads: 0, queueResetReads: 0 };
   /** Number of used-buffer interrupts raised since creation. */
   interruptCount = 0;
   /** Why the device last set DEVICE_NEEDS_RESET, or null. */
@@ -104,9 +111,16 @@ export class VirtioCore implements DeviceContext {
     return this.#queues.device(index);
   }
 
-  /** The concrete device queue (with interrupt and notification helpers), or null. */
+  /** The device queue as a split ring, or null (not enabled, or packed). */
   splitQueue(index: number): SplitDeviceQueue | null {
-    return this.#queues.device(index);
+    const q = this.#queues.device(index);
+    return q instanceof SplitDeviceQueue ? q : null;
+  }
+
+  /** The device queue as a packed ring, or null (not enabled, or split). */
+  packedQueue(index: number): PackedDeviceQueue | null {
+    const q = this.#queues.device(index);
+    return q instanceof PackedDeviceQueue ? q : null;
   }
 
   /** Raises a used-buffer interrupt for queue `index` unless the driver suppressed it. */
@@ -359,9 +373,23 @@ export class VirtioCore implements DeviceContext {
     this.#queues.setQueueReady(index, ready);
   }
 
-  /** A queue reset request (VIRTIO_F_RING_RESET, virtio 1.3 §2.6.1). */
+  /**
+   * A driver write of 1 to queue_reset / QueueReset (VIRTIO_F_RING_RESET, virtio 1.3 §2.6.1,
+   * §4.1.4.3, §4.2.2): the queue stops at once (the device neither uses nor answers it any
+   * more), its state returns to the default (disabled, size at the maximum, addresses 0), and
+   * the model forgets what it took from it. The register then reads 1 for
+   * {@link CoreFaults.queueResetReads} reads before the reset shows as complete.
+   */
   resetQueue(index: number): void {
-    this.#queues.resetQueue(index);
+    if (this.#queues.resetQueue(index, this.faults.queueResetReads)) this.model.resetQueue?.(index);
+  }
+
+  /**
+   * A driver read of queue_reset / QueueReset: true (1) while a reset of queue `index` is
+   * still in progress (§4.1.4.3.2: the device presents 1 until the reset completes).
+   */
+  queueResetting(index: number): boolean {
+    return this.#queues.queueResetting(index);
   }
 
   /** A driver's available-buffer notification for queue `index`. */

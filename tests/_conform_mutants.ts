@@ -104,6 +104,10 @@ export class Mutant extends ForwardingDevice<MockIommuDevice> {
         return {
           index: q.index,
           size: q.size,
+          layout: q.layout,
+          get broken(): boolean {
+            return q.broken;
+          },
           pop(): Chain | null {
             popped = q.pop();
             return popped;
@@ -117,6 +121,10 @@ export class Mutant extends ForwardingDevice<MockIommuDevice> {
             q.push(head, used);
           },
           pending: (): number => q.pending(),
+          needsInterrupt: (): boolean => q.needsInterrupt(),
+          setNoNotify: (on: boolean): void => q.setNoNotify(on),
+          forgeUsed: (id: number, len: number): void => q.forgeUsed(id, len),
+          pushBroken: (id: number, len: number): void => q.pushBroken(id, len),
         };
       },
       interrupt: (index: number): void => context.interrupt(index),
@@ -272,6 +280,9 @@ export function wrapTransport(inner: Transport, over: Partial<Transport>): Trans
     enableQueue: (i, s, a) => inner.enableQueue(i, s, a),
     notify: (i) => inner.notify(i),
     takeInterrupt: () => inner.takeInterrupt(),
+    resetQueue: (i) => inner.resetQueue(i),
+    queueResetPending: (i) => inner.queueResetPending(i),
+    queueEnabled: (i) => inner.queueEnabled(i),
     ...over,
   };
 }

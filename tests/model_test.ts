@@ -5,6 +5,7 @@
  */
 
 import assert from "node:assert/strict";
+import { RING_LAYOUTS } from "./_ring_layouts.ts";
 import {
   formatOp,
   generate,
@@ -71,25 +72,28 @@ Deno.test("shrink() reduces a diverging sequence to attach, map, translate", asy
   assert.equal(await runSequence(small), null);
 });
 
-Deno.test("VirtioIommu matches the reference model on seeded random sequences", async () => {
-  const count = envNumber("VIOMMU_FUZZ_SEQUENCES", 2000);
-  const firstSeed = envNumber("VIOMMU_FUZZ_SEED", 1);
-  const start = performance.now();
-  const run = await runModel(count, { firstSeed });
-  const ms = Math.round(performance.now() - start);
-  note(
-    `model: ${run.sequences} sequences, ${run.ops} ops, ${run.divergences.length} divergences, ${ms} ms`,
-  );
-  // The failure message carries each divergence: a failing test's output is not shown.
-  const divergences = run.divergences.map((d) =>
-    `divergence at seed ${d.seed}, step ${d.divergence.step} (${d.divergence.what}):\n` +
-    `  expected ${d.divergence.expected}\n  actual   ${d.divergence.actual}\n` +
-    `  shortest sequence:\n    ${d.repro.join("\n    ")}`
-  );
-  assert.equal(
-    run.divergences.length,
-    0,
-    `the driver diverged from the reference model:\n${divergences.join("\n")}`,
-  );
-  assert.equal(run.sequences, count);
-});
+for (const ring of RING_LAYOUTS) {
+  Deno.test(`VirtioIommu matches the reference model on seeded random sequences (${ring} ring)`, async () => {
+    const count = envNumber("VIOMMU_FUZZ_SEQUENCES", 2000);
+    const firstSeed = envNumber("VIOMMU_FUZZ_SEED", 1);
+    const start = performance.now();
+    const run = await runModel(count, { firstSeed, ring });
+    const ms = Math.round(performance.now() - start);
+    note(
+      `model (${ring}): ${run.sequences} sequences, ${run.ops} ops, ` +
+        `${run.divergences.length} divergences, ${ms} ms`,
+    );
+    // The failure message carries each divergence: a failing test's output is not shown.
+    const divergences = run.divergences.map((d) =>
+      `divergence at seed ${d.seed}, step ${d.divergence.step} (${d.divergence.what}):\n` +
+      `  expected ${d.divergence.expected}\n  actual   ${d.divergence.actual}\n` +
+      `  shortest sequence:\n    ${d.repro.join("\n    ")}`
+    );
+    assert.equal(
+      run.divergences.length,
+      0,
+      `the driver diverged from the reference model:\n${divergences.join("\n")}`,
+    );
+    assert.equal(run.sequences, count);
+  });
+}

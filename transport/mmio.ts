@@ -177,6 +177,27 @@ export class MmioTransport implements Transport {
     this.#regs.write32(MmioReg.QUEUE_NOTIFY, index);
   }
 
+  /** Selects queue `index` and writes 1 to QueueReset (VIRTIO_F_RING_RESET, §4.2.2). */
+  resetQueue(index: number): void {
+    checkQueueIndex(index);
+    this.#regs.write32(MmioReg.QUEUE_SEL, index);
+    this.#regs.write32(MmioReg.QUEUE_RESET, 1);
+  }
+
+  /** Selects queue `index` and reads QueueReset: 1 while its reset is in progress (§4.2.2.1). */
+  queueResetPending(index: number): boolean {
+    checkQueueIndex(index);
+    this.#regs.write32(MmioReg.QUEUE_SEL, index);
+    return this.#regs.read32(MmioReg.QUEUE_RESET) !== 0;
+  }
+
+  /** Selects queue `index` and reads QueueReady. */
+  queueEnabled(index: number): boolean {
+    checkQueueIndex(index);
+    this.#regs.write32(MmioReg.QUEUE_SEL, index);
+    return this.#regs.read32(MmioReg.QUEUE_READY) !== 0;
+  }
+
   /** Reads InterruptStatus and acknowledges the bits it saw through InterruptACK. */
   takeInterrupt(): number {
     const status = this.#regs.read32(MmioReg.INTERRUPT_STATUS);

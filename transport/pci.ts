@@ -53,6 +53,8 @@ import {
 
 /** Bytes of common cfg this transport touches (through queue_device). */
 const COMMON_MIN_LENGTH = CommonCfg.QUEUE_DEVICE + 8;
+/** Bytes of common cfg that hold queue_reset (VIRTIO_F_RING_RESET, §4.1.4.3). */
+const COMMON_RESET_LENGTH = CommonCfg.QUEUE_RESET + 2;
 const CAP_NAMES = ["", "COMMON", "NOTIFY", "ISR", "DEVICE"];
 /** The structures a modern driver needs, by `cfg_type` (virtio 1.3 §4.1.4). */
 const REQUIRED_CAPS = [
@@ -351,6 +353,45 @@ export class PciTransport implements Transport {
     this.#common.write16(this.#c + CommonCfg.QUEUE_SELECT, index);
     this.#common.write16(this.#c + CommonCfg.QUEUE_MSIX_VECTOR, vector);
     return this.#common.read16(this.#c + CommonCfg.QUEUE_MSIX_VECTOR);
+  }
+
+  /**
+   * Selects queue `index` and writes 1 to `queue_reset` (VIRTIO_F_RING_RESET, §4.1.4.3). Throws
+   * {@link TransportError} when the common configuration is too short to hold the field.
+   */
+  resetQueue(index: number): void {
+    this.#selectForReset(index).write16(this.#c + CommonCfg.QUEUE_RESET, 1);
+  }
+
+  /** Selects queue `index` and reads `queue_reset`: 1 while its reset is in progress (§4.1.4.3.1). */
+  queueResetPending(index: number): boolean {
+    return this.#selectForReset(index).read16(this.#c + CommonCfg.QUEUE_RESET) !== 0;
+  }
+
+  /** Selects queue `index` and reads `queue_enable` (false for a queue the device lacks). */
+  queueEnabled(index: number): boolean {
+    checkQueueIndex(index);
+    if (index >= this.numQueues) return false;
+    this.#common.write16(this.#c + CommonCfg.QUEUE_SELECT, index);
+    return this.#common.read16(this.#c + CommonCfg.QUEUE_ENABLE) !== 0;
+  }
+
+  /** Selects queue `index` for a queue reset register access. */
+  #selectForReset(index: number): RegisterSpace {
+    checkQueueIndex(index);
+    if (index >= this.numQueues) {
+      throw new TransportError(
+        `Cannot reset queue ${index}: the device has ${this.numQueues} queues`,
+      );
+    }
+    if (this.layout.common.length < COMMON_RESET_LENGTH) {
+      throw new TransportError(
+        `Cannot reset queue ${index}: the ${this.layout.common.length}-byte common ` +
+          `configuration has no queue_reset field (needs ${COMMON_RESET_LENGTH} bytes)`,
+      );
+    }
+    this.#common.write16(this.#c + CommonCfg.QUEUE_SELECT, index);
+    return this.#common;
   }
 
   /** Reads the ISR byte; the read clears it (virtio 1.3 §4.1.4.5). */

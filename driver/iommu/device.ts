@@ -21,7 +21,11 @@ import {
   hasFeature,
   VIRTIO_F_EVENT_IDX,
   VIRTIO_F_INDIRECT_DESC,
+  VIRTIO_F_RING_PACKED,
+  VIRTIO_F_RING_RESET,
 } from "../../spec/features.ts";
+import type { RingLayout } from "../virtio/virtqueue.ts";
+import { QueueRecovery } from "./queue_recovery.ts";
 import { beginInit, failDevice, finishInit, resetDevice } from "../virtio/init.ts";
 import { InterruptSetup } from "../virtio/interrupt_setup.ts";
 import type { InterruptStats } from "../../transport/interrupts.ts";
@@ -31,7 +35,7 @@ import { RequestChecks } from "./checks.ts";
 import { DomainTable, SavedMappings } from "./domains.ts";
 import { RequestBatch } from "./batch.ts";
 import { MappingPlanner, PLAN_RECORD_ONLY, PLAN_SEND_UNTRACKED } from "./planner.ts";
-import { DeviceResetError, driverError, IommuError } from "./errors.ts";
+import { DeviceResetError, driverError, IommuError, QueueResetError } from "./errors.ts";
 import { EventQueue } from "./event_queue.ts";
 import type { FaultEvent } from "./events.ts";
 import { FaultInbox, type FaultIterateOptions } from "./fault_inbox.ts";
@@ -133,6 +137,8 @@ export class VirtioIommu {
   #send!: RequestSender;
   /** The one-at-a-time MAP/UNMAP path (undefined until the queues exist). */
   #fast!: FastRequests;
+  /** Resets of one queue while the device runs (VIRTIO_F_RING_RESET); null without it. */
+  #recovery: QueueRecovery | null = null;
   /** Attachments to restore after a reset, kept across a reset that failed before restoring. */
   #reattach = new Map<number, { domain: number; endpoint: number; bypass: boolean }>();
   /** The interrupts taken, or why the driver polls. */
@@ -169,11 +175,14 @@ export class VirtioIommu {
 
   async #init(): Promise<void> {
     const t = this.#transport;
-    const supported = SUPPORTED_FEATURES & (this.#options.features ?? SUPPORTED_FEATURES);
+    const ring = this.#options.ring ?? "auto";
+    let supported = SUPPORTED_FEATURES & (this.#options.features ?? SUPPORTED_FEATURES);
+    if (ring === "split") supported &= ~featureBit(VIRTIO_F_RING_PACKED);
     // Steps 1-6: reset, ACKNOWLEDGE, DRIVER, features (MAP_UNMAP required, §5.13.3.1), FEATURES_OK.
     this.#features = await beginInit(t, {
       supported,
-      required: featureBit(VIRTIO_IOMMU_F_MAP_UNMAP),
+      required: featureBit(VIRTIO_IOMMU_F_MAP_UNMAP) |
+        (ring === "packed" ? featureBit(VIRTIO_F_RING_PACKED) : 0n),
       timeoutMs: this.#options.timeoutMs,
     });
     try {
@@ -187,11 +196,14 @@ export class VirtioIommu {
       const requestQueueSize = this.#queueSize(REQUEST_QUEUE);
       const indirect = hasFeature(this.#features, VIRTIO_F_INDIRECT_DESC) &&
         requestQueueSize / 2 < MIN_DIRECT_SLOTS;
+      const layout = this.ring;
       this.#requests = new RequestQueue(t, this.#dma, requestQueueSize, {
         timeoutMs: this.#options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
         spinMs: this.#options.spinMs,
         eventIdx,
         indirect,
+        layout,
+        onBroken: (error) => this.#recovery?.requestRingBroken(error) ?? false,
       });
       this.#fast = new FastRequests(this.#requests, this.#planner);
       this.#send = new RequestSender(this.#requests, this.#planner);
@@ -201,7 +213,19 @@ export class VirtioIommu {
         this.#queueSize(EVENT_QUEUE),
         eventIdx,
         (event) => this.#inbox.deliver(event),
+        layout,
       );
+      if (hasFeature(this.#features, VIRTIO_F_RING_RESET)) {
+        this.#recovery = new QueueRecovery({
+          transport: t,
+          requests: this.#requests,
+          events: this.#events,
+          domains: this.#domains,
+          sender: this.#send,
+          config: () => this.#config,
+          timeoutMs: this.#options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+        });
+      }
       if (this.#config.probeSize > 0) {
         this.#probeBuffer = this.#dma.alloc(PROBE_SIZE + this.#config.probeSize + TAIL_SIZE, 4096);
       }
@@ -304,6 +328,8 @@ export class VirtioIommu {
       requestQueueSize: this.#requests.vq.size,
       eventQueueSize: this.#events.vq.size,
       interrupts: this.#interrupts.info,
+      ring: this.ring,
+      queueReset: this.#recovery !== null,
     };
   }
 
@@ -323,6 +349,11 @@ export class VirtioIommu {
   onConfigChange(listener: (config: IommuConfig) => void): () => void {
     this.#configListeners.add(listener);
     return () => this.#configListeners.delete(listener);
+  }
+
+  /** The ring layout in use: packed when VIRTIO_F_RING_PACKED was negotiated (§2.8). */
+  get ring(): RingLayout {
+    return hasFeature(this.#features, VIRTIO_F_RING_PACKED) ? "packed" : "split";
   }
 
   /** The negotiated feature bits. */
@@ -700,10 +731,51 @@ export class VirtioIommu {
     return this.#inbox.dropped;
   }
 
-  /** Reads the event queue now; returns how many fault reports arrived. */
+  /**
+   * Reads the event queue now; returns how many fault reports arrived. A device that broke the
+   * event ring gets the queue reset (and every buffer posted again) when VIRTIO_F_RING_RESET
+   * was negotiated; without it the {@link VirtqueueError} is thrown.
+   */
   pollEvents(): number {
     this.#open();
-    return this.#events.collect();
+    try {
+      return this.#events.collect();
+    } catch (error) {
+      if (this.#recovery?.eventRingBroken(error) !== true) throw error;
+      return 0;
+    }
+  }
+
+  /**
+   * Resets one queue while the device keeps running (VIRTIO_F_RING_RESET, virtio 1.3 §2.6.1,
+   * §4.1.4.3 / §4.2.2), so domains and mappings stay. `"event"`: every event buffer is posted
+   * again. `"request"`: requests in flight reject with {@link QueueResetError} (the device may
+   * or may not have executed them); requests made meanwhile wait; the device is first put back
+   * in step with the driver's records for what the failed requests touched, then the waiting
+   * requests go. The driver also does this by itself when the device breaks a ring. Rejects
+   * with IommuError "DRIVER" without RING_RESET, and with VirtqueueError when the device does
+   * not complete the reset (the queue then stays failed until {@link VirtioIommu.reset}).
+   */
+  resetQueue(queue: "request" | "event"): Promise<void> {
+    this.#open();
+    const recovery = this.#recovery;
+    if (recovery === null) {
+      return Promise.reject(
+        driverError("Cannot reset a queue: VIRTIO_F_RING_RESET not negotiated"),
+      );
+    }
+    if (queue === "event") return recovery.resetEvents();
+    return recovery.resetRequests(
+      new QueueResetError("The request queue was reset with the request in flight"),
+    );
+  }
+
+  /** Queues reset alone so far (VIRTIO_F_RING_RESET), by queue. */
+  get queueResets(): { request: number; event: number } {
+    return {
+      request: this.#recovery?.requestResets ?? 0,
+      event: this.#recovery?.eventResets ?? 0,
+    };
   }
 
   /** Fault reports the device sent that are dropped because they were malformed. */
@@ -750,17 +822,22 @@ export class VirtioIommu {
    */
   async reset(options: { reattach?: boolean } = {}): Promise<void> {
     this.#open();
+    this.#recovery?.cancel();
     const error = new DeviceResetError("The device was reset with the request pending");
     this.#requests.restart(error);
     this.#events.restart();
     // Endpoints a failed earlier reset left unattached are re-attached by this one too.
     for (const a of this.#domains.detachAll()) this.#reattach.set(a.endpoint, a);
     const t = this.#transport;
+    const layout = this.ring;
     this.#features = await beginInit(t, {
       supported: this.#features,
-      required: featureBit(VIRTIO_IOMMU_F_MAP_UNMAP),
+      // The queues keep their ring layout: the device must offer it again.
+      required: featureBit(VIRTIO_IOMMU_F_MAP_UNMAP) |
+        (layout === "packed" ? featureBit(VIRTIO_F_RING_PACKED) : 0n),
       timeoutMs: this.#options.timeoutMs,
     });
+    if (!hasFeature(this.#features, VIRTIO_F_RING_RESET)) this.#recovery = null;
     try {
       this.#config = readIommuConfig(t, this.#features);
       this.#planner.checks = this.#newChecks();
@@ -794,6 +871,7 @@ export class VirtioIommu {
     this.#planner.closed = true;
     this.#interrupts.stop();
     this.#inbox.wake();
+    this.#recovery?.cancel();
     this.#requests.fail(new DeviceResetError("The driver was closed with the request pending"));
     await resetDevice(this.#transport);
     this.#requests.destroy();

@@ -51,6 +51,12 @@ export interface RequestQueueOptions {
   indirect: boolean;
   /** The ring layout negotiated (default split). */
   layout?: RingLayout;
+  /**
+   * Called when the device broke the ring protocol (a {@link VirtqueueError}): returns true
+   * when it takes over (a driver with VIRTIO_F_RING_RESET resets the queue, starting with
+   * {@link RequestQueue.beforeQueueReset}); otherwise the queue fails.
+   */
+  onBroken?: (error: Error) => boolean;
 }
 
 /** Names of request types for messages, by type number. */
@@ -84,11 +90,16 @@ export class RequestQueue implements WaitTarget {
   #headToSlot: Int32Array;
   #pool: SlotPool;
   #inFlight = 0;
+  /** Answers collected since creation (counted per collect(), not per request). */
+  #answered = 0;
+  /** Between the two halves of a queue reset: the ring is the device's no more, nor ours yet. */
+  #resetting = false;
   #flushScheduled = false;
   #wait: RequestWait;
   #spinMs: number;
   #broken: Error | null = null;
   #timeoutMs: number;
+  #onBroken: ((error: Error) => boolean) | null;
   /**
    * The deadline of a request just sent: −timeout (Infinity without one). The clock is read
    * lazily, by the first timer-driven poll that finds the request still in flight: reading it
@@ -106,6 +117,7 @@ export class RequestQueue implements WaitTarget {
   ) {
     this.#transport = transport;
     this.#timeoutMs = options.timeoutMs;
+    this.#onBroken = options.onBroken ?? null;
     this.#unstarted = options.timeoutMs > 0 ? -options.timeoutMs : Infinity;
     this.#spinMs = options.spinMs ?? DEFAULT_SPIN_MS;
     this.#wait = new PollingWait(this, this.#spinMs);
@@ -189,6 +201,11 @@ export class RequestQueue implements WaitTarget {
   /** Requests submitted and not yet settled, plus those waiting for a slot. */
   get pending(): number {
     return this.#inFlight + this.#pool.waiting;
+  }
+
+  /** Answers the device gave since the queue was created (settled requests, any status). */
+  get answered(): number {
+    return this.#answered;
   }
 
   /** The error that broke the queue (a device that broke the ring protocol), or null. */
@@ -375,6 +392,7 @@ export class RequestQueue implements WaitTarget {
 
   /** Collects every answer the device has put in the used ring. Returns how many settled. */
   collect(): number {
+    if (this.#resetting) return 0;
     let n = 0;
     try {
       // popUsed() reads used.idx only when it has caught up with the value it last read, and
@@ -388,8 +406,11 @@ export class RequestQueue implements WaitTarget {
       }
     } catch (error) {
       // The device broke the ring protocol: nothing it says can be trusted any more.
-      this.fail(error instanceof Error ? error : new Error(String(error)));
+      const e = error instanceof Error ? error : new Error(String(error));
+      // With a handler (VIRTIO_F_RING_RESET) the queue is reset instead of failed.
+      if (!(e instanceof VirtqueueError && this.#onBroken?.(e) === true)) this.fail(e);
     }
+    this.#answered += n;
     return n;
   }
 
@@ -484,6 +505,13 @@ export class RequestQueue implements WaitTarget {
   fail(error: Error): void {
     if (this.#broken === null) this.#broken = error;
     this.#wait.stop();
+    this.#failInFlight(error);
+    // A waiter never got a slot: run(-1) tells it to reject its own promise.
+    this.#pool.failWaiters();
+  }
+
+  /** Rejects every request in flight with `error`; their slots stay taken (ABANDONED). */
+  #failInFlight(error: Error): void {
     this.#inFlight = 0;
     for (let slot = 0; slot < this.slots; slot++) {
       if (this.#state[slot] !== IN_FLIGHT) continue;
@@ -492,8 +520,59 @@ export class RequestQueue implements WaitTarget {
       this.#state[slot] = ABANDONED;
       done?.(error, slot);
     }
-    // A waiter never got a slot: run(-1) tells it to reject its own promise.
-    this.#pool.failWaiters();
+  }
+
+  /**
+   * First half of a reset of this queue alone (VIRTIO_F_RING_RESET, virtio 1.3 §2.6.1): closes
+   * the line (callers wanting a slot wait, in order, nothing is refused), stops polling, and
+   * rejects every request in flight with `error`, since the device may or may not have
+   * executed it. Their slots stay taken until {@link RequestQueue.afterQueueReset}.
+   */
+  beforeQueueReset(error: Error): void {
+    this.#pool.close();
+    this.#wait.stop();
+    this.#resetting = true;
+    this.#failInFlight(error);
+  }
+
+  /**
+   * Second half, once the device has reset the queue (it no longer reads or writes it): the
+   * ring back to its initial state, every slot free (still behind the closed line), the queue
+   * handed to the device again and no longer broken. Requests that must go first are sent
+   * with {@link RequestQueue.acquireAhead}; {@link RequestQueue.reopen} then lets the waiting
+   * callers in.
+   */
+  afterQueueReset(): void {
+    this.#resetting = false;
+    this.vq.reset();
+    for (let i = 0; i < this.slots; i++) this.#pointAtSlot(i);
+    this.#headToSlot.fill(-1);
+    this.#state.fill(FREE);
+    this.#inFlight = 0;
+    this.#pool.reset();
+    this.#broken = null;
+    this.enable();
+  }
+
+  /**
+   * Like {@link RequestQueue.acquire}, but ahead of every caller waiting behind a closed line
+   * (behind earlier urgent callers): for the requests a queue reset must send first.
+   */
+  acquireAhead(run: (slot: number, error?: Error) => void): void {
+    if (this.#broken) throw this.#broken;
+    const slot = this.#pool.takeAhead();
+    if (slot >= 0) {
+      run(slot);
+      return;
+    }
+    this.#pool.waitAhead(run);
+    this.#wait.start();
+  }
+
+  /** Opens the line closed by {@link RequestQueue.beforeQueueReset}: waiting callers get slots. */
+  reopen(): void {
+    this.#pool.open();
+    if (this.#inFlight > 0 || this.#pool.waiting > 0) this.#wait.start();
   }
 
   /**
@@ -501,6 +580,7 @@ export class RequestQueue implements WaitTarget {
    * settled), resets the ring to its initial state and accepts requests again.
    */
   restart(error: Error): void {
+    this.#resetting = false;
     this.fail(error);
     this.vq.reset();
     for (let i = 0; i < this.slots; i++) this.#pointAtSlot(i);

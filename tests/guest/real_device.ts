@@ -7,9 +7,12 @@
  * Steps: raw config/BAR reads; the virtio-iommu bound to uio_pci_generic; full init with its
  * INTx as the interrupt source; VIOT parsed and every PCI device resolved; PROBE of a real
  * endpoint and of a missing one; the edu proof (DMA through a mapped IOVA, then blocked after
- * UNMAP with a MAPPING fault); DETACH; a MAP+UNMAP timing; then interrupts against polling:
- * faults from edu's DMA delivered by interrupt (no polling) and their latency, the cost of
- * waiting idle, and the same with a second driver that polls (`interrupts: "off"`).
+ * UNMAP with a MAPPING fault); DETACH; each queue reset alone (VIRTIO_F_RING_RESET) with the
+ * device keeping its domain; a MAP+UNMAP timing; then interrupts against polling: faults from
+ * edu's DMA delivered by interrupt (no polling) and their latency, the cost of waiting idle,
+ * and the same with a second driver that polls (`interrupts: "off"`). With `--packed` (QEMU
+ * booted with `-global virtio-iommu-pci.packed=on`) the command-line step is skipped: the boot
+ * is there to run the same driver over the packed ring.
  *
  * @module
  */
@@ -109,22 +112,14 @@ async function drainFaults(io: VirtioIommu): Promise<FaultEvent[]> {
   return [first, ...io.takeFaults()];
 }
 
-/** Runs every step. */
-async function main(): Promise<void> {
-  const sysfs = `/sys/bus/pci/devices/${IOMMU_BDF}`;
-  let driver: string | null = null;
-  try {
-    driver = Deno.readLinkSync(`${sysfs}/driver`);
-  } catch {
-    driver = null;
-  }
-  report.driverBefore = driver;
-  report.virtioPciLoaded = Deno.readTextFileSync("/proc/modules").includes("virtio_pci");
-  const devices = pciDevices();
-  report.devices = devices;
+/** The boot with `packed=on`: the driver must end up on the packed ring. */
+const PACKED = Deno.args.includes("--packed");
 
-  // The command line against the real device, as a user would run it, before this script
-  // takes the device (issue 5: `deno task cli -- topology --json` works in the guest).
+/**
+ * The command line against the real device, as a user would run it, before the script takes
+ * the device (issue 5: `deno task cli -- topology --json` works in the guest).
+ */
+async function cliStep(): Promise<void> {
   await step("cli", async () => {
     const run = async (...args: string[]): Promise<{ code: number; lines: unknown[] }> => {
       const out = await new Deno.Command("deno", {
@@ -137,6 +132,24 @@ async function main(): Promise<void> {
     };
     return { topology: await run("topology"), probeMissing: await run("probe", "0xff") };
   });
+}
+
+/** Runs every step. */
+async function main(): Promise<void> {
+  report.packedBoot = PACKED;
+  const sysfs = `/sys/bus/pci/devices/${IOMMU_BDF}`;
+  let driver: string | null = null;
+  try {
+    driver = Deno.readLinkSync(`${sysfs}/driver`);
+  } catch {
+    driver = null;
+  }
+  report.driverBefore = driver;
+  report.virtioPciLoaded = Deno.readTextFileSync("/proc/modules").includes("virtio_pci");
+  const devices = pciDevices();
+  report.devices = devices;
+
+  if (!PACKED) await cliStep();
 
   let dev: SysfsPciDevice | null = null;
   let iommu: VirtioIommu | null = null;
@@ -253,6 +266,42 @@ async function main(): Promise<void> {
       result.domainsAfterDetach = io.domains();
       dma.free(src);
       dma.free(dst);
+    } finally {
+      eduDev.close();
+    }
+    return result;
+  });
+
+  await step("queueReset", async () => {
+    // VIRTIO_F_RING_RESET on QEMU's device: each queue reset alone while the device keeps
+    // its domains. edu writes through a mapping made before the resets; after them requests
+    // work and the unmap's fault arrives on the re-posted event queue.
+    if (!edu) throw new Error("no edu device (boot with -device edu)");
+    const io = iommu!;
+    const eduDev = openSysfsPci(edu.bdf);
+    const result: Record<string, unknown> = {};
+    try {
+      const bar = eduDev.bar(0);
+      if (!bar) throw new Error("edu has no BAR0");
+      const page = dma.alloc(4096);
+      const domain = 3;
+      await io.attach(domain, eduEndpoint);
+      await io.map(domain, IOVA_DST, regionAddress(page), 0x1000n, MAP_READ | MAP_WRITE);
+      await io.resetQueue("request");
+      await io.resetQueue("event");
+      result.resets = io.queueResets;
+      // edu's buffer still holds the eduProof pattern: it lands in the page mapped earlier.
+      await eduDma(bar, EDU_BUFFER, Number(IOVA_DST), EDU_CMD_TO_RAM);
+      let same = 0;
+      for (let i = 0; i < COPY_BYTES; i++) if (page.bytes[i] === ((i * 7 + 3) & 0xff)) same++;
+      result.bytesAfterReset = same;
+      await io.unmap(domain, IOVA_DST, 0x1000n);
+      page.bytes.fill(0);
+      await eduDma(bar, EDU_BUFFER, Number(IOVA_DST), EDU_CMD_TO_RAM);
+      result.faultsAfterReset = await drainFaults(io);
+      await io.detach(domain, eduEndpoint);
+      result.ring = io.ring;
+      dma.free(page);
     } finally {
       eduDev.close();
     }

@@ -11,6 +11,7 @@
 import { Progress } from "../progress.ts";
 import { type ModelRun, runModel } from "./model.ts";
 import { fuzzFaults, fuzzProbe, fuzzUsedRing } from "./parsers.ts";
+import { fuzzPackedRing } from "./packed_ring.ts";
 
 function envNumber(name: string, fallback: number): number {
   const n = Number(Deno.env.get(name));
@@ -29,6 +30,7 @@ async function main(): Promise<number> {
       ["PROBE properties", fuzzProbe, inputs],
       ["fault records", fuzzFaults, inputs],
       ["used ring", fuzzUsedRing, Math.ceil(inputs / 10)],
+      ["packed ring", fuzzPackedRing, Math.ceil(inputs / 10)],
     ] as const
   ) {
     const start = performance.now();
@@ -48,30 +50,34 @@ async function main(): Promise<number> {
     }
   }
   const start = performance.now();
-  // In chunks, for the progress line: sequence i has seed firstSeed + i either way.
-  const run: ModelRun = { sequences: 0, ops: 0, divergences: [] };
-  const CHUNK = 500;
-  while (run.sequences < sequences && run.divergences.length < 3) {
-    progress.update(
-      `fuzz: model, ${run.sequences.toLocaleString("en-US")}/${
-        sequences.toLocaleString("en-US")
-      } sequences, ${run.divergences.length} divergences`,
+  const runs: ModelRun[] = [];
+  for (const ring of ["split", "packed"] as const) {
+    // In chunks, for the progress line: sequence i has seed firstSeed + i either way.
+    const run: ModelRun = { sequences: 0, ops: 0, divergences: [] };
+    const CHUNK = 500;
+    while (run.sequences < sequences && run.divergences.length < 3) {
+      progress.update(
+        `fuzz: model (${ring}), ${run.sequences.toLocaleString("en-US")}/${
+          sequences.toLocaleString("en-US")
+        } sequences, ${run.divergences.length} divergences`,
+      );
+      const part = await runModel(Math.min(CHUNK, sequences - run.sequences), {
+        firstSeed: seed + run.sequences,
+        maxDivergences: 3 - run.divergences.length,
+        ring,
+      });
+      run.sequences += part.sequences;
+      run.ops += part.ops;
+      run.divergences.push(...part.divergences);
+    }
+    progress.clear();
+    console.log(
+      `model (${ring}): ${run.sequences} sequences, ${run.ops} ops, ${run.divergences.length} ` +
+        `divergences, ${Math.round(performance.now() - start)} ms`,
     );
-    const part = await runModel(Math.min(CHUNK, sequences - run.sequences), {
-      firstSeed: seed + run.sequences,
-      maxDivergences: 3 - run.divergences.length,
-    });
-    run.sequences += part.sequences;
-    run.ops += part.ops;
-    run.divergences.push(...part.divergences);
+    runs.push(run);
   }
-  progress.clear();
-  console.log(
-    `model: ${run.sequences} sequences, ${run.ops} ops, ${run.divergences.length} divergences, ${
-      Math.round(performance.now() - start)
-    } ms`,
-  );
-  for (const d of run.divergences) {
+  for (const d of runs.flatMap((run) => run.divergences)) {
     failed = true;
     console.log(
       `divergence at seed ${d.seed}, step ${d.divergence.step} (${d.divergence.what}):\n` +

@@ -11,6 +11,7 @@
 import { hex } from "../../util/hex.ts";
 import { VirtioIommu } from "../../driver/iommu/device.ts";
 import { IommuError } from "../../driver/iommu/errors.ts";
+import type { RingLayout } from "../../driver/virtio/virtqueue.ts";
 import { SimulatedMemory } from "../../transport/memory.ts";
 import { FaultRandom } from "../../mock/iommu/faults.ts";
 import { MockIommuDevice } from "../../mock/iommu/device.ts";
@@ -384,10 +385,10 @@ export class System {
     this.#device = device;
   }
 
-  /** Creates the driver on a fresh mock over MMIO. */
-  static async create(): Promise<System> {
+  /** Creates the driver on a fresh mock over MMIO, with the `ring` layout (default split). */
+  static async create(ring: RingLayout = "split"): Promise<System> {
     const memory = new SimulatedMemory();
-    const device = new MockIommuDevice(MOCK_OPTIONS);
+    const device = new MockIommuDevice({ ...MOCK_OPTIONS, packed: ring === "packed" });
     const transport = MmioTransport.create(new MmioDevice(device, memory));
     const iommu = await VirtioIommu.create(transport, memory, {
       maxQueueSize: 8,
@@ -496,9 +497,10 @@ function newModel(): ReferenceModel {
 export async function runSequence(
   ops: readonly Op[],
   makeModel: () => ReferenceModel = newModel,
+  ring: RingLayout = "split",
 ): Promise<Divergence | null> {
   const model = makeModel();
-  const system = await System.create();
+  const system = await System.create(ring);
   try {
     for (let i = 0; i < ops.length; i++) {
       const expected = model.apply(ops[i]);
@@ -525,10 +527,11 @@ export async function runSequence(
 export async function shrink(
   ops: readonly Op[],
   makeModel: () => ReferenceModel = newModel,
+  ring: RingLayout = "split",
 ): Promise<Op[]> {
   let current = [...ops];
   // Nothing after the first divergence matters.
-  const first = await runSequence(current, makeModel);
+  const first = await runSequence(current, makeModel, ring);
   if (first === null) return current;
   current = current.slice(0, first.step + 1);
   let chunk = Math.max(1, current.length >> 1);
@@ -536,7 +539,7 @@ export async function shrink(
     let removed = false;
     for (let at = 0; at < current.length;) {
       const candidate = [...current.slice(0, at), ...current.slice(at + chunk)];
-      if (candidate.length > 0 && (await runSequence(candidate, makeModel)) !== null) {
+      if (candidate.length > 0 && (await runSequence(candidate, makeModel, ring)) !== null) {
         current = candidate;
         removed = true;
       } else {
@@ -564,8 +567,16 @@ export interface ModelRun {
  */
 export async function runModel(
   count: number,
-  options: { firstSeed?: number; length?: number; maxDivergences?: number } = {},
+  options: {
+    firstSeed?: number;
+    length?: number;
+    maxDivergences?: number;
+    /** The ring layout the driver runs on (default split). */
+    ring?: RingLayout;
+  } = {},
 ): Promise<ModelRun> {
+  const ring = options.ring ?? "split";
+  const onRing = (ops: readonly Op[]) => runSequence(ops, newModel, ring);
   const firstSeed = options.firstSeed ?? 1;
   const run: ModelRun = { sequences: 0, ops: 0, divergences: [] };
   for (let i = 0; i < count; i++) {
@@ -573,10 +584,10 @@ export async function runModel(
     const ops = generate(seed, options.length ?? 24);
     run.sequences++;
     run.ops += ops.length;
-    const d = await runSequence(ops);
+    const d = await onRing(ops);
     if (d === null) continue;
-    const small = await shrink(ops);
-    const divergence = (await runSequence(small)) ?? d;
+    const small = await shrink(ops, newModel, ring);
+    const divergence = (await onRing(small)) ?? d;
     run.divergences.push({ seed, repro: small.map(formatOp), divergence });
     if (run.divergences.length >= (options.maxDivergences ?? 1)) break;
   }
