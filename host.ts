@@ -50,7 +50,7 @@ export {
   type VfioPciDevice,
   type VfioPciOptions,
 } from "./host/vfio.ts";
-export type { RegionInfo } from "./host/vfio_abi.ts";
+export type { IrqInfo, RegionInfo } from "./host/vfio_abi.ts";
 export {
   readSysfsPciTree,
   readSysfsTopology,
@@ -58,3 +58,16 @@ export {
   type SysfsTopology,
   type SysfsTopologyOptions,
 } from "./host/sysfs_topology.ts";
+export {
+  createEventFd,
+  type FdInterruptOptions,
+  FdInterruptSource,
+  signalEventFd,
+} from "./host/fd_interrupts.ts";
+export {
+  bindUioPciGeneric,
+  openUioInterrupts,
+  UIO_PCI_GENERIC,
+  uioDevicePath,
+} from "./host/uio.ts";
+export { openVfioInterrupts, vfioIrqInfo, type VfioIrqKind } from "./host/vfio_irq.ts";

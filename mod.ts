@@ -41,13 +41,26 @@ export {
   TransportError,
   type TransportKind,
 } from "./transport/transport.ts";
-export { MmioTransport } from "./transport/mmio.ts";
+export { MmioTransport, type MmioTransportOptions } from "./transport/mmio.ts";
 export {
   type PciBarAccessor,
   type PciCapLocation,
   type PciLayout,
   PciTransport,
+  type PciTransportOptions,
 } from "./transport/pci.ts";
+export {
+  type InterruptDelivery,
+  type InterruptMode,
+  type InterruptSource,
+  type InterruptStats,
+  MAX_INTERRUPT_VECTORS,
+  type NotificationHandlers,
+  NOTIFY_CONFIG_CHANGE,
+  NOTIFY_USED_BUFFER,
+  VirtioInterrupts,
+} from "./transport/interrupts.ts";
+export * from "./spec/interrupts.ts";
 
 // Generic virtio: status, features, initialisation, split virtqueue.
 export * from "./spec/status.ts";
@@ -73,6 +86,14 @@ export {
   type VirtqueueOptions,
 } from "./driver/virtio/virtqueue.ts";
 export { SplitVirtqueue } from "./driver/virtio/split_queue.ts";
+export {
+  type InterruptChoice,
+  type InterruptInfo,
+  InterruptSetup,
+} from "./driver/virtio/interrupt_setup.ts";
+export { PackedVirtqueue } from "./driver/virtio/packed_queue.ts";
+export { createVirtqueue } from "./driver/virtio/create_queue.ts";
+export { resetVirtqueue } from "./driver/virtio/queue_reset.ts";
 export { IntervalMap, type IntervalMapOptions, type IntervalSink } from "./util/interval_map.ts";
 
 // The virtio-iommu driver.
@@ -95,6 +116,7 @@ export {
   DeviceResetError,
   IommuError,
   type IommuStatus,
+  QueueResetError,
   RequestTimeoutError,
   statusName,
 } from "./driver/iommu/errors.ts";
@@ -119,8 +141,33 @@ export {
 } from "./driver/topology/errors.ts";
 export * from "./driver/topology/builtin.ts";
 export * from "./driver/topology/viot.ts";
+export {
+  ACPI_CHECKSUM,
+  ACPI_HEADER_SIZE,
+  VIOT_HEADER_SIZE,
+  VIOT_MMIO_SIZE,
+  VIOT_NODE_COUNT,
+  VIOT_NODE_HEADER_SIZE,
+  VIOT_NODE_MMIO,
+  VIOT_NODE_OFFSET,
+  VIOT_NODE_PCI_RANGE,
+  VIOT_NODE_VIRTIO_IOMMU_MMIO,
+  VIOT_NODE_VIRTIO_IOMMU_PCI,
+  VIOT_PCI_RANGE_SIZE,
+  VIOT_VIRTIO_IOMMU_MMIO_SIZE,
+  VIOT_VIRTIO_IOMMU_PCI_SIZE,
+} from "./spec/viot.ts";
 export * from "./driver/topology/fdt.ts";
 export * from "./driver/topology/pci_tree.ts";
+export {
+  PCI_CAP_ID_EXP,
+  PCI_CFG_CAPABILITIES,
+  PCI_CFG_HEADER_TYPE,
+  PCI_CFG_SECONDARY_BUS,
+  PCI_CFG_STATUS,
+  PCI_CFG_SUBCLASS,
+  PCI_CFG_VENDOR,
+} from "./spec/pci.ts";
 export * from "./driver/topology/description.ts";
 export * from "./driver/topology/resolve.ts";
 export * from "./driver/topology/deferral.ts";

@@ -29,9 +29,20 @@ export type {
 } from "./mock/device.ts";
 export { type CoreFaults, VirtioCore, type VirtioCoreOptions } from "./mock/virtio_core.ts";
 export { SplitDeviceQueue } from "./mock/split_queue.ts";
+export { PackedDeviceQueue } from "./mock/packed_queue.ts";
 export { ForwardingDevice } from "./mock/forwarding.ts";
 export { MmioDevice, type MmioDeviceOptions } from "./mock/mmio_device.ts";
 export { type PciCapSpec, PciFunction, type PciFunctionOptions } from "./mock/pci_device.ts";
+export { LevelLine, MockInterruptSource } from "./mock/interrupts.ts";
+export {
+  MAX_MOCK_MSIX_VECTORS,
+  MSIX_BAR,
+  MSIX_BAR_SIZE,
+  MSIX_PBA_OFFSET,
+  MSIX_TABLE_OFFSET,
+  type MsixOptions,
+  PciInterrupts,
+} from "./mock/pci_interrupts.ts";
 export {
   type MockDomainInfo,
   MockIommuDevice,
@@ -46,6 +57,7 @@ export type {
   ReservedRegionConfig,
 } from "./mock/iommu/options.ts";
 export type { IommuFault } from "./mock/iommu/events.ts";
+export { MockDmaEngine, type MockDmaEngineOptions } from "./mock/iommu/dma_engine.ts";
 export {
   FAULT_KINDS,
   type FaultKind,

@@ -1,7 +1,8 @@
 /**
  * Shared set-up of the benchmarks: the mock device over virtio-mmio, the driver, and "the
  * limit" — the thinnest hand-written code that pushes the same MAP and UNMAP bytes through the
- * same kind of ring (2-descriptor chains) to the same mock device.
+ * same kind of ring (2-descriptor chains) to the same mock device: {@link Baseline} here for
+ * the split ring, `PackedBaseline` (bench/_packed_limit.ts) for the packed one.
  *
  * @module
  */
@@ -10,14 +11,11 @@ import {
   beginInit,
   type DmaAllocator,
   type DmaRegion,
-  featureBit,
   finishInit,
   MmioTransport,
   resetDevice,
-  SUPPORTED_FEATURES,
+  type RingLayout,
   type Transport,
-  VIRTIO_F_EVENT_IDX,
-  VIRTIO_F_INDIRECT_DESC,
   VirtioIommu,
   type VirtioIommuOptions,
 } from "../mod.ts";
@@ -35,11 +33,17 @@ import {
   VIRTQ_DESC_F_WRITE,
 } from "../spec/split_ring.ts";
 import { MmioDevice, MockIommuDevice, SimulatedMemory } from "../testing.ts";
-
-/** The driver's feature set for like-for-like comparison: no indirect descriptors. */
-export const DIRECT_FEATURES: bigint = SUPPORTED_FEATURES & ~featureBit(VIRTIO_F_INDIRECT_DESC);
-/** The limit's features: direct chains, and avail.flags for interrupt suppression. */
-const BASELINE_FEATURES: bigint = DIRECT_FEATURES & ~featureBit(VIRTIO_F_EVENT_IDX);
+import { PackedBaseline } from "./_packed_limit.ts";
+import {
+  BASELINE_FEATURES,
+  type BaselineOptions,
+  DIRECT_FEATURES,
+  encodeBaselineAttach,
+  encodeBaselineRangeUnmap,
+  encodeBaselineRequest,
+  type Limit,
+} from "./_limits.ts";
+export { type BaselineOptions, DIRECT_FEATURES, type Limit } from "./_limits.ts";
 
 /** A driver on a fresh mock device. */
 export interface DriverRig {
@@ -48,26 +52,24 @@ export interface DriverRig {
   memory: SimulatedMemory;
 }
 
-/** Builds the mock (QEMU-like defaults, 64 MiB of memory) and the driver over virtio-mmio. */
-export async function driverRig(options: VirtioIommuOptions = {}): Promise<DriverRig> {
+/**
+ * Builds the mock (QEMU-like defaults, 64 MiB of memory; offering the packed ring when
+ * `options.ring` is "packed") and the driver over virtio-mmio; with `interrupts`, the transport
+ * carries the mock's interrupt line (the driver takes it).
+ */
+export async function driverRig(
+  options: VirtioIommuOptions = {},
+  interrupts = false,
+): Promise<DriverRig> {
   const memory = new SimulatedMemory({ size: 64 * 1024 * 1024 });
-  const device = new MockIommuDevice();
+  const device = new MockIommuDevice({ packed: options.ring === "packed" });
+  const regs = new MmioDevice(device, memory);
   const iommu = await VirtioIommu.create(
-    MmioTransport.create(new MmioDevice(device, memory)),
+    MmioTransport.create(regs, { interrupts: interrupts ? regs.interrupts() : null }),
     memory,
     { features: DIRECT_FEATURES, ...options },
   );
   return { iommu, device, memory };
-}
-
-/** Options for {@link Baseline.over}. */
-export interface BaselineOptions {
-  /** Request queue size (default 256; at most the device's maximum). */
-  size?: number;
-  /** The endpoint attached to domain 1 (default 8). */
-  endpoint?: number;
-  /** First IOVA the loop maps (default 0x100000). */
-  iovaBase?: number;
 }
 
 /**
@@ -77,7 +79,7 @@ export interface BaselineOptions {
  * any transport and DMA allocator: the mock ({@link Baseline.create}) or a real device in a
  * guest ({@link Baseline.over}), where it measures what the device itself costs.
  */
-export class Baseline {
+export class Baseline implements Limit {
   #t: Transport;
   #dma: DmaAllocator;
   #regions: DmaRegion[];
@@ -140,6 +142,30 @@ export class Baseline {
   }
 
   /**
+   * The limit of ring layout `ring` (the split one, or {@link PackedBaseline}) against a fresh
+   * mock that offers it, over virtio-mmio.
+   */
+  static createFor(ring: RingLayout, size = 256): Promise<Limit> {
+    if (ring === "split") return Baseline.create(size);
+    const memory = new SimulatedMemory({ size: 64 * 1024 * 1024 });
+    const device = new MockIommuDevice({ packed: true });
+    const transport = MmioTransport.create(new MmioDevice(device, memory));
+    return PackedBaseline.over(transport, memory, { size });
+  }
+
+  /** The limit of ring layout `ring` over any transport and DMA allocator. */
+  static overFor(
+    ring: RingLayout,
+    transport: Transport,
+    dma: DmaAllocator,
+    options: BaselineOptions = {},
+  ): Promise<Limit> {
+    return ring === "split"
+      ? Baseline.over(transport, dma, options)
+      : PackedBaseline.over(transport, dma, options);
+  }
+
+  /**
    * Initialises the device behind `transport` by hand (features without INDIRECT_DESC and
    * EVENT_IDX, queue 1 left disabled) and attaches `endpoint` to domain 1.
    */
@@ -153,12 +179,7 @@ export class Baseline {
     const b = new Baseline(transport, dma, size, options.iovaBase ?? 0x100000);
     finishInit(transport);
     // ATTACH the endpoint to domain 1, by hand.
-    const v = b.#reqView;
-    v.setUint32(0, 1, true); // type ATTACH
-    v.setUint32(4, 1, true); // domain
-    v.setUint32(8, options.endpoint ?? 8, true); // endpoint
-    v.setUint32(12, 0, true); // flags
-    b.#chain(0, 0, 20);
+    b.#chain(0, 0, encodeBaselineAttach(b.#reqView, options.endpoint ?? 8));
     b.#kick();
     b.#drain(1);
     return b;
@@ -213,26 +234,9 @@ export class Baseline {
     }
   }
 
-  /** Encodes request `r` of a batch of n (MAP of page r, or UNMAP of page r - n/2) in slot `s`. */
+  /** Encodes request `r` of a batch (see {@link encodeBaselineRequest}) in slot `s`. */
   #encode(s: number, r: number, half: number): number {
-    const v = this.#reqView;
-    const o = s * 64;
-    const map = r < half;
-    const iova = this.#iovaBase + (map ? r : r - half) * 0x1000;
-    v.setUint32(o, map ? 3 : 4, true);
-    v.setUint32(o + 4, 1, true);
-    v.setUint32(o + 8, iova, true);
-    v.setUint32(o + 12, 0, true);
-    v.setUint32(o + 16, iova + 0xfff, true);
-    v.setUint32(o + 20, 0, true);
-    if (!map) {
-      v.setUint32(o + 24, 0, true);
-      return 28;
-    }
-    v.setUint32(o + 24, 0x1000, true);
-    v.setUint32(o + 28, 0, true);
-    v.setUint32(o + 32, 3, true);
-    return 36;
+    return encodeBaselineRequest(this.#reqView, s, r, half, this.#iovaBase);
   }
 
   /** One MAP then one UNMAP of page `i`, each notified and awaited (polled) on its own. */
@@ -252,16 +256,8 @@ export class Baseline {
   batchRange(n: number): void {
     if (n + 1 > this.#size >> 1) throw new RangeError(`batchRange(${n}): ring too small`);
     for (let q = 0; q < n; q++) this.#chain(q, 2 * q, this.#encode(q, q, n));
-    const v = this.#reqView;
-    const o = n * 64;
-    v.setUint32(o, 4, true); // UNMAP
-    v.setUint32(o + 4, 1, true);
-    v.setUint32(o + 8, this.#iovaBase, true);
-    v.setUint32(o + 12, 0, true);
-    v.setUint32(o + 16, this.#iovaBase + n * 0x1000 - 1, true);
-    v.setUint32(o + 20, 0, true);
-    v.setUint32(o + 24, 0, true);
-    this.#chain(n, 2 * n, 28);
+    const len = encodeBaselineRangeUnmap(this.#reqView, n, this.#iovaBase, n);
+    this.#chain(n, 2 * n, len);
     this.#kick();
     this.#drain(n + 1);
   }

@@ -1,6 +1,7 @@
 /**
  * The figures `deno task bench` reports for the mock device, measured in one run on one
- * machine: the limit (hand-written baseline) and the driver, one request at a time and batched;
+ * machine: the limit (hand-written baseline) and the driver, one request at a time and batched,
+ * on the split ring and on the packed ring (each against its own limit);
  * MAP+UNMAP pairs with 1 000 up to 1 000 000 live mappings; the driver's heap per live mapping
  * and the interval map's bytes per interval; heap growth over 1 000 000 batched requests.
  * Ratios are measured in the same run, the two sides timed alternately.
@@ -10,7 +11,7 @@
  * @module
  */
 
-import { MAP_READ, MAP_WRITE, type RequestBatch } from "../mod.ts";
+import { MAP_READ, MAP_WRITE, type RequestBatch, type RingLayout } from "../mod.ts";
 import { buildPages } from "./_interval_pages.ts";
 import { Baseline, driverRig } from "./_setup.ts";
 
@@ -35,18 +36,24 @@ export interface ScalingPoint {
   usPerPair: number;
 }
 
-/** Everything measured on the mock. */
-export interface MockFigures {
-  /** Requests per timing of the limit/driver table. */
-  requests: number;
-  /** Repetitions per figure (the median is taken). */
-  repetitions: number;
+/** The limit/driver figures of one ring layout. */
+export interface RingFigures {
   /** The limit: requests per second, per mode. */
   baseline: Record<Mode, number>;
   /** The driver: requests per second, per mode. */
   driver: Record<Mode, number>;
   /** Driver time over limit time, per mode. */
   ratio: Record<Mode, number>;
+}
+
+/** Everything measured on the mock. */
+export interface MockFigures extends RingFigures {
+  /** Requests per timing of the limit/driver table. */
+  requests: number;
+  /** Repetitions per figure (the median is taken). */
+  repetitions: number;
+  /** The split ring's figures are the top-level ones; the packed ring's, against its own limit. */
+  packed: RingFigures;
   /** MAP+UNMAP pairs (batched 256) by live mappings, and the largest over the smallest. */
   scaling: {
     liveSmall: number;
@@ -126,10 +133,6 @@ export async function measureMock(options: MeasureOptions): Promise<MockFigures>
   const REPS = quick ? 3 : 9;
   const N = quick ? 20_000 : 200_000; // requests per timing
 
-  const base = await Baseline.create();
-  const { iommu } = await driverRig();
-  await iommu.attach(1, 0x08);
-  const batch = iommu.batch();
   const runBatch = async (b: RequestBatch, n: number, domain: number): Promise<void> => {
     b.clear();
     for (let i = 0; i < n >> 1; i++) b.map(domain, 0x100000 + i * 0x1000, 0x1000, 0x1000, RW);
@@ -138,37 +141,63 @@ export async function measureMock(options: MeasureOptions): Promise<MockFigures>
   };
   const rate = (ms: number): number => N / (ms / 1000);
 
-  step("limit and driver, one request at a time");
-  const [limitOne, driverOne] = await pairedMedians(
-    REPS,
-    () => {
-      for (let i = 0; i < N / 2; i++) base.pairOneAtATime(i & 1023);
-    },
-    async () => {
-      for (let i = 0; i < N / 2; i++) {
-        const iova = 0x100000 + (i & 1023) * 0x1000;
-        await iommu.map(1, iova, 0x1000, 0x1000, RW);
-        await iommu.unmap(1, iova, 0x1000);
-      }
-    },
-  );
-  const times: Record<Mode, [number, number]> = {
-    oneAtATime: [limitOne, driverOne],
-    batched64: [0, 0],
-    batched256: [0, 0],
+  /** The limit/driver table of ring layout `ring`, against its own hand-written limit. */
+  const limitAndDriver = async (ring: RingLayout): Promise<RingFigures> => {
+    const base = await Baseline.createFor(ring);
+    const { iommu } = await driverRig({ ring });
+    if (iommu.ring !== ring) throw new Error(`the driver runs the ${iommu.ring} ring`);
+    await iommu.attach(1, 0x08);
+    const batch = iommu.batch();
+    step(`${ring} ring: limit and driver, one request at a time`);
+    const times: Record<Mode, [number, number]> = {
+      oneAtATime: await pairedMedians(
+        REPS,
+        () => {
+          for (let i = 0; i < N / 2; i++) base.pairOneAtATime(i & 1023);
+        },
+        async () => {
+          for (let i = 0; i < N / 2; i++) {
+            const iova = 0x100000 + (i & 1023) * 0x1000;
+            await iommu.map(1, iova, 0x1000, 0x1000, RW);
+            await iommu.unmap(1, iova, 0x1000);
+          }
+        },
+      ),
+      batched64: [0, 0],
+      batched256: [0, 0],
+    };
+    for (const n of [64, 256] as const) {
+      step(`${ring} ring: limit and driver, batched ${n}`);
+      times[n === 64 ? "batched64" : "batched256"] = await pairedMedians(
+        REPS,
+        () => {
+          for (let i = 0; i < N / n; i++) base.batch(n);
+        },
+        async () => {
+          for (let i = 0; i < N / n; i++) await runBatch(batch, n, 1);
+        },
+      );
+    }
+    await iommu.close();
+    await base.close();
+    const each = (f: (t: [number, number]) => number): Record<Mode, number> => ({
+      oneAtATime: f(times.oneAtATime),
+      batched64: f(times.batched64),
+      batched256: f(times.batched256),
+    });
+    return {
+      baseline: each((t) => rate(t[0])),
+      driver: each((t) => rate(t[1])),
+      ratio: each((t) => t[1] / t[0]),
+    };
   };
-  for (const n of [64, 256] as const) {
-    step(`limit and driver, batched ${n}`);
-    times[n === 64 ? "batched64" : "batched256"] = await pairedMedians(
-      REPS,
-      () => {
-        for (let i = 0; i < N / n; i++) base.batch(n);
-      },
-      async () => {
-        for (let i = 0; i < N / n; i++) await runBatch(batch, n, 1);
-      },
-    );
-  }
+  const split = await limitAndDriver("split");
+  const packed = await limitAndDriver("packed");
+
+  // The rest on the split ring (QEMU's default).
+  const { iommu } = await driverRig();
+  await iommu.attach(1, 0x08);
+  const batch = iommu.batch();
 
   // Scaling: MAP+UNMAP pairs (batched 256) while the domain holds more and more mappings.
   const SCALE_REQ = quick ? 20_000 : 100_000;
@@ -229,27 +258,13 @@ export async function measureMock(options: MeasureOptions): Promise<MockFigures>
   const measured = (heap() - m0) / intervals;
   const ascending = buildPages(intervals, false);
 
-  const ratio = (mode: Mode): number => times[mode][1] / times[mode][0];
   const first = points[0];
   const last = points.at(-1)!;
   return {
     requests: N,
     repetitions: REPS,
-    baseline: {
-      oneAtATime: rate(times.oneAtATime[0]),
-      batched64: rate(times.batched64[0]),
-      batched256: rate(times.batched256[0]),
-    },
-    driver: {
-      oneAtATime: rate(times.oneAtATime[1]),
-      batched64: rate(times.batched64[1]),
-      batched256: rate(times.batched256[1]),
-    },
-    ratio: {
-      oneAtATime: ratio("oneAtATime"),
-      batched64: ratio("batched64"),
-      batched256: ratio("batched256"),
-    },
+    ...split,
+    packed,
     scaling: {
       liveSmall: first.live,
       liveLarge: last.live,

@@ -45,6 +45,7 @@ import { PagemapDma } from "../host/pagemap.ts";
 import { PciTransport } from "../transport/pci.ts";
 import { MAP_READ, MAP_WRITE, VirtioIommu } from "../driver/iommu/device.ts";
 import { Baseline } from "./_setup.ts";
+import type { RingLayout } from "../driver/virtio/virtqueue.ts";
 import { bindToVfioPci, boundDriver, EDU_DEVICE, EDU_VENDOR, findPciDevice } from "../tools/edu.ts";
 
 /** The benchmark's parameters. */
@@ -66,8 +67,10 @@ const PAGE = 0x1000;
 const VIRTIO_VENDOR = 0x1af4;
 const VIRTIO_IOMMU_DEVICE = 0x1057;
 
-/** Parses `--side`, `--pairs`, `--reps`, `--warmup`, `--batch`. */
-function parseArgs(argv: string[]): { side: "linux" | "ours"; params: PeerParams } {
+/** Parses `--side`, `--pairs`, `--reps`, `--warmup`, `--batch`, `--ring`. */
+function parseArgs(
+  argv: string[],
+): { side: "linux" | "ours"; params: PeerParams; ring: RingLayout } {
   const get = (name: string, fallback: number): number => {
     const i = argv.indexOf(`--${name}`);
     if (i < 0) return fallback;
@@ -89,7 +92,10 @@ function parseArgs(argv: string[]): { side: "linux" | "ours"; params: PeerParams
   if (params.pairs % params.batch !== 0) {
     throw new RangeError(`--pairs ${params.pairs} must be a multiple of --batch ${params.batch}`);
   }
-  return { side, params };
+  const ringAt = argv.indexOf("--ring");
+  const ring = ringAt < 0 ? "split" : argv[ringAt + 1];
+  if (ring !== "split" && ring !== "packed") throw new TypeError("--ring needs split or packed");
+  return { side, params, ring };
 }
 
 /**
@@ -168,8 +174,8 @@ async function linuxSide(params: PeerParams): Promise<Record<string, unknown>> {
   return result;
 }
 
-/** Our driver over the sysfs backend. */
-async function oursSide(params: PeerParams): Promise<Record<string, unknown>> {
+/** Our driver over the sysfs backend, on ring layout `ring`. */
+async function oursSide(params: PeerParams, ring: RingLayout): Promise<Record<string, unknown>> {
   const edu = findPciDevice(EDU_VENDOR, EDU_DEVICE);
   const bdf = findPciDevice(VIRTIO_VENDOR, VIRTIO_IOMMU_DEVICE);
   if (edu === null || bdf === null) throw new Error("need edu and a virtio-iommu-pci");
@@ -182,7 +188,7 @@ async function oursSide(params: PeerParams): Promise<Record<string, unknown>> {
   const dev = openSysfsPci(bdf);
   const dma = new PagemapDma();
   const transport = new PciTransport(dev.config, (i) => dev.bar(i));
-  const iommu = await VirtioIommu.create(transport, dma, { timeoutMs: 5000 });
+  const iommu = await VirtioIommu.create(transport, dma, { timeoutMs: 5000, ring });
   const domain = 1;
   await iommu.attach(domain, endpoint);
   const n = params.pairs;
@@ -196,6 +202,7 @@ async function oursSide(params: PeerParams): Promise<Record<string, unknown>> {
     bdf,
     endpoint,
     requestQueueSize: iommu.info.requestQueueSize,
+    ring: iommu.info.ring,
     phys: hex(phys),
     features: iommu.info.featureNames,
   };
@@ -250,7 +257,7 @@ async function oursSide(params: PeerParams): Promise<Record<string, unknown>> {
     dma.free(pages);
   }
   try {
-    Object.assign(result, await floorOf(transport, dma, endpoint, params));
+    Object.assign(result, await floorOf(transport, dma, endpoint, params, ring));
   } finally {
     dma.close();
     dev.close();
@@ -268,10 +275,11 @@ async function floorOf(
   dma: PagemapDma,
   endpoint: number,
   params: PeerParams,
+  ring: RingLayout,
 ): Promise<Record<string, number[]>> {
   const n = params.pairs;
   const b = params.batch;
-  const base = await Baseline.over(transport, dma, { endpoint, iovaBase: IOVA_BASE });
+  const base = await Baseline.overFor(ring, transport, dma, { endpoint, iovaBase: IOVA_BASE });
   try {
     return {
       floorOne: await measure(params, n, () => {
@@ -290,10 +298,10 @@ async function floorOf(
 }
 
 if (import.meta.main) {
-  const { side, params } = parseArgs(Deno.args);
+  const { side, params, ring } = parseArgs(Deno.args);
   const kernel = Deno.readTextFileSync("/proc/sys/kernel/osrelease").trim();
   const start = performance.now();
-  const result = side === "linux" ? await linuxSide(params) : await oursSide(params);
+  const result = side === "linux" ? await linuxSide(params) : await oursSide(params, ring);
   const ms = Math.round(performance.now() - start);
   console.log("PEER " + JSON.stringify({ side, kernel, params, ms, ...result }));
 }

@@ -9,6 +9,7 @@
 import type { GuestKernel } from "../tools/guest_setup.ts";
 import { describePhase, runGuest } from "../tools/qemu.ts";
 import type { PeerParams } from "./peer_guest.ts";
+import type { RingLayout } from "../driver/virtio/virtqueue.ts";
 
 /** Options for {@link runPeerBench}. */
 export interface PeerBenchOptions extends PeerParams {
@@ -28,6 +29,12 @@ export interface PeerBenchOptions extends PeerParams {
   v8Flags?: string;
   /** Called as each boot goes through its phases (for a progress line). */
   onPhase?: (what: string) => void;
+  /**
+   * The ring layout of our side (default split, QEMU's default): "packed" boots QEMU with
+   * `-global virtio-iommu-pci.packed=on` and has both our driver and the device-alone loop
+   * use the packed ring (virtio 1.3 §2.8).
+   */
+  ring?: RingLayout;
 }
 
 /** One boot's figures. */
@@ -159,10 +166,12 @@ export async function boot(
     "--batch",
     String(params.batch),
   ];
+  const packed = side === "ours" && options.ring === "packed";
+  if (packed) command.push("--ring", "packed");
   const result = await runGuest(command, {
     kernel,
     iommuDriver: side === "linux" ? "linux" : "userspace",
-    qemuArgs: ["-device", "edu"],
+    qemuArgs: ["-device", "edu", ...(packed ? ["-global", "virtio-iommu-pci.packed=on"] : [])],
     timeoutSeconds: options.timeoutSeconds ?? 150,
     projectRoot: options.projectRoot,
     onPhase: (phase) =>

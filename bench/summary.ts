@@ -4,7 +4,9 @@
  * `--json`. It writes `bench/results/summary.json` and two SVG charts beside it (scaling from
  * 1 000 to 1 000 000 live mappings; the driver against the limit per mode), and redraws
  * `peer.svg` from the `peer.json` of the last full `deno task bench:peer` run. `--real` adds
- * QEMU's device in a TCG guest (one boot). `--help` prints the options and runs nothing.
+ * QEMU's device in a TCG guest (one boot per ring layout: the default, then `packed=on`).
+ * `--help` prints the options and runs nothing. The limit/driver table covers both ring
+ * layouts, each against its own hand-written limit.
  *
  * Every figure says what it is per: the limit/driver table is per request; the real device's
  * "one at a time" ratio is per request, its range-UNMAP ratio per MAP+UNMAP pair.
@@ -17,6 +19,7 @@ import { Progress } from "../tools/progress.ts";
 import { measureMock, type MockFigures, MODE_NAMES, MODES } from "./mock_figures.ts";
 import { peerChart } from "./peer_report.ts";
 import type { PeerBenchResult } from "./peer_run.ts";
+import type { RingLayout } from "../mod.ts";
 import { modesChart, type RunInfo, scalingChart } from "./summary_charts.ts";
 
 /** Where results go by default. */
@@ -25,13 +28,13 @@ export const RESULTS_DIR = new URL("./results", import.meta.url).pathname;
 const HELP = `Usage: deno task bench [-- options]
 
 Runs deno bench on bench/*_bench.ts, then measures the driver against the hand-written limit
-on the mock device (per request), MAP+UNMAP pairs with 1,000 to 1,000,000 live mappings, heap
+on the mock device (per request; split and packed ring, each against its own), MAP+UNMAP pairs with 1,000 to 1,000,000 live mappings, heap
 per mapping and heap growth; writes bench/results/summary.json, scaling.svg and modes.svg,
 and peer.svg from the last peer run's peer.json.
 
   --json      one JSON object on stdout (deno bench's results included), no progress line
   --quick     fewer repetitions and mappings (a smoke run; writes files only with --out)
-  --real      also QEMU's virtio-iommu in a TCG guest (one boot; .ci/install-guest-deps)
+  --real      also QEMU's virtio-iommu in a TCG guest (a boot per ring; .ci/install-guest-deps)
   --out dir   where to write the JSON and SVG files (default bench/results)
   --no-deno-bench  skip the deno bench table
   -h, --help  this help (runs nothing)`;
@@ -93,8 +96,10 @@ async function denoBench(json: boolean): Promise<unknown> {
   return json ? JSON.parse(new TextDecoder().decode(output.stdout)) : null;
 }
 
-/** The real device's figures: QEMU 7.2's virtio-iommu-pci in one TCG guest. */
+/** The real device's figures on one ring layout: QEMU 7.2's virtio-iommu-pci in one TCG guest. */
 interface RealFigures {
+  /** The ring layout (packed: QEMU booted with packed=on). */
+  ring: RingLayout;
   kernel: string;
   /** Requests per second, one request at a time (a pair is two requests). */
   oneAtATimeRequestsPerSecond: number;
@@ -106,16 +111,28 @@ interface RealFigures {
   rangeUnmapPairsPerSecond: number;
   /** Those pairs over one pair at a time, per pair. */
   rangeUnmapOverOneAtATimePerPair: number;
+  /**
+   * Driver time over the same ring's hand-written loop on the same device (the limit there:
+   * "device alone"): one pair at a time, batched, and with range UNMAPs, per pair.
+   */
+  ratio: { oneAtATime: number; batched: number; batchedRange: number };
 }
 
-async function measureReal(quick: boolean): Promise<RealFigures> {
+async function measureReal(quick: boolean, ring: RingLayout): Promise<RealFigures> {
   const { boot, median, FULL_PARAMS, SMOKE_PARAMS } = await import("./peer_run.ts");
   const params = quick ? SMOKE_PARAMS : FULL_PARAMS;
-  const ours = await boot("ours", "6.1", params, { ...params });
-  const one = median(ours.report.one as number[]);
-  const batched = median(ours.report.batched as number[]);
-  const range = median(ours.report.batchedRange as number[]);
+  const ours = await boot("ours", "6.1", params, { ...params, ring });
+  const m = (key: string): number => median(ours.report[key] as number[]);
+  const one = m("one");
+  const batched = m("batched");
+  const range = m("batchedRange");
   return {
+    ring,
+    ratio: {
+      oneAtATime: one / m("floorOne"),
+      batched: batched / m("floorBatched"),
+      batchedRange: range / m("floorBatchedRange"),
+    },
     kernel: ours.kernel,
     oneAtATimeRequestsPerSecond: 2e6 / one,
     batchedRequestsPerSecond: 2e6 / batched,
@@ -137,12 +154,14 @@ function formatFigures(f: MockFigures, run: RunInfo & { cores: number }, quick: 
       n(f.requests)
     } requests per timing, median of ${f.repetitions}`,
     "",
-    "| mode (per request)    | limit (req/s) | driver (req/s) | driver time / limit |",
-    "| --------------------- | ------------: | -------------: | ------------------: |",
-    ...MODES.map((k) =>
-      `| ${MODE_NAMES[k].padEnd(21)} | ${n(f.baseline[k]).padStart(13)} | ${
-        n(f.driver[k]).padStart(14)
-      } | ${x(f.ratio[k]).padStart(19)} |`
+    "| ring   | mode (per request)    | limit (req/s) | driver (req/s) | driver time / limit |",
+    "| ------ | --------------------- | ------------: | -------------: | ------------------: |",
+    ...([["split", f], ["packed", f.packed]] as const).flatMap(([ring, g]) =>
+      MODES.map((k) =>
+        `| ${ring.padEnd(6)} | ${MODE_NAMES[k].padEnd(21)} | ${n(g.baseline[k]).padStart(13)} | ${
+          n(g.driver[k]).padStart(14)
+        } | ${x(g.ratio[k]).padStart(19)} |`
+      )
     ),
     "",
     "MAP+UNMAP pair (batched 256) by live mappings: " +
@@ -160,17 +179,27 @@ function formatFigures(f: MockFigures, run: RunInfo & { cores: number }, quick: 
   return lines.join("\n");
 }
 
-function formatReal(r: RealFigures | null): string {
-  if (r === null) {
+function formatReal(rings: RealFigures[] | null): string {
+  if (rings === null) {
     return "real device: not measured (add --real; needs QEMU, see .ci/install-guest-deps)";
   }
+  return rings.map(formatRealRing).join("\n");
+}
+
+function formatRealRing(r: RealFigures): string {
   const n = (v: number): string => Math.round(v).toLocaleString("en-US");
-  return `real device (QEMU 7.2 virtio-iommu-pci, TCG guest, ${r.kernel}):\n` +
+  const x = (v: number): string => v.toFixed(2) + "×";
+  return `real device, ${r.ring} ring (QEMU 7.2 virtio-iommu-pci${
+    r.ring === "packed" ? ", packed=on" : ""
+  }, TCG guest, ${r.kernel}):\n` +
     `  per request: ${n(r.oneAtATimeRequestsPerSecond)} req/s one request at a time, ` +
     `${n(r.batchedRequestsPerSecond)} req/s batched 32 ` +
     `(${r.batchedOverOneAtATimePerRequest.toFixed(2)}× per request)\n` +
     `  per MAP+UNMAP pair: ${n(r.rangeUnmapPairsPerSecond)} pairs/s with one range UNMAP per ` +
-    `32 MAPs (${r.rangeUnmapOverOneAtATimePerPair.toFixed(2)}× the rate of one pair at a time)`;
+    `32 MAPs (${r.rangeUnmapOverOneAtATimePerPair.toFixed(2)}× the rate of one pair at a time)\n` +
+    `  driver time / the ${r.ring} ring's hand-written loop on the same device: ` +
+    `${x(r.ratio.oneAtATime)} one at a time, ${x(r.ratio.batched)} batched, ` +
+    `${x(r.ratio.batchedRange)} with range UNMAPs`;
 }
 
 /** Writes summary.json and the charts into `dir`; returns the files written. */
@@ -212,8 +241,14 @@ export async function main(argv: string[]): Promise<number> {
     quick: args.quick,
     onStep: (what) => progress.update(`bench: ${what}`),
   });
-  if (args.real) progress.update("bench: QEMU's device in a TCG guest (one boot)");
-  const real = args.real ? await measureReal(args.quick) : null;
+  let real: RealFigures[] | null = null;
+  if (args.real) {
+    real = [];
+    for (const ring of ["split", "packed"] as const) {
+      progress.update(`bench: QEMU's device in a TCG guest, ${ring} ring (one boot)`);
+      real.push(await measureReal(args.quick, ring));
+    }
+  }
   progress.clear();
   let cpu = "unknown";
   try {

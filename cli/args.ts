@@ -25,7 +25,7 @@ export class UsageError extends Error {
 }
 
 /** The subcommands. */
-export const SUBCOMMANDS = ["info", "topology", "probe", "shell"] as const;
+export const SUBCOMMANDS = ["info", "topology", "probe", "shell", "conform"] as const;
 
 /** One subcommand name. */
 export type Subcommand = typeof SUBCOMMANDS[number];
@@ -68,6 +68,16 @@ export interface CliFlags {
   qemuCompat: boolean;
   /** `--timeout MS` per request. */
   timeout?: string;
+  /** `--only ID[,ID…]` (repeatable): conform rules to run. */
+  only: string[];
+  /** `--hazardous`: conform also runs rules that may take the device down. */
+  hazardous: boolean;
+  /** `--oracle auto|none`: conform's DMA oracle. */
+  oracle?: string;
+  /** `--ring split|packed|auto`: the ring layout the driver uses (default auto). */
+  ring?: string;
+  /** `--packed`: the mock also offers VIRTIO_F_RING_PACKED (QEMU's `packed=on`). */
+  packed: boolean;
 }
 
 /** A parsed command line. */
@@ -94,6 +104,13 @@ const STRING_OPTIONS = {
   "queue-size": "queueSize",
   "topology-layout": "topologyLayout",
   timeout: "timeout",
+  ring: "ring",
+  oracle: "oracle",
+} as const satisfies Record<string, keyof CliFlags>;
+
+/** The string options that may repeat, collected in order into a list. */
+const LIST_OPTIONS = {
+  only: "only",
 } as const satisfies Record<string, keyof CliFlags>;
 
 /** The boolean options, by name, and the {@link CliFlags} field each sets. */
@@ -104,6 +121,8 @@ const BOOLEAN_OPTIONS = {
   tree: "tree",
   "no-bypass": "noBypass",
   "qemu-compat": "qemuCompat",
+  hazardous: "hazardous",
+  packed: "packed",
 } as const satisfies Record<string, keyof CliFlags>;
 
 /** Single-letter aliases. */
@@ -113,7 +132,11 @@ const SHORT_OPTIONS: Readonly<Record<string, keyof typeof BOOLEAN_OPTIONS>> = {
 };
 
 /** Every long option name, for "did you mean". */
-const OPTION_NAMES = [...Object.keys(STRING_OPTIONS), ...Object.keys(BOOLEAN_OPTIONS)];
+const OPTION_NAMES = [
+  ...Object.keys(STRING_OPTIONS),
+  ...Object.keys(LIST_OPTIONS),
+  ...Object.keys(BOOLEAN_OPTIONS),
+];
 
 /** Whether `arg` is written like a (negative) number rather than a short option: `-1`, `-0x8`. */
 function looksNumeric(arg: string): boolean {
@@ -132,6 +155,9 @@ export function parseCommandLine(args: string[]): ParsedCommand {
     device: "mock",
     noBypass: false,
     qemuCompat: false,
+    only: [],
+    hazardous: false,
+    packed: false,
   };
   const positionals: string[] = [];
   for (let i = 0; i < args.length; i++) {
@@ -149,7 +175,7 @@ export function parseCommandLine(args: string[]): ParsedCommand {
         flags[BOOLEAN_OPTIONS[name as keyof typeof BOOLEAN_OPTIONS]] = true;
         continue;
       }
-      if (!(name in STRING_OPTIONS)) {
+      if (!(name in STRING_OPTIONS) && !(name in LIST_OPTIONS)) {
         throw new UsageError(`Unknown option "--${name}"${suggest(name, OPTION_NAMES, "--")}`);
       }
       let value = inline;
@@ -163,7 +189,8 @@ export function parseCommandLine(args: string[]): ParsedCommand {
         value = next;
         i++;
       }
-      flags[STRING_OPTIONS[name as keyof typeof STRING_OPTIONS]] = value;
+      if (name in LIST_OPTIONS) flags[LIST_OPTIONS[name as keyof typeof LIST_OPTIONS]].push(value);
+      else flags[STRING_OPTIONS[name as keyof typeof STRING_OPTIONS]] = value;
       continue;
     }
     if (arg.length > 1 && arg.startsWith("-") && !looksNumeric(arg)) {

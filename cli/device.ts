@@ -13,6 +13,7 @@ import { parseU32 } from "./numbers.ts";
 import { requireHostPermissions } from "./permissions.ts";
 import { DraftTopologyModel } from "./draft_model.ts";
 import type { TopologyLayout } from "../driver/topology/builtin.ts";
+import type { RingLayout } from "../driver/virtio/virtqueue.ts";
 import { SUPPORTED_FEATURES, VirtioIommu } from "../driver/iommu/device.ts";
 import { VIRTIO_IOMMU_F_BYPASS_CONFIG } from "../spec/iommu.ts";
 import type { DmaAllocator } from "../transport/dma.ts";
@@ -45,6 +46,8 @@ export interface MockDeviceSpec {
   layout: TopologyLayout;
   /** Request timeout in ms. */
   timeoutMs?: number;
+  /** The ring layout the driver asks for (`--ring`). */
+  ring?: RingLayout | "auto";
 }
 
 /** A real device in this machine, owned through sysfs. */
@@ -57,6 +60,8 @@ export interface PciDeviceSpec {
   layout: TopologyLayout;
   /** Request timeout in ms. */
   timeoutMs?: number;
+  /** The ring layout the driver asks for (`--ring`). */
+  ring?: RingLayout | "auto";
 }
 
 /** Which device a command talks to. */
@@ -91,6 +96,7 @@ export async function deviceSpecFromFlags(flags: CliFlags): Promise<DeviceSpec> 
     timeoutMs = parseU32(flags.timeout, "--timeout");
     if (timeoutMs === 0) throw new UsageError(`Invalid --timeout "0": at least 1 ms`);
   }
+  const ring = parseRing(flags.ring);
   if (flags.device.startsWith("pci:")) {
     const bdf = normalizeBdf(flags.device.slice(4));
     const mockOnly = [
@@ -105,11 +111,12 @@ export async function deviceSpecFromFlags(flags: CliFlags): Promise<DeviceSpec> 
       ["--transport", flags.transport],
       ["--no-bypass", flags.noBypass ? "" : undefined],
       ["--qemu-compat", flags.qemuCompat ? "" : undefined],
+      ["--packed", flags.packed ? "" : undefined],
     ];
     for (const [name, value] of mockOnly) {
       if (value !== undefined) throw new UsageError(`${name} applies to --device mock only`);
     }
-    return { kind: "pci", bdf, layout, timeoutMs };
+    return { kind: "pci", bdf, layout, timeoutMs, ring };
   }
   if (flags.device !== "mock") {
     throw new UsageError(
@@ -134,7 +141,14 @@ export async function deviceSpecFromFlags(flags: CliFlags): Promise<DeviceSpec> 
     transport,
     layout: flags.topologyLayout === undefined ? file.layout ?? layout : layout,
     timeoutMs,
+    ring,
   };
+}
+
+/** Reads `--ring`: split, packed or auto (undefined: the driver's default, auto). */
+function parseRing(text: string | undefined): RingLayout | "auto" | undefined {
+  if (text === undefined || text === "split" || text === "packed" || text === "auto") return text;
+  throw new UsageError(`Invalid --ring "${text}": expected split, packed or auto`);
 }
 
 /** Reads and checks the `--mock-config` file at `path`. */
@@ -250,7 +264,11 @@ function offeredFeatures(transport: Transport): bigint {
 
 /** Opens the device of `spec` and initialises the driver. */
 export async function openDevice(spec: DeviceSpec): Promise<DeviceSession> {
-  const driverOptions = { features: driverFeatures(spec.layout), timeoutMs: spec.timeoutMs };
+  const driverOptions = {
+    features: driverFeatures(spec.layout),
+    timeoutMs: spec.timeoutMs,
+    ring: spec.ring,
+  };
   if (spec.kind === "mock") {
     const plugged = plugMock(spec);
     const iommu = await VirtioIommu.create(plugged.transport, plugged.memory, driverOptions);
@@ -297,9 +315,10 @@ export interface HostPci {
 }
 
 /**
- * Opens the real virtio-iommu at `bdf` through sysfs with pagemap DMA memory. The host backend
- * is imported here, on demand, so that the mock path loads no FFI code and needs no permission;
- * without the permissions real hardware needs this throws `PermissionProblem` first.
+ * Opens the real virtio-iommu at `bdf` through sysfs with pagemap DMA memory (and its INTx when
+ * it is bound to uio_pci_generic). The host backend is imported here, on demand, so that the
+ * mock path loads no FFI code and needs no permission; without the permissions real hardware
+ * needs this throws `PermissionProblem` first.
  */
 export async function openHostPci(bdf: string): Promise<HostPci> {
   requireHostPermissions(`pci:${bdf}`);
@@ -312,7 +331,10 @@ export async function openHostPci(bdf: string): Promise<HostPci> {
     device.close();
     throw error;
   }
-  const transport = PciTransport.create(device.config, (i: number) => device.bar(i));
+  // A function bound to uio_pci_generic interrupts through /dev/uioN; otherwise the driver polls.
+  const transport = PciTransport.create(device.config, (i: number) => device.bar(i), {
+    interrupts: device.interrupts,
+  });
   return {
     transport,
     dma,

@@ -12,6 +12,7 @@ const DEVICE_OPTIONS = `device options:
                                    pci: needs root and --allow-all (deno task cli:host)
   --topology-layout spec|draft     config layout; draft has the 2020 built-in topology
   --timeout MS                     request timeout (default 2000; 5000 on a real device)
+  --ring split|packed|auto         ring layout (default auto: packed when offered, §2.8)
 mock device options (flags override --mock-config):
   --mock-config FILE.json          options as JSON, e.g. {"endpoints":[0,8],"probeSize":512}
   --transport pci|mmio             the mock's transport (default pci)
@@ -24,6 +25,7 @@ mock device options (flags override --mock-config):
   --queue-size N                   both queues: a power of 2 up to 32768 (default 256)
   --no-bypass                      boot with bypass = 0
   --qemu-compat                    reproduce QEMU 7.2's deviations from the spec
+  --packed                         also offer VIRTIO_F_RING_PACKED (QEMU's packed=on)
 output:
   --json                           one JSON object per line: field names as in the library,
                                    32-bit values as numbers, 64-bit values as "0x…" strings
@@ -40,11 +42,12 @@ const MAIN = `viommu: drive a virtio-iommu (virtio 1.3 §5.13) from userspace
 usage: viommu <command> [options]
 
 commands:
-  info              transport, offered and negotiated features, config fields, queues
+  info              transport, offered and negotiated features, config fields, ring, queues
   topology          the resolved topology: device, requester ID, alias, endpoint ID, group
                     (--tree: the PCI hierarchy as lspci -t draws it)
   probe <endpoint>  the endpoint's properties and reserved regions
   shell             a request shell (interactive on a terminal, line by line otherwise)
+  conform           judge the device against every device rule of virtio 1.3 §5.13
   help <command>    help on a command
 
 ${DEVICE_OPTIONS}`;
@@ -54,7 +57,7 @@ const COMMANDS: Record<Subcommand, string> = {
 
 Initialises the device and shows the transport, the features the device offered and those
 the driver accepted (by name; declinedFeatures lists the difference), the config fields
-(virtio 1.3 §5.13.4) and the queue sizes.
+(virtio 1.3 §5.13.4), the ring layout in use (split §2.7 or packed §2.8) and the queue sizes.
 
 ${DEVICE_OPTIONS}`,
   topology: `usage: viommu topology [--tree] [options]
@@ -82,6 +85,20 @@ is one JSON object: {"cmd":"map","ok":true,...} or
 driver refused to send, USAGE for a malformed line).
 
 ${SHELL_HELP}
+${DEVICE_OPTIONS}`,
+  conform: `usage: viommu conform [--only ID[,ID…]] [--hazardous] [--oracle auto|none] [options]
+
+Runs the conformance catalogue against the device: each device-side rule of virtio 1.3 §5.13
+(and the generic device rules a driver can observe) on a freshly reset device, with raw
+requests the driver would never send, and state checks after every refusal. One line per
+rule: pass, fail (a MUST or MAY broken), deviation (a SHOULD not met) or skipped (with the
+reason), then the totals. Exit code 1 when a MUST rule failed.
+
+  --only ID[,ID…]   run these rules only (repeatable; "map.*" selects an area)
+  --hazardous       also run rules that may take the device down (QEMU 7.2 aborts on one)
+  --oracle none     do not use a DMA oracle (default auto: the mock's DMA engine, or QEMU's
+                    edu device when the machine has one)
+
 ${DEVICE_OPTIONS}`,
 };
 

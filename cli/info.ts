@@ -51,6 +51,9 @@ export function infoJson(report: InfoReport): Record<string, unknown> {
     config: { ...info.config },
     requestQueueSize: info.requestQueueSize,
     eventQueueSize: info.eventQueueSize,
+    interrupts: info.interrupts,
+    ring: info.ring,
+    queueReset: info.queueReset,
   };
 }
 
@@ -91,8 +94,16 @@ export function formatInfo(report: InfoReport, painter: Painter): string {
   ]);
   out += heading(painter, "queues");
   out += keyValues(painter, [
+    ["ring", info.ring === "packed" ? "packed  (virtio 1.3 §2.8)" : "split  (virtio 1.3 §2.7)"],
     ["requestQueueSize", String(info.requestQueueSize)],
     ["eventQueueSize", String(info.eventQueueSize)],
+    [
+      "interrupts",
+      info.interrupts.mode === "off"
+        ? `off, polling  (${info.interrupts.reason})`
+        : info.interrupts.mode,
+    ],
+    ["queueReset", info.queueReset ? "true  (RING_RESET, §2.6.1)" : "false"],
   ]);
   return out;
 }

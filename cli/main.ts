@@ -14,6 +14,7 @@ import {
   type ParsedCommand,
   UsageError,
 } from "./args.ts";
+import { conformCommand } from "./conform.ts";
 import { type DeviceSession, deviceSpecFromFlags, openDevice } from "./device.ts";
 import { type CliOutput, denoOutput, jsonLine, Painter, wantsColor } from "./format.ts";
 import { helpText } from "./help.ts";
@@ -93,6 +94,12 @@ export async function main(args: string[], io: CliIo = denoIo()): Promise<number
           : formatTopology(report, painter),
       );
       return EXIT_OK;
+    }
+    if (command === "conform") {
+      const timeoutMs = flags.timeout === undefined
+        ? undefined
+        : parseU32(flags.timeout, "--timeout");
+      return await conformCommand(spec, { ...flags, timeoutMs }, io.output, painter);
     }
     session = await openDevice(spec);
     const label = spec.kind === "mock" ? `mock (${spec.transport})` : `pci:${spec.bdf}`;

@@ -107,6 +107,7 @@ export function mockOptionsFromFlags(flags: CliFlags, file: MockIommuOptions): M
     options.queueSizes = [size, size];
   }
   if (flags.qemuCompat) options.qemuCompat = true;
+  if (flags.packed) options.packed = true;
   return options;
 }
 
@@ -120,6 +121,7 @@ const KNOWN_KEYS = new Set([
   "bypass",
   "queueSizes",
   "qemuCompat",
+  "packed",
   "transport",
   "topologyLayout",
   "endpoints",
@@ -130,7 +132,7 @@ const KNOWN_KEYS = new Set([
 /**
  * Reads a `--mock-config` JSON object. Numbers may be JSON numbers or strings in decimal or
  * `0x` hex. Keys: features, pageSizeMask, inputRange {start,end}, domainRange {start,end},
- * probeSize, bypass, queueSizes, qemuCompat, transport, topologyLayout, and endpoints: a list of
+ * probeSize, bypass, queueSizes, qemuCompat, packed, transport, topologyLayout, and endpoints: a list of
  * IDs (each gets QEMU's MSI region) or of `{id, reservedRegions: [{start, end, subtype}]}`.
  */
 export function mockConfigFromJson(value: unknown): MockFileConfig {
@@ -160,6 +162,7 @@ export function mockConfigFromJson(value: unknown): MockFileConfig {
   if (obj.probeSize !== undefined) options.probeSize = u32(obj.probeSize, "probeSize");
   if (obj.bypass !== undefined) options.bypass = bool(obj.bypass, "bypass");
   if (obj.qemuCompat !== undefined) options.qemuCompat = bool(obj.qemuCompat, "qemuCompat");
+  if (obj.packed !== undefined) options.packed = bool(obj.packed, "packed");
   if (obj.queueSizes !== undefined) {
     if (!Array.isArray(obj.queueSizes)) throw new UsageError("queueSizes must be a list");
     options.queueSizes = obj.queueSizes.map((v, i) =>

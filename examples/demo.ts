@@ -86,6 +86,15 @@ class StatusTrace implements Transport {
   notify(index: number): void {
     this.#t.notify(index);
   }
+  resetQueue(index: number): void {
+    this.#t.resetQueue(index);
+  }
+  queueResetPending(index: number): boolean {
+    return this.#t.queueResetPending(index);
+  }
+  queueEnabled(index: number): boolean {
+    return this.#t.queueEnabled(index);
+  }
   takeInterrupt(): number {
     return this.#t.takeInterrupt();
   }

@@ -1,8 +1,9 @@
 /**
- * The libc calls the real-hardware backends need (mmap, mlock, open, pread/pwrite, ioctl),
- * bound once with `Deno.dlopen`, plus {@link MappedRegisters}: exact-width MMIO over mapped
- * memory. Needs `--allow-ffi` (in practice `--allow-all`, which the `/sys` files need); without
- * it every entry point throws {@link HostPermissionError}.
+ * The libc calls the real-hardware backends need (mmap, mlock, open, pread/pwrite, ioctl,
+ * eventfd, and poll as a `nonblocking` call that waits on a thread of its own), bound once with
+ * `Deno.dlopen`, plus {@link MappedRegisters}: exact-width MMIO over mapped memory. Needs
+ * `--allow-ffi` (in practice `--allow-all`, which the `/sys` files need); without it every entry
+ * point throws {@link HostPermissionError}.
  *
  * @module
  */
@@ -66,6 +67,10 @@ export const ENOENT = 2;
 export const EACCES = 13;
 /** `EBUSY`. */
 export const EBUSY = 16;
+/** `EFD_NONBLOCK` (x86-64, = O_NONBLOCK). */
+export const EFD_NONBLOCK = 0x800;
+/** `EFD_CLOEXEC` (= O_CLOEXEC). */
+export const EFD_CLOEXEC = 0x80000;
 
 /** The libc symbols we bind. `open` and `ioctl` are variadic; x86-64 passes the extras fine. */
 const SYMBOLS = {
@@ -79,6 +84,11 @@ const SYMBOLS = {
   pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   ioctlInt: { name: "ioctl", parameters: ["i32", "u64", "u64"], result: "i32" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  // Waits on a thread of Deno's blocking pool: the event loop keeps running meanwhile.
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
   geteuid: { parameters: [], result: "u32" },
   __errno_location: { parameters: [], result: "pointer" },
   strerror: { parameters: ["i32"], result: "pointer" },

@@ -2,8 +2,10 @@
  * A PCI device owned by userspace through sysfs (`/sys/bus/pci/devices/<bdf>`): config space
  * through the `config` file at exact widths, memory BARs mmapped from the `resourceN` files.
  * Needs root and `--allow-all` (FFI, and Deno 2.9.6 opens `/sys` only with every permission
- * granted); refuses a device a kernel driver is bound to, and one whose vendor/device ID is not
- * the expected one (before anything is enabled: bus mastering for the wrong device lets it DMA).
+ * granted); refuses a device a kernel driver is bound to, except uio_pci_generic, which claims no
+ * BAR and hands the function's INTx to userspace ({@link SysfsPciDevice.interrupts}); and refuses
+ * one whose vendor/device ID is not the expected one, before anything is enabled (bus mastering
+ * for the wrong device would let it DMA).
  *
  * @example
  * ```ts ignore
@@ -17,6 +19,8 @@
  */
 
 import type { RegisterSpace } from "../transport/registers.ts";
+import type { InterruptSource } from "../transport/interrupt_source.ts";
+import { openUioInterrupts, UIO_PCI_GENERIC } from "./uio.ts";
 import {
   closeFile,
   EACCES,
@@ -96,6 +100,11 @@ export interface SysfsPciDevice {
   readonly config: RegisterSpace;
   /** The memory BAR `index` mapped into this process, or null when it is absent or I/O. */
   bar(index: number): RegisterSpace | null;
+  /**
+   * The function's INTx through `/dev/uioN` when it is bound to uio_pci_generic (pass it as
+   * `PciTransport`'s `interrupts`), else null: the driver then polls.
+   */
+  readonly interrupts: InterruptSource | null;
   /** Unmaps every BAR and closes the files. */
   close(): void;
 }
@@ -207,7 +216,7 @@ export function openSysfsPci(bdf: string, options: SysfsPciOptions = {}): SysfsP
     throw fileError(err, dir, "read");
   }
   const driver = boundDriver(dir);
-  if (driver !== null && !options.allowBoundDriver) {
+  if (driver !== null && driver !== UIO_PCI_GENERIC && !options.allowBoundDriver) {
     throw new HostError(
       `Cannot own PCI device ${bdf}: the kernel driver "${driver}" is bound to it ` +
         `(unbind it: echo ${bdf} > /sys/bus/pci/drivers/${driver}/unbind)`,
@@ -257,13 +266,30 @@ export function openSysfsPci(bdf: string, options: SysfsPciOptions = {}): SysfsP
 
   // 3) Last: enable, memory decoding and bus mastering (put back if any of it fails).
   const enablePath = `${dir}/enable`;
+  const command = config.read16(PCI_COMMAND);
   try {
     enableForDma(config, {
       read: () => Deno.readTextFileSync(enablePath),
       write: (value) => Deno.writeTextFileSync(enablePath, value),
-    }, { enable: options.enable ?? true, busMaster: options.busMaster ?? true });
+    }, {
+      // A bound driver enabled the function already (uio_pci_generic does), and the enable
+      // file then refuses writes with EBUSY.
+      enable: (options.enable ?? true) && driver === null,
+      busMaster: options.busMaster ?? true,
+    });
   } catch (err) {
     fail(err instanceof HostError ? err : fileError(err, enablePath, "write"));
+  }
+
+  let interrupts: InterruptSource | null = null;
+  if (driver === UIO_PCI_GENERIC && options.sysfsRoot === undefined) {
+    try {
+      interrupts = openUioInterrupts(bdf, config);
+    } catch (err) {
+      config.write16(PCI_COMMAND, command); // as it was before enableForDma()
+      closeFile(configFd);
+      throw err;
+    }
   }
 
   const mapped = new Map<number, { regs: MappedRegisters; fd: number }>();
@@ -310,8 +336,9 @@ export function openSysfsPci(bdf: string, options: SysfsPciOptions = {}): SysfsP
       closeFile(fd);
     }
     mapped.clear();
+    interrupts?.close();
     closeFile(configFd);
   }
 
-  return { bdf, config, bar, close };
+  return { bdf, config, bar, interrupts, close };
 }

@@ -89,6 +89,8 @@ export interface VfioPciDevice {
   readonly containerFd: number;
   /** The device's IOMMU group number. */
   readonly group: number;
+  /** The device fd (for VFIO_DEVICE_* ioctls: interrupts through `openVfioInterrupts`). */
+  readonly deviceFd: number;
   /** The IOMMU type set on the container (VFIO_TYPE1V2_IOMMU or VFIO_TYPE1_IOMMU). */
   readonly iommuType: number;
   /** What VFIO_DEVICE_GET_REGION_INFO reports for region `index` (BARs 0-5, ROM 6, config 7). */
@@ -98,7 +100,7 @@ export interface VfioPciDevice {
 }
 
 /** Calls `ioctl(fd, request, arg)` with a struct pointer; throws {@link HostError} on failure. */
-function ioctlStruct(
+export function ioctlStruct(
   fd: number,
   request: number,
   arg: Uint8Array<ArrayBuffer>,
@@ -349,6 +351,7 @@ export function openVfioPci(bdf: string, options: VfioPciOptions = {}): VfioPciD
       dma,
       containerFd: container,
       group,
+      deviceFd,
       iommuType: type,
       regionInfo(index: number): RegionInfo {
         if (closed) throw new HostError(`PCI device ${bdf} is closed`);

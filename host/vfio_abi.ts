@@ -145,3 +145,99 @@ export function encodeDmaUnmap(iova: bigint, size: bigint): Uint8Array<ArrayBuff
 export function decodeDmaUnmapSize(bytes: Uint8Array): bigint {
   return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getBigUint64(16, true);
 }
+
+// ---- Interrupts: VFIO_DEVICE_GET_IRQ_INFO / VFIO_DEVICE_SET_IRQS -------------------------------
+
+/** `VFIO_DEVICE_GET_IRQ_INFO` (+9). */
+export const VFIO_DEVICE_GET_IRQ_INFO = VFIO_IO_BASE + 9;
+/** `VFIO_DEVICE_SET_IRQS` (+10). */
+export const VFIO_DEVICE_SET_IRQS = VFIO_IO_BASE + 10;
+
+/** `VFIO_PCI_INTX_IRQ_INDEX`: the function's INTx. */
+export const VFIO_PCI_INTX_IRQ_INDEX = 0;
+/** `VFIO_PCI_MSI_IRQ_INDEX`. */
+export const VFIO_PCI_MSI_IRQ_INDEX = 1;
+/** `VFIO_PCI_MSIX_IRQ_INDEX`. */
+export const VFIO_PCI_MSIX_IRQ_INDEX = 2;
+
+/** `VFIO_IRQ_INFO_EVENTFD`: the interrupt can signal an eventfd. */
+export const VFIO_IRQ_INFO_EVENTFD = 1 << 0;
+/** `VFIO_IRQ_INFO_MASKABLE`. */
+export const VFIO_IRQ_INFO_MASKABLE = 1 << 1;
+/** `VFIO_IRQ_INFO_AUTOMASKED`: masked when it fires (INTx) until unmasked. */
+export const VFIO_IRQ_INFO_AUTOMASKED = 1 << 2;
+/** `VFIO_IRQ_INFO_NORESIZE`. */
+export const VFIO_IRQ_INFO_NORESIZE = 1 << 3;
+
+/** `VFIO_IRQ_SET_DATA_NONE`: no data after the header. */
+export const VFIO_IRQ_SET_DATA_NONE = 1 << 0;
+/** `VFIO_IRQ_SET_DATA_BOOL`. */
+export const VFIO_IRQ_SET_DATA_BOOL = 1 << 1;
+/** `VFIO_IRQ_SET_DATA_EVENTFD`: an s32 eventfd per interrupt follows (−1 unsets one). */
+export const VFIO_IRQ_SET_DATA_EVENTFD = 1 << 2;
+/** `VFIO_IRQ_SET_ACTION_MASK`. */
+export const VFIO_IRQ_SET_ACTION_MASK = 1 << 3;
+/** `VFIO_IRQ_SET_ACTION_UNMASK`. */
+export const VFIO_IRQ_SET_ACTION_UNMASK = 1 << 4;
+/** `VFIO_IRQ_SET_ACTION_TRIGGER`. */
+export const VFIO_IRQ_SET_ACTION_TRIGGER = 1 << 5;
+
+/** `struct vfio_irq_info { u32 argsz, flags, index, count; }`. */
+export const IRQ_INFO_SIZE = 16;
+/** `struct vfio_irq_set { u32 argsz, flags, index, start, count; u8 data[]; }` without data. */
+export const IRQ_SET_HEADER_SIZE = 20;
+
+/** What VFIO_DEVICE_GET_IRQ_INFO reports for one interrupt index. */
+export interface IrqInfo {
+  /** `VFIO_IRQ_INFO_*`. */
+  flags: number;
+  /** The index asked about. */
+  index: number;
+  /** Interrupts (vectors) in this index; 0 when the device has none of this kind. */
+  count: number;
+}
+
+/** Encodes a `vfio_irq_info` request for interrupt index `index`. */
+export function encodeIrqInfoRequest(index: number): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(IRQ_INFO_SIZE);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, IRQ_INFO_SIZE, true);
+  view.setUint32(8, index, true);
+  return bytes;
+}
+
+/** Decodes a `vfio_irq_info` the kernel filled in. */
+export function decodeIrqInfo(bytes: Uint8Array): IrqInfo {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return {
+    flags: view.getUint32(4, true),
+    index: view.getUint32(8, true),
+    count: view.getUint32(12, true),
+  };
+}
+
+/**
+ * Encodes a `vfio_irq_set`: `flags` (DATA_* | ACTION_*) for interrupts `start … start+count−1`
+ * of `index`, followed by one s32 eventfd per interrupt when `eventfds` is given (DATA_EVENTFD).
+ */
+export function encodeIrqSet(
+  flags: number,
+  index: number,
+  start: number,
+  count: number,
+  eventfds?: readonly number[],
+): Uint8Array<ArrayBuffer> {
+  if (eventfds !== undefined && eventfds.length !== count) {
+    throw new RangeError(`vfio_irq_set of ${count} interrupts given ${eventfds.length} eventfds`);
+  }
+  const size = IRQ_SET_HEADER_SIZE + 4 * (eventfds?.length ?? 0);
+  const bytes = new Uint8Array(size);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, size, true);
+  view.setUint32(4, flags, true);
+  view.setUint32(8, index, true);
+  view.setUint32(12, start, true);
+  view.setUint32(16, count, true);
+  eventfds?.forEach((fd, i) => view.setInt32(IRQ_SET_HEADER_SIZE + 4 * i, fd, true));
+  return bytes;
+}

@@ -22,7 +22,7 @@ export interface ChainSegment {
  * reuses these objects: a model must not keep one after calling {@link DeviceQueue.push}.
  */
 export interface Chain {
-  /** Head descriptor index: the id to put in the used ring. */
+  /** The id to put in the used ring: the head descriptor index (split) or the buffer id (packed). */
   head: number;
   /** Device-readable segments, in order. Only the first `readableCount` entries are valid. */
   readable: ChainSegment[];
@@ -38,12 +38,16 @@ export interface Chain {
   writableLength: number;
 }
 
-/** Device side of one split virtqueue, over simulated memory. */
+/** Device side of one virtqueue (split, §2.7, or packed, §2.8), over simulated memory. */
 export interface DeviceQueue {
   /** Queue index. */
   readonly index: number;
   /** Number of entries. */
   readonly size: number;
+  /** The ring layout: split, or packed when VIRTIO_F_RING_PACKED was negotiated. */
+  readonly layout: "split" | "packed";
+  /** Whether the queue stopped after a malformed chain. */
+  readonly broken: boolean;
   /**
    * Pops the next available chain, or returns null when the driver has published none.
    * A malformed chain (loop, out-of-bounds address, readable after writable, nested indirect,
@@ -55,6 +59,25 @@ export interface DeviceQueue {
   push(head: number, written: number): void;
   /** Number of chains published by the driver and not yet popped. */
   pending(): number;
+  /**
+   * Whether the driver wants a used-buffer notification for what was pushed since the last
+   * decision (its suppression flags or event index); records a violation for values the
+   * driver must not write.
+   */
+  needsInterrupt(): boolean;
+  /** Asks the driver to stop (true) or resume (false) available-buffer notifications. */
+  setNoNotify(on: boolean): void;
+  /**
+   * A broken device: puts a used element for `id` (any value) at the next used position,
+   * without the queue's bookkeeping, and moves on by one.
+   */
+  forgeUsed(id: number, len: number): void;
+  /**
+   * A broken device: answers chain `head` in a way the driver cannot accept as a ring state
+   * (split: used.idx moves further than the queue holds; packed: the used descriptor carries
+   * the AVAIL/USED bits of the wrong wrap counter).
+   */
+  pushBroken(head: number, written: number): void;
 }
 
 /** What the generic device core offers to a device model. */
@@ -97,4 +120,14 @@ export interface DeviceModel {
   notify(index: number): void;
   /** The device was reset (status 0 written). */
   reset(): void;
+  /**
+   * Whether the device processes available-buffer notifications that arrive before DRIVER_OK
+   * (QEMU 7.2 does; virtio 1.3 §2.1.2 says it MUST NOT consume buffers then). Default false.
+   */
+  readonly notifyBeforeDriverOk?: boolean;
+  /**
+   * Queue `index` alone was reset (VIRTIO_F_RING_RESET, §2.6.1): forget what was taken from
+   * it and not answered; the device MUST NOT use or answer it any more.
+   */
+  resetQueue?(index: number): void;
 }

@@ -39,6 +39,10 @@ export class ForwardingDevice<M extends DeviceModel = DeviceModel> implements De
   get configSize(): number {
     return this.inner.configSize;
   }
+  /** Whether the inner model processes notifications before DRIVER_OK. */
+  get notifyBeforeDriverOk(): boolean {
+    return this.inner.notifyBeforeDriverOk === true;
+  }
 
   /** Keeps the context and plugs the inner model into it. */
   attach(context: DeviceContext): void {
@@ -60,5 +64,9 @@ export class ForwardingDevice<M extends DeviceModel = DeviceModel> implements De
   /** Forwards. */
   reset(): void {
     this.inner.reset();
+  }
+  /** Forwards (when the inner model cares about queue resets). */
+  resetQueue(index: number): void {
+    this.inner.resetQueue?.(index);
   }
 }

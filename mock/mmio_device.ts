@@ -8,6 +8,7 @@
  */
 
 import { hex } from "../util/hex.ts";
+import { MMIO_MAGIC_VALUE, MMIO_VERSION_MODERN, MmioLegacyReg, MmioReg } from "../spec/mmio.ts";
 import { checkAccess, type RegisterSpace } from "../transport/registers.ts";
 import type { SimulatedMemory } from "../transport/memory.ts";
 import type { DeviceModel } from "./device.ts";
@@ -18,11 +19,10 @@ import {
   VirtioCore,
   type VirtioCoreOptions,
 } from "./virtio_core.ts";
+import { LevelLine, MockInterruptSource } from "./interrupts.ts";
 
-/** "virt" in little-endian, the MagicValue of every virtio-mmio device. */
-export const MMIO_MAGIC = 0x74726976;
 /** Offset of the device config area. */
-export const MMIO_CONFIG = 0x100;
+const CONFIG = MmioReg.CONFIG;
 
 /** Options for {@link MmioDevice}. */
 export interface MmioDeviceOptions extends VirtioCoreOptions {
@@ -50,21 +50,46 @@ export class MmioDevice implements RegisterSpace {
   #driverFeaturesSel = 0;
   #queueSel = 0;
   #shmSel = 0;
+  /** The device's interrupt line: asserted while InterruptStatus is not 0 (§4.2.2). */
+  #line = new LevelLine();
 
   /** Creates the register file for `model` over `memory`. */
   constructor(model: DeviceModel, memory: SimulatedMemory, options: MmioDeviceOptions = {}) {
     this.core = new VirtioCore(model, memory, options);
-    this.#version = options.version ?? 2;
+    this.#version = options.version ?? MMIO_VERSION_MODERN;
     this.#vendorId = options.vendorId ?? 0x554d4551;
-    this.#magic = options.magic ?? MMIO_MAGIC;
+    this.#magic = options.magic ?? MMIO_MAGIC_VALUE;
     this.#deviceId = options.deviceId ?? model.deviceId;
-    this.size = MMIO_CONFIG + Math.max(0x100, (model.configSize + 3) & ~3);
+    this.size = CONFIG + Math.max(0x100, (model.configSize + 3) & ~3);
+    this.core.onInterrupt = () => this.#updateLine();
+  }
+
+  /**
+   * The device's interrupt line as a platform would deliver it (masked when it fires until the
+   * driver unmasks it, like a uio or VFIO line): pass it as `MmioTransport`'s `interrupts`.
+   * The same source every call until it is closed.
+   */
+  interrupts(): MockInterruptSource {
+    const known = this.#line.source;
+    if (known !== null && !known.closed) return known;
+    const source = new MockInterruptSource("line", 1, () => {
+      this.#line.setMasked(false);
+      this.#updateLine();
+    });
+    this.#line.setMasked(false);
+    this.#line.source = source;
+    this.#updateLine();
+    return source;
+  }
+
+  #updateLine(): void {
+    this.#line.update(this.core.interruptStatus !== 0);
   }
 
   /** Returns true for a config-area access, false (with a violation) for a bad register access. */
   #route(offset: number, width: number, write: boolean): boolean {
     checkAccess(offset, width, this.size);
-    if (offset >= MMIO_CONFIG) return true;
+    if (offset >= CONFIG) return true;
     if (width !== 4) {
       this.core.violation(
         `virtio 1.3 §4.2.2.2: ${width * 8}-bit ${write ? "write" : "read"} of register ` +
@@ -77,48 +102,48 @@ export class MmioDevice implements RegisterSpace {
   /** Reads a byte of device config (register accesses must be 32-bit). */
   read8(offset: number): number {
     if (!this.#route(offset, 1, false)) return 0;
-    return this.core.readConfig(offset - MMIO_CONFIG, 1);
+    return this.core.readConfig(offset - CONFIG, 1);
   }
 
   /** Reads 16 bits of device config (register accesses must be 32-bit). */
   read16(offset: number): number {
     if (!this.#route(offset, 2, false)) return 0;
-    return this.core.readConfig(offset - MMIO_CONFIG, 2);
+    return this.core.readConfig(offset - CONFIG, 2);
   }
 
   /** Reads a register or 32 bits of device config. */
   read32(offset: number): number {
     checkAccess(offset, 4, this.size);
-    if (offset >= MMIO_CONFIG) return this.core.readConfig(offset - MMIO_CONFIG, 4) >>> 0;
+    if (offset >= CONFIG) return this.core.readConfig(offset - CONFIG, 4) >>> 0;
     const core = this.core;
     switch (offset) {
-      case 0x000:
+      case MmioReg.MAGIC_VALUE:
         return this.#magic;
-      case 0x004:
+      case MmioReg.VERSION:
         return this.#version;
-      case 0x008:
+      case MmioReg.DEVICE_ID:
         return this.#deviceId;
-      case 0x00c:
+      case MmioReg.VENDOR_ID:
         return this.#vendorId;
-      case 0x010:
+      case MmioReg.DEVICE_FEATURES:
         return core.readDeviceFeatures(this.#deviceFeaturesSel);
-      case 0x034:
+      case MmioReg.QUEUE_SIZE_MAX:
         return core.queueMax(this.#queueSel);
-      case 0x044:
+      case MmioReg.QUEUE_READY:
         return core.queueReady(this.#queueSel) ? 1 : 0;
-      case 0x060:
+      case MmioReg.INTERRUPT_STATUS:
         return core.interruptStatus;
-      case 0x070:
+      case MmioReg.STATUS:
         return core.readStatus();
-      case 0x0b0:
-      case 0x0b4:
-      case 0x0b8:
-      case 0x0bc:
+      case MmioReg.SHM_LEN_LOW:
+      case MmioReg.SHM_LEN_HIGH:
+      case MmioReg.SHM_BASE_LOW:
+      case MmioReg.SHM_BASE_HIGH:
         // No shared memory regions: length and base read as all ones (virtio 1.3 §4.2.2).
         return 0xffff_ffff;
-      case 0x0c0:
-        return 0;
-      case 0x0fc:
+      case MmioReg.QUEUE_RESET:
+        return core.queueResetting(this.#queueSel) ? 1 : 0; // QueueReset (§4.2.2)
+      case MmioReg.CONFIG_GENERATION:
         return core.configGeneration;
     }
     this.core.violation(
@@ -129,13 +154,13 @@ export class MmioDevice implements RegisterSpace {
 
   /** Writes a byte of device config (register accesses must be 32-bit). */
   write8(offset: number, value: number): void {
-    if (this.#route(offset, 1, true)) this.core.writeConfig(offset - MMIO_CONFIG, 1, value & 0xff);
+    if (this.#route(offset, 1, true)) this.core.writeConfig(offset - CONFIG, 1, value & 0xff);
   }
 
   /** Writes 16 bits of device config (register accesses must be 32-bit). */
   write16(offset: number, value: number): void {
     if (this.#route(offset, 2, true)) {
-      this.core.writeConfig(offset - MMIO_CONFIG, 2, value & 0xffff);
+      this.core.writeConfig(offset - CONFIG, 2, value & 0xffff);
     }
   }
 
@@ -144,59 +169,63 @@ export class MmioDevice implements RegisterSpace {
     checkAccess(offset, 4, this.size);
     value >>>= 0;
     const core = this.core;
-    if (offset >= MMIO_CONFIG) {
-      core.writeConfig(offset - MMIO_CONFIG, 4, value);
+    if (offset >= CONFIG) {
+      core.writeConfig(offset - CONFIG, 4, value);
       return;
     }
     const q = this.#queueSel;
     switch (offset) {
-      case 0x014:
+      case MmioReg.DEVICE_FEATURES_SEL:
         this.#deviceFeaturesSel = value;
         return;
-      case 0x020:
+      case MmioReg.DRIVER_FEATURES:
         core.writeDriverFeatures(this.#driverFeaturesSel, value);
         return;
-      case 0x024:
+      case MmioReg.DRIVER_FEATURES_SEL:
         this.#driverFeaturesSel = value;
         return;
-      case 0x030:
+      case MmioReg.QUEUE_SEL:
         this.#queueSel = value;
         return;
-      case 0x038:
+      case MmioReg.QUEUE_SIZE:
         core.setQueueSize(q, value);
         return;
-      case 0x044:
+      case MmioReg.QUEUE_READY:
         core.setQueueReady(q, value !== 0);
         return;
-      case 0x050:
+      case MmioReg.QUEUE_NOTIFY:
         core.notify(value & 0xffff);
         return;
-      case 0x064:
+      case MmioReg.INTERRUPT_ACK:
         core.ackInterrupt(value);
+        this.#updateLine();
         return;
-      case 0x070:
+      case MmioReg.STATUS:
         core.writeStatus(value);
         return;
-      case 0x080:
-      case 0x084:
+      case MmioReg.QUEUE_DESC_LOW:
+      case MmioReg.QUEUE_DESC_HIGH:
         core.setQueueAddress(q, QUEUE_DESC, (offset >> 2) & 1, value);
         return;
-      case 0x090:
-      case 0x094:
+      case MmioReg.QUEUE_DRIVER_LOW:
+      case MmioReg.QUEUE_DRIVER_HIGH:
         core.setQueueAddress(q, QUEUE_DRIVER, (offset >> 2) & 1, value);
         return;
-      case 0x0a0:
-      case 0x0a4:
+      case MmioReg.QUEUE_DEVICE_LOW:
+      case MmioReg.QUEUE_DEVICE_HIGH:
         core.setQueueAddress(q, QUEUE_DEVICE, (offset >> 2) & 1, value);
         return;
-      case 0x0ac:
+      case MmioReg.SHM_SEL:
         this.#shmSel = value;
         return;
-      case 0x0c0:
+      case MmioReg.QUEUE_RESET:
         if (value === 1) core.resetQueue(q);
         return;
     }
-    if (offset === 0x028 || offset === 0x03c || offset === 0x040) {
+    if (
+      offset === MmioLegacyReg.GUEST_PAGE_SIZE || offset === MmioLegacyReg.QUEUE_ALIGN ||
+      offset === MmioLegacyReg.QUEUE_PFN
+    ) {
       core.violation(
         `virtio 1.3 §4.2.4: legacy register ${hex(offset)} written on a version 2 device`,
       );

@@ -1,7 +1,8 @@
 /**
  * An in-memory modern virtio-pci function (virtio 1.3 §4.1): a 256-byte config space with the
  * vendor capability list, and BAR 4 laid out like QEMU's (common cfg at 0x0, ISR at 0x1000,
- * device cfg at 0x2000, notify at 0x3000 with `notify_off_multiplier` 4; 16 KiB). It shares
+ * device cfg at 0x2000, notify at 0x3000 with `notify_off_multiplier` 4; 16 KiB), whose
+ * register decoding lives in `pci_bar.ts`. It shares
  * {@link VirtioCore} with the MMIO register file: only where the registers are differs.
  * Options inject odd capability lists for transport tests.
  *
@@ -11,39 +12,44 @@
 import { hex } from "../util/hex.ts";
 import { checkAccess, MemoryRegisters, type RegisterSpace } from "../transport/registers.ts";
 import type { SimulatedMemory } from "../transport/memory.ts";
+import {
+  PCI_CAP_ID_VENDOR,
+  PCI_CFG_BAR0,
+  PCI_CFG_CAPABILITIES,
+  PCI_CFG_CLASS,
+  PCI_CFG_COMMAND,
+  PCI_CFG_DEVICE,
+  PCI_CFG_HEADER_SIZE,
+  PCI_CFG_INTERRUPT_LINE,
+  PCI_CFG_INTERRUPT_PIN,
+  PCI_CFG_REVISION,
+  PCI_CFG_SPACE_SIZE,
+  PCI_CFG_STATUS,
+  PCI_CFG_SUBSYSTEM,
+  PCI_CFG_SUBSYSTEM_VENDOR,
+  PCI_CFG_VENDOR,
+  PCI_STATUS_CAP_LIST,
+  VIRTIO_PCI_CAP_SIZE,
+  VIRTIO_PCI_CFG_CAP_SIZE,
+  VIRTIO_PCI_MODERN_BASE,
+  VIRTIO_PCI_NOTIFY_CAP_SIZE,
+  VIRTIO_PCI_VENDOR,
+  VirtioPciCap,
+  VirtioPciCapField,
+} from "../spec/pci.ts";
+import type { MockInterruptSource } from "./interrupts.ts";
+import { MSIX_BAR, type MsixOptions, PciInterrupts } from "./pci_interrupts.ts";
 import type { DeviceModel } from "./device.ts";
 import {
-  QUEUE_DESC,
-  QUEUE_DEVICE,
-  QUEUE_DRIVER,
-  VirtioCore,
-  type VirtioCoreOptions,
-} from "./virtio_core.ts";
-
-/** The virtio PCI vendor ID. */
-export const PCI_VENDOR_VIRTIO = 0x1af4;
-/** `cfg_type` of the common configuration capability (virtio 1.3 §4.1.4). */
-export const PCI_CAP_COMMON_CFG = 1;
-/** `cfg_type` of the notification capability. */
-export const PCI_CAP_NOTIFY_CFG = 2;
-/** `cfg_type` of the ISR capability. */
-export const PCI_CAP_ISR_CFG = 3;
-/** `cfg_type` of the device-specific configuration capability. */
-export const PCI_CAP_DEVICE_CFG = 4;
-/** `cfg_type` of the PCI configuration access capability. */
-export const PCI_CAP_PCI_CFG = 5;
-
-/** Offsets inside BAR 4, as QEMU lays it out. */
-const COMMON_BASE = 0x0000;
-const ISR_BASE = 0x1000;
-const DEVICE_BASE = 0x2000;
-const NOTIFY_BASE = 0x3000;
-const REGION_SIZE = 0x1000;
-const BAR4_SIZE = 0x4000;
-/** The BAR the virtio structures live in. */
-const VIRTIO_BAR = 4;
-/** First capability offset in config space. */
-const CAP_START = 0x40;
+  COMMON_BASE,
+  DEVICE_BASE,
+  ISR_BASE,
+  NOTIFY_BASE,
+  REGION_SIZE,
+  VIRTIO_BAR,
+  VirtioBar,
+} from "./pci_bar.ts";
+import { VirtioCore, type VirtioCoreOptions } from "./virtio_core.ts";
 
 /** A capability to put in the list, for tests that need unusual ones. */
 export interface PciCapSpec {
@@ -85,16 +91,11 @@ export interface PciFunctionOptions extends VirtioCoreOptions {
   lastNext?: number;
   /** Whether the status register advertises a capability list; default true. */
   capabilityList?: boolean;
-}
-
-/** Width of the common-cfg field starting at `offset` (0 when no field starts there). */
-function commonFieldWidth(offset: number): number {
-  if (offset < 16) return (offset & 3) === 0 ? 4 : 0;
-  if (offset === 20 || offset === 21) return 1;
-  if (offset < 32) return (offset & 1) === 0 && offset !== 20 ? 2 : 0;
-  if (offset < 56) return (offset & 3) === 0 ? 4 : 0;
-  if (offset < 64) return (offset & 1) === 0 ? 2 : 0;
-  return 0;
+  /**
+   * An MSI-X capability with this many table entries (table and PBA in BAR 1, as QEMU's);
+   * default none: the function interrupts through INTx only, as QEMU's virtio-iommu-pci does.
+   */
+  msix?: MsixOptions;
 }
 
 /** The PCI config space: reads are plain, writes to virtio capabilities are violations. */
@@ -102,9 +103,11 @@ class PciConfigSpace extends MemoryRegisters {
   readonly #core: VirtioCore;
   /** Ranges [start, end) of capabilities the driver must not write. */
   readonly #protected: Array<[number, number]> = [];
+  /** The function's interrupts: told about command register and MSI-X control writes. */
+  irq: PciInterrupts | null = null;
 
   constructor(core: VirtioCore) {
-    super(256);
+    super(PCI_CFG_SPACE_SIZE);
     this.#core = core;
   }
 
@@ -122,7 +125,10 @@ class PciConfigSpace extends MemoryRegisters {
       }
     }
     // Identity, class, header type and capability pointer are read-only.
-    if (offset < 4 || (offset >= 8 && offset < 0x10) || (offset >= 0x2c && offset < 0x3c)) {
+    if (
+      offset < PCI_CFG_COMMAND || (offset >= PCI_CFG_REVISION && offset < PCI_CFG_BAR0) ||
+      (offset >= PCI_CFG_SUBSYSTEM_VENDOR && offset < PCI_CFG_INTERRUPT_LINE)
+    ) {
       return false;
     }
     return true;
@@ -130,172 +136,22 @@ class PciConfigSpace extends MemoryRegisters {
 
   override write8(offset: number, value: number): void {
     checkAccess(offset, 1, this.size);
-    if (this.#allowed(offset, 1)) super.write8(offset, value);
+    this.#write(offset, 1, () => super.write8(offset, value));
   }
   override write16(offset: number, value: number): void {
     checkAccess(offset, 2, this.size);
-    if (this.#allowed(offset, 2)) super.write16(offset, value);
+    this.#write(offset, 2, () => super.write16(offset, value));
   }
   override write32(offset: number, value: number): void {
     checkAccess(offset, 4, this.size);
-    if (this.#allowed(offset, 4)) super.write32(offset, value);
-  }
-}
-
-/** BAR 4: common cfg, ISR, device cfg and notify regions. */
-class VirtioBar implements RegisterSpace {
-  readonly size = BAR4_SIZE;
-  readonly #fn: PciFunction;
-  #deviceFeatureSelect = 0;
-  #driverFeatureSelect = 0;
-  #queueSelect = 0;
-
-  constructor(fn: PciFunction) {
-    this.#fn = fn;
+    this.#write(offset, 4, () => super.write32(offset, value));
   }
 
-  #commonRead(off: number, width: number): number {
-    const core = this.#fn.core;
-    if (commonFieldWidth(off) !== width) return this.#badWidth(off, width, false);
-    const q = this.#queueSelect;
-    switch (off) {
-      case 0:
-        return this.#deviceFeatureSelect;
-      case 4:
-        return core.readDeviceFeatures(this.#deviceFeatureSelect);
-      case 8:
-        return this.#driverFeatureSelect;
-      case 12:
-        return core.readDriverFeatures(this.#driverFeatureSelect);
-      case 16:
-      case 26:
-        return 0xffff; // VIRTIO_MSI_NO_VECTOR: this function has no MSI-X.
-      case 18:
-        return core.queueCount;
-      case 20:
-        return core.readStatus();
-      case 21:
-        return core.configGeneration & 0xff;
-      case 22:
-        return q;
-      case 24:
-        return core.queueSize(q);
-      case 28:
-        return core.queueReady(q) ? 1 : 0;
-      case 30:
-        return this.#fn.queueNotifyOff(q);
-    }
-    if (off >= 32 && off < 56) {
-      const part = (off - 32) >> 3;
-      return core.queueAddress(q, part, (off >> 2) & 1);
-    }
-    return 0; // queue_notif_config_data, queue_reset, admin queue fields.
-  }
-
-  #commonWrite(off: number, width: number, value: number): void {
-    const core = this.#fn.core;
-    if (commonFieldWidth(off) !== width) {
-      this.#badWidth(off, width, true);
-      return;
-    }
-    const q = this.#queueSelect;
-    switch (off) {
-      case 0:
-        this.#deviceFeatureSelect = value >>> 0;
-        return;
-      case 8:
-        this.#driverFeatureSelect = value >>> 0;
-        return;
-      case 12:
-        core.writeDriverFeatures(this.#driverFeatureSelect, value);
-        return;
-      case 16:
-      case 26:
-        return; // No MSI-X: the vector stays VIRTIO_MSI_NO_VECTOR.
-      case 20:
-        core.writeStatus(value);
-        return;
-      case 22:
-        this.#queueSelect = value;
-        return;
-      case 24:
-        core.setQueueSize(q, value);
-        return;
-      case 28:
-        if (value === 0) {
-          core.violation(`virtio 1.3 §4.1.4.3.2: driver wrote 0 to queue_enable of queue ${q}`);
-          return;
-        }
-        core.setQueueReady(q, true);
-        return;
-      case 58:
-        if (value === 1) core.resetQueue(q);
-        return;
-    }
-    if (off >= 32 && off < 56) {
-      const part = (off - 32) >> 3;
-      const which = part === 0 ? QUEUE_DESC : part === 1 ? QUEUE_DRIVER : QUEUE_DEVICE;
-      core.setQueueAddress(q, which, (off >> 2) & 1, value);
-      return;
-    }
-    core.violation(
-      `virtio 1.3 §4.1.4.3.2: write of read-only common cfg field at ${hex(off)}`,
-    );
-  }
-
-  #badWidth(off: number, width: number, write: boolean): number {
-    this.#fn.core.violation(
-      `virtio 1.3 §4.1.3.1: ${width * 8}-bit ${write ? "write" : "read"} at common cfg ` +
-        `${hex(off)} does not match a field's width`,
-    );
-    return 0;
-  }
-
-  #read(offset: number, width: number): number {
-    checkAccess(offset, width, this.size);
-    const core = this.#fn.core;
-    if (offset < ISR_BASE) return this.#commonRead(offset - COMMON_BASE, width);
-    if (offset < DEVICE_BASE) {
-      if (offset === ISR_BASE && width === 1) return core.takeInterruptStatus();
-      core.violation(`virtio 1.3 §4.1.4.5: ${width * 8}-bit read in the ISR region`);
-      return 0;
-    }
-    if (offset < NOTIFY_BASE) return core.readConfig(offset - DEVICE_BASE, width);
-    core.violation(`virtio 1.3 §4.1.4.4: read of notify region at ${hex(offset)}`);
-    return 0;
-  }
-
-  #write(offset: number, width: number, value: number): void {
-    checkAccess(offset, width, this.size);
-    const core = this.#fn.core;
-    if (offset < ISR_BASE) {
-      this.#commonWrite(offset - COMMON_BASE, width, value);
-    } else if (offset < DEVICE_BASE) {
-      core.violation(`virtio 1.3 §4.1.4.5: write to the read-only ISR region`);
-    } else if (offset < NOTIFY_BASE) {
-      core.writeConfig(offset - DEVICE_BASE, width, value);
-    } else {
-      this.#fn.notifyWrite(offset - NOTIFY_BASE, width, value);
-    }
-  }
-
-  read8(offset: number): number {
-    return this.#read(offset, 1);
-  }
-  read16(offset: number): number {
-    return this.#read(offset, 2);
-  }
-  read32(offset: number): number {
-    return this.#read(offset, 4) >>> 0;
-  }
-  write8(offset: number, value: number): void {
-    this.#write(offset, 1, value & 0xff);
-  }
-  write16(offset: number, value: number): void {
-    this.#write(offset, 2, value & 0xffff);
-  }
-  write32(offset: number, value: number): void {
-    this.#write(offset, 4, value >>> 0);
+  /** Writes if allowed; the interrupts see command register and MSI-X control writes. */
+  #write(offset: number, width: number, store: () => void): void {
+    if (!this.#allowed(offset, width)) return;
+    if (this.irq === null) store();
+    else this.irq.configWrite(offset, width, store);
   }
 }
 
@@ -307,6 +163,8 @@ export class PciFunction {
   readonly config: RegisterSpace;
   /** `notify_off_multiplier` of the standard NOTIFY capability. */
   readonly notifyMultiplier: number;
+  /** INTx, MSI-X and the vector registers (`config_msix_vector`, `queue_msix_vector`). */
+  readonly irq: PciInterrupts;
   #bar4: VirtioBar;
   #queueNotifyOff: readonly number[] | null;
 
@@ -318,7 +176,22 @@ export class PciFunction {
     this.#bar4 = new VirtioBar(this);
     const config = new PciConfigSpace(this.core);
     this.config = config;
-    PciFunction.#buildConfig(config, model, options, this.notifyMultiplier);
+    this.irq = new PciInterrupts(this.core, config.view, options.msix ?? null);
+    PciFunction.#buildConfig(config, model, options, this.notifyMultiplier, this.irq);
+    config.irq = this.irq;
+  }
+
+  /**
+   * The function's INTx as uio_pci_generic delivers it (MSI-X off; the Interrupt Disable bit
+   * masks the line when it fires until the driver unmasks it): `PciTransport`'s `interrupts`.
+   */
+  intxInterrupts(): MockInterruptSource {
+    return this.irq.intx();
+  }
+
+  /** The function's MSI-X vectors as VFIO enables them (needs the `msix` option). */
+  msixInterrupts(): MockInterruptSource {
+    return this.irq.msix();
   }
 
   static #buildConfig(
@@ -326,58 +199,76 @@ export class PciFunction {
     model: DeviceModel,
     options: PciFunctionOptions,
     multiplier: number,
+    irq: PciInterrupts,
   ): void {
     const v = config.view;
-    v.setUint16(0x00, options.vendorId ?? PCI_VENDOR_VIRTIO, true);
-    v.setUint16(0x02, options.pciDeviceId ?? 0x1040 + model.deviceId, true);
-    v.setUint16(0x06, options.capabilityList === false ? 0 : 0x10, true);
-    v.setUint8(0x08, options.revision ?? 1);
-    v.setUint8(0x0b, 0xff); // class: unassigned
-    v.setUint32(0x20, 0xfe00000c, true); // BAR 4: 64-bit prefetchable memory
-    v.setUint16(0x2c, PCI_VENDOR_VIRTIO, true);
-    v.setUint16(0x2e, options.subsystemId ?? 0x1100, true);
-    v.setUint8(0x3d, 1); // INTA#
+    v.setUint16(PCI_CFG_VENDOR, options.vendorId ?? VIRTIO_PCI_VENDOR, true);
+    v.setUint16(
+      PCI_CFG_DEVICE,
+      options.pciDeviceId ?? VIRTIO_PCI_MODERN_BASE + model.deviceId,
+      true,
+    );
+    v.setUint16(PCI_CFG_STATUS, options.capabilityList === false ? 0 : PCI_STATUS_CAP_LIST, true);
+    v.setUint8(PCI_CFG_REVISION, options.revision ?? 1);
+    v.setUint8(PCI_CFG_CLASS, 0xff); // class: unassigned
+    v.setUint32(PCI_CFG_BAR0 + 4 * VIRTIO_BAR, 0xfe00000c, true); // 64-bit prefetchable memory
+    v.setUint16(PCI_CFG_SUBSYSTEM_VENDOR, VIRTIO_PCI_VENDOR, true);
+    v.setUint16(PCI_CFG_SUBSYSTEM, options.subsystemId ?? 0x1100, true);
+    v.setUint8(PCI_CFG_INTERRUPT_PIN, 1); // INTA#
     const omit = options.omitCaps ?? [];
     const standard: PciCapSpec[] = [
-      { cfgType: PCI_CAP_COMMON_CFG, bar: VIRTIO_BAR, offset: COMMON_BASE, length: REGION_SIZE },
-      { cfgType: PCI_CAP_ISR_CFG, bar: VIRTIO_BAR, offset: ISR_BASE, length: REGION_SIZE },
-      { cfgType: PCI_CAP_DEVICE_CFG, bar: VIRTIO_BAR, offset: DEVICE_BASE, length: REGION_SIZE },
+      { cfgType: VirtioPciCap.COMMON, bar: VIRTIO_BAR, offset: COMMON_BASE, length: REGION_SIZE },
+      { cfgType: VirtioPciCap.ISR, bar: VIRTIO_BAR, offset: ISR_BASE, length: REGION_SIZE },
+      { cfgType: VirtioPciCap.DEVICE, bar: VIRTIO_BAR, offset: DEVICE_BASE, length: REGION_SIZE },
       {
-        cfgType: PCI_CAP_NOTIFY_CFG,
+        cfgType: VirtioPciCap.NOTIFY,
         bar: VIRTIO_BAR,
         offset: NOTIFY_BASE,
         length: REGION_SIZE,
         multiplier,
       },
-      { cfgType: PCI_CAP_PCI_CFG, bar: 0, offset: 0, length: 0 },
+      { cfgType: VirtioPciCap.PCI_CFG, bar: 0, offset: 0, length: 0 },
     ].filter((c) => !omit.includes(c.cfgType));
     const caps = [...(options.capsBefore ?? []), ...standard, ...(options.capsAfter ?? [])];
-    let at = CAP_START;
-    let prevNext = 0x34;
+    let at = PCI_CFG_HEADER_SIZE;
+    let prevNext = PCI_CFG_CAPABILITIES;
     for (const cap of caps) {
-      const vendor = cap.vendor ?? 0x09;
-      const len = cap.cfgType === PCI_CAP_NOTIFY_CFG || cap.cfgType === PCI_CAP_PCI_CFG ? 20 : 16;
-      if (at + len > 256) throw new RangeError("Too many capabilities for PCI config space");
-      v.setUint8(prevNext, at);
-      v.setUint8(at, vendor);
-      v.setUint8(at + 2, len);
-      v.setUint8(at + 3, cap.cfgType);
-      v.setUint8(at + 4, cap.bar);
-      v.setUint32(at + 8, cap.offset, true);
-      v.setUint32(at + 12, cap.length, true);
-      if (cap.cfgType === PCI_CAP_NOTIFY_CFG) v.setUint32(at + 16, cap.multiplier ?? 4, true);
-      // The driver may write only the PCI_CFG capability's body (virtio 1.3 §4.1.4.9).
-      if (vendor === 0x09) {
-        config.protect(at, cap.cfgType === PCI_CAP_PCI_CFG ? at + 4 : at + len);
+      const vendor = cap.vendor ?? PCI_CAP_ID_VENDOR;
+      const len = cap.cfgType === VirtioPciCap.NOTIFY
+        ? VIRTIO_PCI_NOTIFY_CAP_SIZE
+        : cap.cfgType === VirtioPciCap.PCI_CFG
+        ? VIRTIO_PCI_CFG_CAP_SIZE
+        : VIRTIO_PCI_CAP_SIZE;
+      if (at + len > PCI_CFG_SPACE_SIZE) {
+        throw new RangeError("Too many capabilities for PCI config space");
       }
-      prevNext = at + 1;
+      v.setUint8(prevNext, at);
+      v.setUint8(at + VirtioPciCapField.CAP_VNDR, vendor);
+      v.setUint8(at + VirtioPciCapField.CAP_LEN, len);
+      v.setUint8(at + VirtioPciCapField.CFG_TYPE, cap.cfgType);
+      v.setUint8(at + VirtioPciCapField.BAR, cap.bar);
+      v.setUint32(at + VirtioPciCapField.OFFSET, cap.offset, true);
+      v.setUint32(at + VirtioPciCapField.LENGTH, cap.length, true);
+      if (cap.cfgType === VirtioPciCap.NOTIFY) {
+        v.setUint32(at + VirtioPciCapField.NOTIFY_OFF_MULTIPLIER, cap.multiplier ?? 4, true);
+      }
+      // The driver may write only the PCI_CFG capability's body (virtio 1.3 §4.1.4.9).
+      if (vendor === PCI_CAP_ID_VENDOR) {
+        config.protect(at, cap.cfgType === VirtioPciCap.PCI_CFG ? at + 4 : at + len);
+      }
+      prevNext = at + VirtioPciCapField.CAP_NEXT;
       at += len;
+    }
+    if (irq.tableSize > 0) {
+      v.setUint8(prevNext, at);
+      prevNext = irq.writeCapability(at);
     }
     v.setUint8(prevNext, options.lastNext ?? 0);
   }
 
   /** The register window of BAR `index`: BAR 4 holds the virtio structures, others are null. */
   bar(index: number): RegisterSpace | null {
+    if (index === MSIX_BAR) return this.irq.bar;
     return index === VIRTIO_BAR ? this.#bar4 : null;
   }
 

@@ -7,13 +7,35 @@
  * @module
  */
 
-/** VIOT header size: ACPI header (36) + node_count, node_offset, reserved[8]. */
-const HEADER_SIZE = 48;
-/** virtio-pci IOMMU node: type u8, reserved u8, length u16, segment u16 @4, bdf u16 @6, [8]. */
-const PCI_IOMMU_SIZE = 16;
-/** PCI range node: endpoint_start u32 @4, segment_start/end u16 @8/@10, bdf_start/end u16
- * @12/@14, output_node u16 @16, reserved[6]. */
-const PCI_RANGE_SIZE = 24;
+import {
+  ACPI_CHECKSUM,
+  ACPI_CREATOR_ID,
+  ACPI_CREATOR_REVISION,
+  ACPI_LENGTH,
+  ACPI_OEM_ID,
+  ACPI_OEM_REVISION,
+  ACPI_OEM_TABLE_ID,
+  ACPI_REVISION,
+  ACPI_SIGNATURE,
+  acpiByteSum,
+  VIOT_HEADER_SIZE,
+  VIOT_NODE_COUNT,
+  VIOT_NODE_LENGTH,
+  VIOT_NODE_OFFSET,
+  VIOT_NODE_PCI_RANGE,
+  VIOT_NODE_TYPE,
+  VIOT_NODE_VIRTIO_IOMMU_PCI,
+  VIOT_PCI_RANGE_BDF_END,
+  VIOT_PCI_RANGE_BDF_START,
+  VIOT_PCI_RANGE_ENDPOINT_START,
+  VIOT_PCI_RANGE_OUTPUT_NODE,
+  VIOT_PCI_RANGE_SEGMENT_END,
+  VIOT_PCI_RANGE_SEGMENT_START,
+  VIOT_PCI_RANGE_SIZE,
+  VIOT_VIRTIO_IOMMU_PCI_BDF,
+  VIOT_VIRTIO_IOMMU_PCI_SEGMENT,
+  VIOT_VIRTIO_IOMMU_PCI_SIZE,
+} from "../spec/viot.ts";
 
 /** Options of {@link q35Viot}. */
 export interface Q35ViotOptions {
@@ -25,40 +47,40 @@ export interface Q35ViotOptions {
 
 /** Builds the table, checksum included. */
 export function q35Viot(options: Q35ViotOptions = {}): Uint8Array {
-  const table = new Uint8Array(HEADER_SIZE + PCI_IOMMU_SIZE + PCI_RANGE_SIZE);
+  const table = new Uint8Array(
+    VIOT_HEADER_SIZE + VIOT_VIRTIO_IOMMU_PCI_SIZE + VIOT_PCI_RANGE_SIZE,
+  );
   const view = new DataView(table.buffer);
   const ascii = (text: string, at: number): void => {
     for (let i = 0; i < text.length; i++) table[at + i] = text.charCodeAt(i);
   };
-  ascii("VIOT", 0);
-  view.setUint32(4, table.length, true);
-  table[8] = 0; // revision, as QEMU writes it
-  ascii("BOCHS ", 10);
-  ascii("BXPC    ", 16);
-  view.setUint32(24, 1, true);
-  ascii("BXPC", 28);
-  view.setUint32(32, 1, true);
-  view.setUint16(36, 2, true); // node_count
-  view.setUint16(38, HEADER_SIZE, true); // node_offset
+  ascii("VIOT", ACPI_SIGNATURE);
+  view.setUint32(ACPI_LENGTH, table.length, true);
+  table[ACPI_REVISION] = 0; // as QEMU writes it
+  ascii("BOCHS ", ACPI_OEM_ID);
+  ascii("BXPC    ", ACPI_OEM_TABLE_ID);
+  view.setUint32(ACPI_OEM_REVISION, 1, true);
+  ascii("BXPC", ACPI_CREATOR_ID);
+  view.setUint32(ACPI_CREATOR_REVISION, 1, true);
+  view.setUint16(VIOT_NODE_COUNT, 2, true);
+  view.setUint16(VIOT_NODE_OFFSET, VIOT_HEADER_SIZE, true);
   // Node at 48: virtio-pci IOMMU.
-  let at = HEADER_SIZE;
-  view.setUint8(at, 3);
-  view.setUint16(at + 2, PCI_IOMMU_SIZE, true);
-  view.setUint16(at + 4, 0, true);
-  view.setUint16(at + 6, options.iommuBdf ?? 0x10, true);
+  const iommu = VIOT_HEADER_SIZE;
+  view.setUint8(iommu + VIOT_NODE_TYPE, VIOT_NODE_VIRTIO_IOMMU_PCI);
+  view.setUint16(iommu + VIOT_NODE_LENGTH, VIOT_VIRTIO_IOMMU_PCI_SIZE, true);
+  view.setUint16(iommu + VIOT_VIRTIO_IOMMU_PCI_SEGMENT, 0, true);
+  view.setUint16(iommu + VIOT_VIRTIO_IOMMU_PCI_BDF, options.iommuBdf ?? 0x10, true);
   // Node at 64: PCI range → node 48.
-  at += PCI_IOMMU_SIZE;
-  view.setUint8(at, 1);
-  view.setUint16(at + 2, PCI_RANGE_SIZE, true);
-  view.setUint32(at + 4, 0, true);
-  view.setUint16(at + 8, 0, true);
-  view.setUint16(at + 10, 0, true);
-  view.setUint16(at + 12, 0, true);
-  view.setUint16(at + 14, options.bdfEnd ?? 0xff, true);
-  view.setUint16(at + 16, HEADER_SIZE, true);
+  const range = iommu + VIOT_VIRTIO_IOMMU_PCI_SIZE;
+  view.setUint8(range + VIOT_NODE_TYPE, VIOT_NODE_PCI_RANGE);
+  view.setUint16(range + VIOT_NODE_LENGTH, VIOT_PCI_RANGE_SIZE, true);
+  view.setUint32(range + VIOT_PCI_RANGE_ENDPOINT_START, 0, true);
+  view.setUint16(range + VIOT_PCI_RANGE_SEGMENT_START, 0, true);
+  view.setUint16(range + VIOT_PCI_RANGE_SEGMENT_END, 0, true);
+  view.setUint16(range + VIOT_PCI_RANGE_BDF_START, 0, true);
+  view.setUint16(range + VIOT_PCI_RANGE_BDF_END, options.bdfEnd ?? 0xff, true);
+  view.setUint16(range + VIOT_PCI_RANGE_OUTPUT_NODE, iommu, true);
   // ACPI checksum: all bytes sum to 0 mod 256.
-  let sum = 0;
-  for (const byte of table) sum = (sum + byte) & 0xff;
-  table[9] = (256 - sum) & 0xff;
+  table[ACPI_CHECKSUM] = (256 - acpiByteSum(table, table.length)) & 0xff;
   return table;
 }

@@ -9,18 +9,21 @@
 
 import { hex } from "../util/hex.ts";
 import {
+  AVAIL_ALIGN,
   AVAIL_FLAGS,
   AVAIL_IDX,
   AVAIL_RING,
   availEventOffset,
   availRingSize,
   DESC_ADDR,
+  DESC_ALIGN,
   DESC_FLAGS,
   DESC_LEN,
   DESC_NEXT,
   DESC_SIZE,
   descTableSize,
   needEvent,
+  USED_ALIGN,
   USED_ELEM_SIZE,
   USED_FLAGS,
   USED_IDX,
@@ -33,33 +36,19 @@ import {
   VIRTQ_DESC_F_WRITE,
   VIRTQ_USED_F_NO_NOTIFY,
 } from "../spec/split_ring.ts";
+import { hasFeature, VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC } from "../spec/features.ts";
+import type { QueueAddresses } from "../transport/transport.ts";
 import type { Chain, ChainSegment, DeviceContext, DeviceQueue } from "./device.ts";
 
-/** Feature bit 28, VIRTIO_F_INDIRECT_DESC (virtio 1.3 §6). */
-const INDIRECT_DESC_MASK = 1n << 28n;
-/** Feature bit 29, VIRTIO_F_EVENT_IDX (virtio 1.3 §6). */
-const EVENT_IDX_MASK = 1n << 29n;
 /** Largest total length of a chain: 2^32 bytes (virtio 1.3 §2.7.5). */
-const MAX_CHAIN_BYTES = 0x1_0000_0000;
+export const MAX_CHAIN_BYTES = 0x1_0000_0000;
 
-/** Where one queue's three parts are, and how big it is. */
-export interface DeviceQueueLayout {
+/** Where one queue's three parts are (their addresses as the transport carries them), and its size. */
+export interface DeviceQueueLayout extends QueueAddresses {
   /** Queue index. */
   index: number;
   /** Number of entries (a power of two). */
   size: number;
-  /** Descriptor table address, low half. */
-  descLo: number;
-  /** Descriptor table address, high half. */
-  descHi: number;
-  /** Driver area (avail ring) address, low half. */
-  driverLo: number;
-  /** Driver area (avail ring) address, high half. */
-  driverHi: number;
-  /** Device area (used ring) address, low half. */
-  deviceLo: number;
-  /** Device area (used ring) address, high half. */
-  deviceHi: number;
 }
 
 /**
@@ -69,9 +58,9 @@ export interface DeviceQueueLayout {
 export function checkQueueLayout(context: DeviceContext, layout: DeviceQueueLayout): string | null {
   const mem = context.memory;
   const n = layout.size;
-  if ((layout.descLo & 15) !== 0) return "descriptor table is not 16-byte aligned";
-  if ((layout.driverLo & 1) !== 0) return "driver area is not 2-byte aligned";
-  if ((layout.deviceLo & 3) !== 0) return "device area is not 4-byte aligned";
+  if ((layout.descLo & (DESC_ALIGN - 1)) !== 0) return "descriptor table is not 16-byte aligned";
+  if ((layout.driverLo & (AVAIL_ALIGN - 1)) !== 0) return "driver area is not 2-byte aligned";
+  if ((layout.deviceLo & (USED_ALIGN - 1)) !== 0) return "device area is not 4-byte aligned";
   if (mem.resolve(layout.descLo, layout.descHi, descTableSize(n)) < 0) {
     return "descriptor table lies outside guest memory";
   }
@@ -85,7 +74,7 @@ export function checkQueueLayout(context: DeviceContext, layout: DeviceQueueLayo
 }
 
 /** Creates an empty reusable chain. */
-function emptyChain(): Chain {
+export function emptyChain(): Chain {
   return {
     head: 0,
     readable: [],
@@ -98,7 +87,7 @@ function emptyChain(): Chain {
 }
 
 /** Sets entry `n` of `list` to (offset, length), growing the list only when it is too short. */
-function putSegment(list: ChainSegment[], n: number, offset: number, length: number): void {
+export function putSegment(list: ChainSegment[], n: number, offset: number, length: number): void {
   if (n < list.length) {
     list[n].offset = offset;
     list[n].length = length;
@@ -116,6 +105,8 @@ export class SplitDeviceQueue implements DeviceQueue {
   readonly index: number;
   /** Number of entries. */
   readonly size: number;
+  /** Always `"split"`. */
+  readonly layout = "split" as const;
   /** Whether VIRTIO_F_EVENT_IDX was negotiated when the queue was enabled. */
   readonly eventIdx: boolean;
   /** Whether VIRTIO_F_INDIRECT_DESC was negotiated when the queue was enabled. */
@@ -147,8 +138,8 @@ export class SplitDeviceQueue implements DeviceQueue {
     this.#avail = mem.resolve(layout.driverLo, layout.driverHi, availRingSize(layout.size));
     this.#used = mem.resolve(layout.deviceLo, layout.deviceHi, usedRingSize(layout.size));
     const negotiated = context.negotiated;
-    this.eventIdx = (negotiated & EVENT_IDX_MASK) !== 0n;
-    this.indirect = (negotiated & INDIRECT_DESC_MASK) !== 0n;
+    this.eventIdx = hasFeature(negotiated, VIRTIO_F_EVENT_IDX);
+    this.indirect = hasFeature(negotiated, VIRTIO_F_INDIRECT_DESC);
     this.#inFlight = new Uint8Array(layout.size);
   }
 
@@ -308,12 +299,33 @@ export class SplitDeviceQueue implements DeviceQueue {
       throw new RangeError(`Cannot push a used length of ${written}`);
     }
     this.#inFlight[head] = 0;
+    this.#writeElem(head, written, 1);
+  }
+
+  /** Writes used element (`id`, `len`) and advances used.idx by one; see {@link DeviceQueue.forgeUsed}. */
+  forgeUsed(id: number, len: number): void {
+    this.#writeElem(id >>> 0, len >>> 0, 1);
+  }
+
+  /**
+   * Answers chain `head`, then moves used.idx further than the queue holds; see
+   * {@link DeviceQueue.pushBroken}.
+   */
+  pushBroken(head: number, written: number): void {
+    this.#inFlight[head] = 0;
+    this.#writeElem(head >>> 0, written >>> 0, this.size + 1);
+  }
+
+  /**
+   * Writes a used element at used.idx, then moves used.idx by `step` (bookkeeping aside): the
+   * element is written before used.idx moves (virtio 1.3 §2.7.8.2).
+   */
+  #writeElem(id: number, len: number, step: number): void {
     const view = this.#view;
     const e = this.#used + USED_RING + USED_ELEM_SIZE * (this.#usedIdx & (this.size - 1));
-    view.setUint32(e, head, true);
-    view.setUint32(e + 4, written, true);
-    // The element is written before used.idx moves (virtio 1.3 §2.7.8.2).
-    this.#usedIdx = (this.#usedIdx + 1) & 0xffff;
+    view.setUint32(e, id, true);
+    view.setUint32(e + 4, len, true);
+    this.#usedIdx = (this.#usedIdx + step) & 0xffff;
     view.setUint16(this.#used + USED_IDX, this.#usedIdx, true);
   }
 

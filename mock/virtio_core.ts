@@ -1,7 +1,8 @@
 /**
  * The generic virtio device core of the test harness: status byte, feature negotiation,
- * per-queue registers, interrupts and config generation, written once and shared by the
- * MMIO register file and the PCI function (they differ only in where the registers are).
+ * per-queue registers (kept in {@link QueueRegisters}), interrupts and config generation,
+ * written once and shared by the MMIO register file and the PCI function (they differ only in
+ * where the registers are).
  * It implements {@link DeviceContext} for a {@link DeviceModel} and is strict: every driver
  * action that breaks a MUST of the spec is recorded in {@link VirtioCore.violations}.
  *
@@ -17,26 +18,19 @@ import {
   STATUS_FEATURES_OK,
   statusNames,
 } from "../spec/status.ts";
+import { hasFeature, VIRTIO_F_VERSION_1 } from "../spec/features.ts";
 import type { SimulatedMemory } from "../transport/memory.ts";
 import type { DeviceContext, DeviceModel, DeviceQueue } from "./device.ts";
-import { checkQueueLayout, type DeviceQueueLayout, SplitDeviceQueue } from "./split_queue.ts";
+import { SplitDeviceQueue } from "./split_queue.ts";
+import { PackedDeviceQueue } from "./packed_queue.ts";
+import { QueueRegisters } from "./queue_registers.ts";
+
+export { QUEUE_DESC, QUEUE_DEVICE, QUEUE_DRIVER } from "./queue_registers.ts";
 
 /** Interrupt status bit: a queue has used buffers (virtio 1.3 §4.2.2, §4.1.4.5). */
 export const INTERRUPT_USED_BUFFER = 1;
 /** Interrupt status bit: the configuration changed (virtio 1.3 §4.2.2, §4.1.4.5). */
 export const INTERRUPT_CONFIG_CHANGE = 2;
-
-/** Queue area selector for {@link VirtioCore.setQueueAddress}: the descriptor table. */
-export const QUEUE_DESC = 0;
-/** Queue area selector: the driver area (avail ring). */
-export const QUEUE_DRIVER = 1;
-/** Queue area selector: the device area (used ring). */
-export const QUEUE_DEVICE = 2;
-
-/** Feature bit 32, VIRTIO_F_VERSION_1 (virtio 1.3 §6). */
-const VERSION_1_MASK = 1n << 32n;
-/** Feature bit 40, VIRTIO_F_RING_RESET (virtio 1.3 §6). */
-const RING_RESET_MASK = 1n << 40n;
 
 /** Faults a test can inject into the core; all off by default. */
 export interface CoreFaults {
@@ -47,26 +41,18 @@ export interface CoreFaults {
    * driver that does not wait for the reset to complete is caught (virtio 1.3 §4.1.4.3.2).
    */
   resetReads: number;
+  /**
+   * After a queue reset (VIRTIO_F_RING_RESET), this many reads of queue_reset / QueueReset
+   * still return 1 (Infinity: the reset never completes), so a driver that re-enables the
+   * queue too early is caught (§4.1.4.3.2, §4.2.2.2).
+   */
+  queueResetReads: number;
 }
 
 /** Options for {@link VirtioCore}. */
 export interface VirtioCoreOptions {
   /** Called with each violation as it is recorded (for example to throw in a test). */
   onViolation?: (rule: string) => void;
-}
-
-/** Register state of one queue. */
-interface QueueState {
-  max: number;
-  size: number;
-  /** desc lo, desc hi, driver lo, driver hi, device lo, device hi. */
-  addr: Uint32Array;
-  device: SplitDeviceQueue | null;
-}
-
-/** Whether `n` is a power of two. */
-function isPowerOfTwo(n: number): boolean {
-  return n > 0 && (n & (n - 1)) === 0;
 }
 
 /** The generic device core; front-ends call its register-level methods. */
@@ -78,11 +64,17 @@ export class VirtioCore implements DeviceContext {
   /** Rules the driver broke, in order, each starting with the spec section. */
   readonly violations: string[] = [];
   /** Faults to inject; tests may change them at any time. */
-  readonly faults: CoreFaults = { refuseFeatures: false, resetReads: 0 };
+  readonly faults: CoreFaults = { refuseFeatures: false, resetReads: 0, queueResetReads: 0 };
   /** Number of used-buffer interrupts raised since creation. */
   interruptCount = 0;
   /** Why the device last set DEVICE_NEEDS_RESET, or null. */
   needsResetReason: string | null = null;
+  /**
+   * Called after the core raised an interrupt: {@link INTERRUPT_USED_BUFFER} with the queue
+   * index, or {@link INTERRUPT_CONFIG_CHANGE} with -1. The front-end delivers it: the MMIO
+   * line, PCI INTx, or the MSI-X vector mapped to that event.
+   */
+  onInterrupt: ((cause: number, queue: number) => void) | null = null;
   #onViolation: ((rule: string) => void) | null;
   #status = 0;
   #statusBeforeReset = 0;
@@ -91,19 +83,14 @@ export class VirtioCore implements DeviceContext {
   #negotiated = 0n;
   #interruptStatus = 0;
   #generation = 0;
-  #queues: QueueState[];
+  #queues: QueueRegisters;
 
   /** Plugs `model` into a new core over `memory` and calls `model.attach()`. */
   constructor(model: DeviceModel, memory: SimulatedMemory, options: VirtioCoreOptions = {}) {
     this.model = model;
     this.memory = memory;
     this.#onViolation = options.onViolation ?? null;
-    this.#queues = model.queueSizes.map((max) => ({
-      max,
-      size: max,
-      addr: new Uint32Array(6),
-      device: null,
-    }));
+    this.#queues = new QueueRegisters(this, model.queueSizes);
     model.attach(this);
   }
 
@@ -121,21 +108,29 @@ export class VirtioCore implements DeviceContext {
 
   /** Device side of queue `index`, or null when it is not enabled. */
   queue(index: number): DeviceQueue | null {
-    return this.#queues[index]?.device ?? null;
+    return this.#queues.device(index);
   }
 
-  /** The concrete device queue (with interrupt and notification helpers), or null. */
+  /** The device queue as a split ring, or null (not enabled, or packed). */
   splitQueue(index: number): SplitDeviceQueue | null {
-    return this.#queues[index]?.device ?? null;
+    const q = this.#queues.device(index);
+    return q instanceof SplitDeviceQueue ? q : null;
+  }
+
+  /** The device queue as a packed ring, or null (not enabled, or split). */
+  packedQueue(index: number): PackedDeviceQueue | null {
+    const q = this.#queues.device(index);
+    return q instanceof PackedDeviceQueue ? q : null;
   }
 
   /** Raises a used-buffer interrupt for queue `index` unless the driver suppressed it. */
   interrupt(index: number): void {
-    const q = this.#queues[index]?.device;
+    const q = this.#queues.device(index);
     if (!q || (this.#status & STATUS_DRIVER_OK) === 0) return;
     if (q.needsInterrupt()) {
       this.#interruptStatus |= INTERRUPT_USED_BUFFER;
       this.interruptCount++;
+      this.onInterrupt?.(INTERRUPT_USED_BUFFER, index);
     }
   }
 
@@ -146,6 +141,7 @@ export class VirtioCore implements DeviceContext {
     if ((this.#status & STATUS_DRIVER_OK) !== 0) {
       // virtio 1.3 §2.1.2: after DRIVER_OK the device MUST send a config-change notification.
       this.#interruptStatus |= INTERRUPT_CONFIG_CHANGE;
+      this.onInterrupt?.(INTERRUPT_CONFIG_CHANGE, -1);
     }
   }
 
@@ -165,6 +161,7 @@ export class VirtioCore implements DeviceContext {
     this.#generation = (this.#generation + 1) >>> 0;
     if ((this.#status & STATUS_DRIVER_OK) !== 0) {
       this.#interruptStatus |= INTERRUPT_CONFIG_CHANGE;
+      this.onInterrupt?.(INTERRUPT_CONFIG_CHANGE, -1);
     }
   }
 
@@ -225,7 +222,10 @@ export class VirtioCore implements DeviceContext {
       );
       return false;
     }
-    if ((offered & VERSION_1_MASK) !== 0n && (this.#driverFeatures & VERSION_1_MASK) === 0n) {
+    if (
+      hasFeature(offered, VIRTIO_F_VERSION_1) &&
+      !hasFeature(this.#driverFeatures, VIRTIO_F_VERSION_1)
+    ) {
       this.violation("virtio 1.3 §6.1: driver did not accept VIRTIO_F_VERSION_1");
       return false;
     }
@@ -244,11 +244,7 @@ export class VirtioCore implements DeviceContext {
     this.#negotiated = 0n;
     this.#interruptStatus = 0;
     this.needsResetReason = null;
-    for (const q of this.#queues) {
-      q.size = q.max;
-      q.addr.fill(0);
-      q.device = null;
-    }
+    this.#queues.reset();
     this.model.reset();
   }
 
@@ -332,66 +328,41 @@ export class VirtioCore implements DeviceContext {
     this.model.writeConfig(offset, width, value);
   }
 
-  // ---- Queues ---------------------------------------------------------------------------------
+  // ---- Queues (their registers and rules live in QueueRegisters) ------------------------
 
   /** Number of queues the model declares. */
   get queueCount(): number {
-    return this.#queues.length;
+    return this.#queues.queueCount;
   }
 
   /** The maximum size of queue `index` (0 when absent). */
   queueMax(index: number): number {
-    return this.#queues[index]?.max ?? 0;
+    return this.#queues.queueMax(index);
   }
 
   /** The current size register of queue `index` (the maximum after reset). */
   queueSize(index: number): number {
-    return this.#queues[index]?.size ?? 0;
+    return this.#queues.queueSize(index);
   }
 
   /** Whether queue `index` is enabled. */
   queueReady(index: number): boolean {
-    return (this.#queues[index]?.device ?? null) !== null;
-  }
-
-  /** The queue register state, or null with a violation when the driver may not touch it. */
-  #writable(index: number, what: string): QueueState | null {
-    const q = this.#queues[index];
-    if (!q || q.max === 0) {
-      this.violation(`virtio 1.3 §4.2.2.2 / §4.1.4.3.2: ${what} written for absent queue ${index}`);
-      return null;
-    }
-    if (q.device !== null) {
-      this.violation(
-        `virtio 1.3 §4.2.2.2 / §4.1.4.3.2: ${what} written while queue ${index} is enabled`,
-      );
-      return null;
-    }
-    return q;
+    return this.#queues.queueReady(index);
   }
 
   /** A driver write of the size register of queue `index`. */
   setQueueSize(index: number, size: number): void {
-    const q = this.#writable(index, "queue size");
-    if (!q) return;
-    if (!isPowerOfTwo(size) || size > q.max) {
-      this.violation(
-        `virtio 1.3 §2.7 / §4.1.4.3.2: queue ${index} size ${size} is not a power of two ` +
-          `no larger than ${q.max}`,
-      );
-    }
-    q.size = size;
+    this.#queues.setQueueSize(index, size);
   }
 
   /** A driver read of one address half: `part` is QUEUE_DESC/DRIVER/DEVICE, `half` 0 or 1. */
   queueAddress(index: number, part: number, half: number): number {
-    return this.#queues[index]?.addr[2 * part + half] ?? 0;
+    return this.#queues.queueAddress(index, part, half);
   }
 
   /** A driver write of one address half of queue `index`. */
   setQueueAddress(index: number, part: number, half: number, value: number): void {
-    const q = this.#writable(index, "queue address");
-    if (q) q.addr[2 * part + half] = value >>> 0;
+    this.#queues.setQueueAddress(index, part, half, value);
   }
 
   /**
@@ -399,66 +370,35 @@ export class VirtioCore implements DeviceContext {
    * areas lie in memory (violation and no queue otherwise); disabling drops the queue.
    */
   setQueueReady(index: number, ready: boolean): void {
-    const q = this.#queues[index];
-    if (!q || q.max === 0) {
-      this.violation(`virtio 1.3 §4.2.2.2 / §4.1.4.3.2: queue ${index} does not exist`);
-      return;
-    }
-    if (!ready) {
-      q.device = null;
-      return;
-    }
-    if (q.device !== null) return;
-    if ((this.#status & STATUS_FEATURES_OK) === 0) {
-      this.violation(`virtio 1.3 §3.1.1: queue ${index} enabled before FEATURES_OK`);
-      return;
-    }
-    if (!isPowerOfTwo(q.size) || q.size > q.max) {
-      this.violation(
-        `virtio 1.3 §2.7: queue ${index} enabled with size ${q.size} (max ${q.max}, ` +
-          "power of two required)",
-      );
-      return;
-    }
-    const layout: DeviceQueueLayout = {
-      index,
-      size: q.size,
-      descLo: q.addr[0],
-      descHi: q.addr[1],
-      driverLo: q.addr[2],
-      driverHi: q.addr[3],
-      deviceLo: q.addr[4],
-      deviceHi: q.addr[5],
-    };
-    const problem = checkQueueLayout(this, layout);
-    if (problem !== null) {
-      this.violation(`virtio 1.3 §2.7: queue ${index} enabled but its ${problem}`);
-      return;
-    }
-    q.device = new SplitDeviceQueue(this, layout);
+    this.#queues.setQueueReady(index, ready);
   }
 
-  /** A queue reset request (VIRTIO_F_RING_RESET, virtio 1.3 §2.6.1). */
+  /**
+   * A driver write of 1 to queue_reset / QueueReset (VIRTIO_F_RING_RESET, virtio 1.3 §2.6.1,
+   * §4.1.4.3, §4.2.2): the queue stops at once (the device neither uses nor answers it any
+   * more), its state returns to the default (disabled, size at the maximum, addresses 0), and
+   * the model forgets what it took from it. The register then reads 1 for
+   * {@link CoreFaults.queueResetReads} reads before the reset shows as complete.
+   */
   resetQueue(index: number): void {
-    if ((this.#negotiated & RING_RESET_MASK) === 0n) {
-      this.violation(`virtio 1.3 §2.6.1: queue ${index} reset without VIRTIO_F_RING_RESET`);
-      return;
-    }
-    const q = this.#queues[index];
-    if (!q) return;
-    q.device = null;
-    q.size = q.max;
-    q.addr.fill(0);
+    if (this.#queues.resetQueue(index, this.faults.queueResetReads)) this.model.resetQueue?.(index);
+  }
+
+  /**
+   * A driver read of queue_reset / QueueReset: true (1) while a reset of queue `index` is
+   * still in progress (§4.1.4.3.2: the device presents 1 until the reset completes).
+   */
+  queueResetting(index: number): boolean {
+    return this.#queues.queueResetting(index);
   }
 
   /** A driver's available-buffer notification for queue `index`. */
   notify(index: number): void {
     if ((this.#status & STATUS_DRIVER_OK) === 0) {
       this.violation(`virtio 1.3 §3.1.1: queue ${index} notified before DRIVER_OK`);
-      return;
+      if (this.model.notifyBeforeDriverOk !== true) return;
     }
-    const q = this.#queues[index];
-    if (!q || q.device === null) {
+    if (this.#queues.device(index) === null) {
       this.violation(`virtio 1.3 §2.7.13: queue ${index} notified but it is not enabled`);
       return;
     }

@@ -7,7 +7,12 @@
  * @module
  */
 
-import { VirtioIommu, type VirtioIommuOptions } from "../driver/iommu/device.ts";
+import {
+  SUPPORTED_FEATURES,
+  VirtioIommu,
+  type VirtioIommuOptions,
+} from "../driver/iommu/device.ts";
+import { featureBit, VIRTIO_F_RING_RESET } from "../spec/features.ts";
 import { EVENT_QUEUE, HEAD_TYPE, REQUEST_QUEUE, TAIL_SIZE } from "../spec/iommu.ts";
 import { MmioTransport } from "../transport/mmio.ts";
 import { SimulatedMemory } from "../transport/memory.ts";
@@ -18,15 +23,38 @@ import type { MockIommuOptions } from "../mock/iommu/options.ts";
 import { MmioDevice } from "../mock/mmio_device.ts";
 import { PciFunction } from "../mock/pci_device.ts";
 import { ForwardingDevice } from "../mock/forwarding.ts";
-import { QUEUE_DEVICE, type VirtioCore } from "../mock/virtio_core.ts";
+import type { VirtioCore } from "../mock/virtio_core.ts";
 import { PciTransport } from "../transport/pci.ts";
 import type { Transport } from "../transport/transport.ts";
+import type { RingLayout } from "../driver/virtio/virtqueue.ts";
 
 /** A transport kind the fixtures can build. */
 export type Kind = "mmio" | "pci";
 
 /** Both transports, for tests generated per kind. */
 export const KINDS: readonly Kind[] = ["mmio", "pci"];
+
+/**
+ * A transport kind and the ring layout the mock offers: `"pci+packed"` also offers
+ * VIRTIO_F_RING_PACKED, so the driver runs the packed ring (§2.8) over PCI.
+ */
+export type Bus = Kind | `${Kind}+packed`;
+
+/** Every transport with both ring layouts, for tests generated per transport and ring. */
+export const BUSES: readonly Bus[] = ["mmio", "pci", "mmio+packed", "pci+packed"];
+
+/** The transport kind of `bus`. */
+export function transportOf(bus: Bus): Kind {
+  return bus.startsWith("pci") ? "pci" : "mmio";
+}
+
+/** The ring layout the mock offers on `bus`. */
+export function ringOf(bus: Bus): RingLayout {
+  return bus.endsWith("+packed") ? "packed" : "split";
+}
+
+/** The driver's features without VIRTIO_F_RING_RESET: a queue the device breaks stays broken. */
+export const NO_RING_RESET: bigint = SUPPORTED_FEATURES & ~featureBit(VIRTIO_F_RING_RESET);
 
 /** A device model plugged into a transport front-end. */
 export interface Plugged {
@@ -36,9 +64,12 @@ export interface Plugged {
   core: VirtioCore;
 }
 
-/** Plugs `model` into an MMIO register file or a PCI function over `memory`. */
-export function plug(kind: Kind, model: DeviceModel, memory: SimulatedMemory): Plugged {
-  if (kind === "mmio") {
+/**
+ * Plugs `model` into an MMIO register file or a PCI function over `memory` (the ring layout
+ * of a {@link Bus} is the model's business: see {@link setup}).
+ */
+export function plug(kind: Bus, model: DeviceModel, memory: SimulatedMemory): Plugged {
+  if (transportOf(kind) === "mmio") {
     const regs = new MmioDevice(model, memory);
     return { transport: MmioTransport.create(regs), core: regs.core };
   }
@@ -66,16 +97,18 @@ export interface Fixture {
 }
 
 /**
- * Builds the mock device (always wrapped in a pass-through {@link ScriptedDevice}), plugs it
- * into `kind`, and initialises the driver on it.
+ * Builds the mock device (always wrapped in a pass-through {@link ScriptedDevice}), offering
+ * the packed ring on a `+packed` bus, plugs it into `kind`, and initialises the driver on it.
  */
 export async function setup(
-  kind: Kind,
+  kind: Bus,
   mockOptions: MockIommuOptions = {},
   driverOptions: VirtioIommuOptions = {},
 ): Promise<Fixture> {
   const memory = new SimulatedMemory();
-  const device = new MockIommuDevice(mockOptions);
+  const device = new MockIommuDevice(
+    ringOf(kind) === "packed" ? { ...mockOptions, packed: true } : mockOptions,
+  );
   const scripted = new ScriptedDevice(device);
   const { transport, core } = plug(kind, scripted, memory);
   const iommu = await VirtioIommu.create(transport, memory, driverOptions);
@@ -106,8 +139,11 @@ export type Action =
   | { do: "len"; len: number; run?: boolean }
   /** Write `bytes` at the start of the writable part, status `status`, full used length. */
   | { do: "write"; bytes: Uint8Array; status: number }
-  /** Never answer (until {@link ScriptedDevice.releaseHeld}). */
-  | { do: "hold" }
+  /**
+   * Never answer (until {@link ScriptedDevice.releaseHeld}); with `run`, execute the request
+   * first (a device that did the work but never said so).
+   */
+  | { do: "hold"; run?: boolean }
   /** Set DEVICE_NEEDS_RESET and never answer. */
   | { do: "needsReset" }
   /** Answer normally, then put the same id in the used ring a second time. */
@@ -131,12 +167,34 @@ export class ScriptedDevice extends ForwardingDevice<MockIommuDevice> {
   requests = 0;
   /** Heads held back, oldest first. */
   readonly held: number[] = [];
+  /** Per held head: where its status byte is in the simulated memory (-1: no tail). */
+  readonly #heldTail: number[] = [];
   #scratch = new Uint8Array(80);
 
   /** Device reset: forgets held requests, resets the mock. */
   override reset(): void {
     this.held.length = 0;
+    this.#heldTail.length = 0;
     this.inner.reset();
+  }
+
+  /** A reset of the request queue forgets the requests held on it (§2.6.1: never answered). */
+  override resetQueue(index: number): void {
+    if (index === REQUEST_QUEUE) {
+      this.held.length = 0;
+      this.#heldTail.length = 0;
+    }
+    super.resetQueue(index);
+  }
+
+  /** Holds chain `chain` back (unanswered), remembering where its status byte is. */
+  #hold(chain: Chain): void {
+    this.held.push(chain.head);
+    const n = chain.writableCount;
+    const last = n > 0 ? chain.writable[n - 1] : null;
+    this.#heldTail.push(
+      last !== null && last.length >= TAIL_SIZE ? last.offset + last.length - TAIL_SIZE : -1,
+    );
   }
 
   /**
@@ -213,93 +271,46 @@ export class ScriptedDevice extends ForwardingDevice<MockIommuDevice> {
         return;
       }
       case "hold":
-        this.held.push(chain.head);
+        if (action.run) this.inner.handle(chain);
+        this.#hold(chain);
         return;
       case "needsReset":
-        this.held.push(chain.head);
+        this.#hold(chain);
         ctx.needsReset("scripted: device needs reset");
         return;
       case "duplicate":
         queue.push(chain.head, this.inner.handle(chain));
-        this.rawUsed(chain.head, TAIL_SIZE);
+        queue.forgeUsed(chain.head, TAIL_SIZE);
         return;
       case "bogusId":
-        this.held.push(chain.head);
-        this.rawUsed(action.id, TAIL_SIZE);
+        this.#hold(chain);
+        queue.forgeUsed(action.id, TAIL_SIZE);
         return;
     }
   }
 
   /**
-   * Answers the held requests through the mock. Their chains are not re-read (the harness reuses
-   * chain objects), so each is answered as a plain success with the tail written by hand.
+   * Answers the held requests: each as a plain success with `status` written into the tail
+   * remembered when it was held (the harness reuses chain objects, so they are not re-read).
    */
   releaseHeld(status = 0): void {
     const ctx = this.context;
     const queue = ctx?.queue(REQUEST_QUEUE);
     if (!ctx || !queue) return;
-    for (const head of this.held.splice(0)) {
-      this.#writeTailOf(ctx, head, status);
+    const tails = this.#heldTail.splice(0);
+    for (const [i, head] of this.held.splice(0).entries()) {
+      if (tails[i] >= 0) ctx.memory.bytes[tails[i]] = status;
       queue.push(head, TAIL_SIZE);
     }
     ctx.interrupt(REQUEST_QUEUE);
   }
 
-  /** Writes `status` into the tail of held chain `head` by walking the descriptor table. */
-  #writeTailOf(ctx: DeviceContext, head: number, status: number): void {
-    const core = ctx as unknown as VirtioCore;
-    const size = core.queueSize(REQUEST_QUEUE);
-    const desc = ctx.memory.resolve(
-      core.queueAddress(REQUEST_QUEUE, 0, 0),
-      core.queueAddress(REQUEST_QUEUE, 0, 1),
-      16 * size,
-    );
-    const v = ctx.memory.view;
-    let at = desc + 16 * head;
-    let flags = v.getUint16(at + 12, true);
-    if ((flags & 4) !== 0) {
-      // Indirect: the table is at addr.
-      const lo = v.getUint32(at, true);
-      const hi = v.getUint32(at + 4, true);
-      const len = v.getUint32(at + 8, true);
-      const table = ctx.memory.resolve(lo, hi, len);
-      at = table;
-      flags = v.getUint16(at + 12, true);
-      while ((flags & 1) !== 0) {
-        at = table + 16 * v.getUint16(at + 14, true);
-        flags = v.getUint16(at + 12, true);
-      }
-    } else {
-      while ((flags & 1) !== 0) {
-        at = desc + 16 * v.getUint16(at + 14, true);
-        flags = v.getUint16(at + 12, true);
-      }
-    }
-    const lo = v.getUint32(at, true);
-    const hi = v.getUint32(at + 4, true);
-    const len = v.getUint32(at + 8, true);
-    const buf = ctx.memory.resolve(lo, hi, len);
-    ctx.memory.bytes[buf + len - TAIL_SIZE] = status;
-  }
-
   /**
-   * Writes used element (`id`, `len`) straight into the request queue's used ring and advances
-   * used.idx, without the device queue's bookkeeping: for ids a correct device would never use.
+   * Writes used element (`id`, `len`) at the request queue's next used position without the
+   * device queue's bookkeeping: for ids a correct device would never use.
    */
   rawUsed(id: number, len: number): void {
-    const core = this.context as unknown as VirtioCore;
-    const size = core.queueSize(REQUEST_QUEUE);
-    const used = core.memory.resolve(
-      core.queueAddress(REQUEST_QUEUE, QUEUE_DEVICE, 0),
-      core.queueAddress(REQUEST_QUEUE, QUEUE_DEVICE, 1),
-      4 + 8 * size,
-    );
-    const v = core.memory.view;
-    const idx = v.getUint16(used + 2, true);
-    const elem = used + 4 + 8 * (idx & (size - 1));
-    v.setUint32(elem, id, true);
-    v.setUint32(elem + 4, len, true);
-    v.setUint16(used + 2, (idx + 1) & 0xffff, true);
+    this.context?.queue(REQUEST_QUEUE)?.forgeUsed(id, len);
   }
 
   /**

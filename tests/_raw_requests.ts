@@ -125,6 +125,25 @@ export class FakeQueue implements DeviceQueue {
   pending(): number {
     return this.available.length;
   }
+
+  /** A fed queue has no ring layout of its own; it reports split. */
+  readonly layout = "split" as const;
+  /** Never broken. */
+  readonly broken = false;
+  /** Always wants an interrupt. */
+  needsInterrupt(): boolean {
+    return true;
+  }
+  /** Nothing to suppress. */
+  setNoNotify(): void {}
+  /** Records a forged used element like any other. */
+  forgeUsed(id: number, len: number): void {
+    this.used.push({ head: id, written: len });
+  }
+  /** Records the answer like any other. */
+  pushBroken(head: number, written: number): void {
+    this.used.push({ head, written });
+  }
 }
 
 /** A device context that records everything the model asks of it. */

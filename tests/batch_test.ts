@@ -7,11 +7,11 @@
 
 import assert from "node:assert/strict";
 import { IommuError, MAP_READ, MAP_WRITE } from "../mod.ts";
-import { KINDS, setup } from "./_fixtures.ts";
+import { BUSES, setup } from "./_fixtures.ts";
 
 const RW = MAP_READ | MAP_WRITE;
 
-for (const kind of KINDS) {
+for (const kind of BUSES) {
   Deno.test(`[${kind}] RequestBatch.submit() sends 1000 requests through a queue of 8 and all settle`, async () => {
     const { iommu, device, core } = await setup(kind, { queueSizes: [8, 8] }, { maxQueueSize: 8 });
     await iommu.attach(1, 0x08);
@@ -30,6 +30,35 @@ for (const kind of KINDS) {
     assert.equal(await batch.submit(), 0);
     assert.equal(device.mappings(1).length, 0);
     assert.deepEqual(core.violations, []);
+    await iommu.close();
+  });
+
+  Deno.test(`[${kind}] RequestBatch.submit() waits in line while other callers hold every slot (regression: it stalled)`, async () => {
+    const { iommu, scripted, device } = await setup(kind, { queueSizes: [8, 8] }, {
+      maxQueueSize: 8,
+    });
+    await iommu.attach(1, 0x08);
+    // Eight one-at-a-time MAPs take every slot (and wait for one if slots are fewer); the
+    // device sits on them. The batch then has none of its own out, so no answer of its own
+    // will wake it: it must wait in the line like any other caller.
+    scripted.script = () => ({ do: "hold" });
+    const held = [];
+    for (let i = 0; i < 8; i++) held.push(iommu.map(1, 0x100000 + i * 0x1000, 0, 0x1000, RW));
+    await new Promise((resolve) => setTimeout(resolve, 1));
+    const batch = iommu.batch();
+    for (let i = 0; i < 20; i++) batch.map(1, i * 0x1000, 0x100000 + i * 0x1000, 0x1000, RW);
+    const submitted = batch.submit();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    scripted.script = null;
+    scripted.releaseHeld(); // answered OK without running them: the device maps only the batch
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stalled = new Promise((resolve) => timer = setTimeout(() => resolve("stalled"), 1000));
+    const result = await Promise.race([submitted, stalled]);
+    clearTimeout(timer);
+    assert.equal(result, 0, "the batch settled");
+    await Promise.all(held);
+    assert.equal(device.mappings(1).length, 20);
+    assert.equal(iommu.mappings(1).length, 28);
     await iommu.close();
   });
 

@@ -62,6 +62,24 @@ Deno.test("checkBoundaries() reports cycles between files and between folders", 
   ]);
 });
 
+Deno.test("checkBoundaries() lets the conformance suite judge devices but never import the mock", () => {
+  assert.deepEqual(rules([["conform/session.ts", "driver/virtio/split_queue.ts"]]), []);
+  assert.deepEqual(rules([["conform/probe_rules.ts", "spec/iommu.ts"]]), []);
+  assert.match(
+    rules([["conform/runner.ts", "mock/iommu/device.ts"]])[0],
+    /conform may import only/,
+  );
+  assert.match(rules([["conform/edu.ts", "host/sysfs_pci.ts"]])[0], /conform may import only/);
+  assert.match(rules([["conform.ts", "mock/iommu/dma_engine.ts"]])[0], /conform\.ts may/);
+  const modules: ModuleImports[] = [
+    { path: "conform.ts", imports: ["conform/edu.ts"] },
+    { path: "conform/edu.ts", imports: [], usesDeno: true },
+  ];
+  assert.deepEqual(checkBoundaries(modules).map((v) => v.rule), [
+    "conform.ts needs no permissions: nothing it reaches may touch Deno.*",
+  ]);
+});
+
 Deno.test("checkBoundaries() refuses a library folder that has no place in the layers", () => {
   assert.match(rules([["lib/x.ts", "spec/status.ts"]])[0], /lib\/ has no place in LAYERS/);
 });

@@ -151,10 +151,20 @@ Deno.test("deviceSpecFromFlags() builds mock options from flags and refuses bad 
     deviceSpecFromFlags(parseCommandLine(["info", "--device", "pci:00:02.0", "--no-bypass"]).flags),
     /--no-bypass applies to --device mock only/,
   );
-  const pci = await deviceSpecFromFlags(
-    parseCommandLine(["info", "--device", "pci:00:02.0"]).flags,
+  await assert.rejects(
+    deviceSpecFromFlags(parseCommandLine(["info", "--device", "pci:00:02.0", "--packed"]).flags),
+    /--packed applies to --device mock only/,
   );
-  assert.deepEqual(pci, { kind: "pci", bdf: "0000:00:02.0", layout: "spec", timeoutMs: undefined });
+  const pci = await deviceSpecFromFlags(
+    parseCommandLine(["info", "--device", "pci:00:02.0", "--ring", "split"]).flags,
+  );
+  assert.deepEqual(pci, {
+    kind: "pci",
+    bdf: "0000:00:02.0",
+    layout: "spec",
+    timeoutMs: undefined,
+    ring: "split",
+  });
 });
 
 Deno.test("mockConfigFromJson() reads hex strings, endpoint objects and rejects unknown keys", () => {
@@ -307,10 +317,10 @@ Deno.test("main() info --json reports QEMU q35's negotiated features and config"
   assert.equal(info.cmd, "info");
   assert.equal(info.ok, true);
   assert.equal(info.transport, "pci");
-  // QEMU 7.2 offers RING_RESET (bit 40); the driver does not take it, and info says so.
+  // QEMU 7.2 offers RING_RESET (bit 40); the driver takes it (one queue can be reset alone).
   assert.equal(info.offeredFeatures, "0x10130000077");
-  assert.equal(info.features, "0x130000077");
-  assert.deepEqual(info.declinedFeatureNames, ["RING_RESET"]);
+  assert.equal(info.features, "0x10130000077");
+  assert.deepEqual(info.declinedFeatureNames, []);
   assert.equal((info.offeredFeatureNames as string[]).at(-1), "RING_RESET");
   assert.deepEqual(info.featureNames, [
     "INPUT_RANGE",
@@ -322,7 +332,10 @@ Deno.test("main() info --json reports QEMU q35's negotiated features and config"
     "INDIRECT_DESC",
     "EVENT_IDX",
     "VERSION_1",
+    "RING_RESET",
   ]);
+  assert.equal(info.ring, "split", "QEMU's default: packed=off");
+  assert.equal(info.queueReset, true);
   assert.deepEqual(info.config, {
     pageSizeMask: "0xfffffffffffff000",
     inputStart: "0x0",
@@ -336,13 +349,35 @@ Deno.test("main() info --json reports QEMU q35's negotiated features and config"
   assert.equal(info.eventQueueSize, 256);
 });
 
+Deno.test("main() info --packed uses the packed ring unless --ring split asks otherwise", async () => {
+  const packed = await run(["info", "--packed", "--json"]);
+  assert.equal(packed.code, 0);
+  const [p] = jsonLines(packed.out.stdout);
+  assert.equal(p.ring, "packed");
+  assert.ok((p.featureNames as string[]).includes("RING_PACKED"));
+  const split = await run(["info", "--packed", "--ring", "split", "--json"]);
+  const [s] = jsonLines(split.out.stdout);
+  assert.equal(s.ring, "split");
+  assert.ok(!(s.featureNames as string[]).includes("RING_PACKED"));
+  // --ring packed on a device without it: the device is refused (exit 1), named in the message.
+  const refused = await run(["info", "--ring", "packed"]);
+  assert.equal(refused.code, 1);
+  assert.match(refused.out.stderr + refused.out.stdout, /0x400000000/);
+  const people = await run(["info", "--packed"]);
+  assert.match(people.out.stdout, /ring\s+packed {2}\(virtio 1\.3 §2\.8\)/);
+  const bad = await run(["info", "--ring", "round"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.out.stderr, /Invalid --ring "round"/);
+});
+
 Deno.test("main() info prints features by name for people", async () => {
   const { code, out } = await run(["info", "--transport", "mmio", "--probe-size", "0"]);
   assert.equal(code, 0);
   assert.match(out.stdout, /transport\s+mmio \(virtio-mmio\)/);
   assert.match(out.stdout, /offeredFeatures\s+0x10130000077 .*RING_RESET\n/);
-  assert.match(out.stdout, /\n {2}features\s+0x130000077 .*MAP_UNMAP.*\(negotiated\)\n/);
-  assert.match(out.stdout, /declinedFeatures\s+RING_RESET/);
+  assert.match(out.stdout, /\n {2}features\s+0x10130000077 .*MAP_UNMAP.*\(negotiated\)\n/);
+  assert.match(out.stdout, /declinedFeatures\s+none/);
+  assert.match(out.stdout, /ring\s+split {2}\(virtio 1\.3 §2\.7\)/);
   assert.match(out.stdout, /probeSize\s+0\n/);
   assert.ok(!out.stdout.includes("\x1b["), "no colour when not on a terminal");
 });

@@ -34,6 +34,10 @@ const EXPECTED: [string, RegExp][] = [
   ["reserved_regions.ts", /reserved region: msi 0xfee00000-0xfeefffff/],
   ["topology.ts", /group 3 must share one domain: 0000:01:00\.0, 0000:02:01\.0, 0000:02:02\.0/],
   ["faults.ts", /fault: MAPPING endpoint 0x8 write at 0x4000/],
+  [
+    "interrupts.ts",
+    /^interrupts: msix$(?=[\s\S]*by interrupt: MAPPING at 0x5000)(?=[\s\S]*bypass is now 0)/m,
+  ],
   ["batching.ts", /mappings in domain 1: 128[\s\S]*RequestBatch: 64 UNMAPs, 0 failed, first is OK/],
 ];
 

@@ -2,16 +2,23 @@ import assert from "node:assert/strict";
 import {
   decodeDmaUnmapSize,
   decodeGroupStatus,
+  decodeIrqInfo,
   decodeRegionInfo,
   DMA_MAP_SIZE,
   DMA_UNMAP_SIZE,
   encodeDmaMap,
   encodeDmaUnmap,
   encodeGroupStatus,
+  encodeIrqInfoRequest,
+  encodeIrqSet,
   encodeRegionInfoRequest,
+  IRQ_INFO_SIZE,
+  IRQ_SET_HEADER_SIZE,
   REGION_INFO_SIZE,
   VFIO_CHECK_EXTENSION,
+  VFIO_DEVICE_GET_IRQ_INFO,
   VFIO_DEVICE_GET_REGION_INFO,
+  VFIO_DEVICE_SET_IRQS,
   VFIO_DMA_MAP_FLAG_READ,
   VFIO_DMA_MAP_FLAG_WRITE,
   VFIO_GET_API_VERSION,
@@ -20,6 +27,15 @@ import {
   VFIO_GROUP_SET_CONTAINER,
   VFIO_IOMMU_MAP_DMA,
   VFIO_IOMMU_UNMAP_DMA,
+  VFIO_IRQ_INFO_AUTOMASKED,
+  VFIO_IRQ_INFO_EVENTFD,
+  VFIO_IRQ_SET_ACTION_TRIGGER,
+  VFIO_IRQ_SET_ACTION_UNMASK,
+  VFIO_IRQ_SET_DATA_EVENTFD,
+  VFIO_IRQ_SET_DATA_NONE,
+  VFIO_PCI_INTX_IRQ_INDEX,
+  VFIO_PCI_MSI_IRQ_INDEX,
+  VFIO_PCI_MSIX_IRQ_INDEX,
   VFIO_SET_IOMMU,
 } from "../host/vfio_abi.ts";
 
@@ -90,4 +106,46 @@ Deno.test("encodeDmaUnmap() is 24 bytes with iova at +8 and size at +16", () => 
   assert.equal(view.getUint32(4, true), 0);
   assert.equal(view.getBigUint64(8, true), 0x30_0000n);
   assert.equal(decodeDmaUnmapSize(bytes), 0x1000n);
+});
+
+Deno.test("VFIO_DEVICE_GET_IRQ_INFO and VFIO_DEVICE_SET_IRQS are _IO(';', 109) and 110", () => {
+  assert.equal(VFIO_DEVICE_GET_IRQ_INFO, 0x3b6d);
+  assert.equal(VFIO_DEVICE_SET_IRQS, 0x3b6e);
+  assert.deepEqual(
+    [VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX],
+    [0, 1, 2],
+  );
+});
+
+Deno.test("encodeIrqInfoRequest() is 16 bytes with the index at +8; decodeIrqInfo() reads it back", () => {
+  const bytes = encodeIrqInfoRequest(VFIO_PCI_MSI_IRQ_INDEX);
+  assert.equal(bytes.length, IRQ_INFO_SIZE);
+  const view = new DataView(bytes.buffer);
+  assert.equal(view.getUint32(0, true), 16);
+  assert.equal(view.getUint32(8, true), 1);
+  view.setUint32(4, VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_AUTOMASKED, true);
+  view.setUint32(12, 3, true);
+  assert.deepEqual(decodeIrqInfo(bytes), { flags: 0b101, index: 1, count: 3 });
+});
+
+Deno.test("encodeIrqSet() is the 20-byte header plus one s32 eventfd per interrupt", () => {
+  const bytes = encodeIrqSet(
+    VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+    VFIO_PCI_MSIX_IRQ_INDEX,
+    0,
+    2,
+    [7, -1],
+  );
+  assert.equal(bytes.length, IRQ_SET_HEADER_SIZE + 8);
+  const view = new DataView(bytes.buffer);
+  assert.deepEqual(
+    [0, 4, 8, 12, 16].map((o) => view.getUint32(o, true)),
+    [28, (1 << 2) | (1 << 5), 2, 0, 2],
+  );
+  assert.equal(view.getInt32(20, true), 7);
+  assert.equal(view.getInt32(24, true), -1, "−1 detaches that interrupt's eventfd");
+  const unmask = encodeIrqSet(VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK, 0, 0, 1);
+  assert.equal(unmask.length, 20);
+  assert.equal(new DataView(unmask.buffer).getUint32(4, true), (1 << 0) | (1 << 4));
+  assert.throws(() => encodeIrqSet(VFIO_IRQ_SET_DATA_EVENTFD, 2, 0, 2, [1]), RangeError);
 });

@@ -137,6 +137,15 @@ class FakeTransport implements Transport {
   notify(index: number): void {
     this.log.push(`notify(${index})`);
   }
+  resetQueue(index: number): void {
+    this.log.push(`resetQueue(${index})`);
+  }
+  queueResetPending(_index: number): boolean {
+    return false;
+  }
+  queueEnabled(_index: number): boolean {
+    return false;
+  }
   takeInterrupt(): number {
     return 0;
   }

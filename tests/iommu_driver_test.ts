@@ -18,7 +18,7 @@ import {
   VIRTIO_IOMMU_T_UNMAP,
 } from "../spec/iommu.ts";
 import { QEMU_IOMMU_FEATURES } from "../mock/iommu/options.ts";
-import { type Fixture, KINDS, plug, setup } from "./_fixtures.ts";
+import { type Bus, BUSES, type Fixture, plug, ringOf, setup } from "./_fixtures.ts";
 import { DeviceInitError } from "../driver/virtio/init.ts";
 import { VirtioIommu } from "../driver/iommu/device.ts";
 import { MockIommuDevice } from "../mock/iommu/device.ts";
@@ -47,7 +47,7 @@ async function refused(f: Fixture, run: () => Promise<unknown>): Promise<IommuEr
 
 /** Runs `body` on a fresh fixture and closes it; checks the mock saw no rule broken. */
 async function withIommu(
-  kind: "mmio" | "pci",
+  kind: Bus,
   body: (f: Fixture) => Promise<void> | void,
   mockOptions: Parameters<typeof setup>[1] = {},
   driverOptions: Parameters<typeof setup>[2] = {},
@@ -66,7 +66,7 @@ function read(device: MockIommuDevice, endpoint: number, iova: bigint): bigint |
   return r.ok ? r.address : r.fault.reason;
 }
 
-for (const kind of KINDS) {
+for (const kind of BUSES) {
   const t = (name: string, fn: () => Promise<void>): void => {
     Deno.test(`[${kind}] ${name}`, fn);
   };
@@ -820,9 +820,16 @@ for (const kind of KINDS) {
               core.queueAddress(0, part, 1),
               16 * size,
             );
-          const availIdx = memory.view.getUint16(addr(1) + 2, true);
-          const head = memory.view.getUint16(addr(1) + 4 + 2 * ((availIdx - 1) % size), true);
-          const flags = memory.view.getUint16(addr(0) + 16 * head + 12, true);
+          // Split: the head named by the last avail ring entry; packed: the first request's
+          // head is ring slot 0, whose flags are at offset 14 (§2.8.13).
+          let flags: number;
+          if (ringOf(kind) === "split") {
+            const availIdx = memory.view.getUint16(addr(1) + 2, true);
+            const head = memory.view.getUint16(addr(1) + 4 + 2 * ((availIdx - 1) % size), true);
+            flags = memory.view.getUint16(addr(0) + 16 * head + 12, true);
+          } else {
+            flags = memory.view.getUint16(addr(0) + 14, true);
+          }
           assert.equal((flags & 4) !== 0, indirect, `queue of ${size}: flags ${flags}`);
           assert.equal((flags & 1) !== 0, !indirect, "a direct chain goes on with NEXT");
           scripted.releaseHeld();
@@ -1018,6 +1025,9 @@ for (const kind of KINDS) {
         maxQueueSize: (i) => transport.maxQueueSize(i),
         enableQueue: (i, size, a) => transport.enableQueue(i, size, a),
         notify: (i) => transport.notify(i),
+        resetQueue: (i) => transport.resetQueue(i),
+        queueResetPending: (i) => transport.queueResetPending(i),
+        queueEnabled: (i) => transport.queueEnabled(i),
         takeInterrupt: () => transport.takeInterrupt(),
       };
       const iommu = await VirtioIommu.create(wrapped, memory);

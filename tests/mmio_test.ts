@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { MmioReg, MmioTransport } from "../transport/mmio.ts";
+import { MmioTransport } from "../transport/mmio.ts";
+import { MmioReg } from "../spec/mmio.ts";
 import { SimulatedMemory } from "../transport/memory.ts";
 import { MmioDevice } from "../mock/mmio_device.ts";
 import { MemoryRegisters } from "../transport/registers.ts";
@@ -140,7 +141,8 @@ Deno.test("MmioTransport.enableQueue() rejects an absent queue, a bad size and a
   assert.throws(() => t.enableQueue(2, 8, zeroQueue()), /does not have it/);
   assert.throws(() => t.enableQueue(5, 8, zeroQueue()), TransportError);
   assert.throws(() => t.enableQueue(0, 16, ring.addresses), /exceeds the device's maximum 8/);
-  assert.throws(() => t.enableQueue(0, 6, ring.addresses), RangeError);
+  assert.throws(() => t.enableQueue(0, 0, ring.addresses), RangeError);
+  assert.throws(() => t.enableQueue(0, 32769, ring.addresses), RangeError);
   t.enableQueue(0, 8, ring.addresses);
   assert.throws(() => t.enableQueue(0, 8, ring.addresses), /already enabled/);
 });

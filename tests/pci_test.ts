@@ -210,7 +210,8 @@ Deno.test("PciTransport.enableQueue() rejects absent queues, bad sizes and enabl
   assert.throws(() => t.enableQueue(2, 4, ring.addresses), isTransportError(/does not have it/));
   assert.throws(() => t.enableQueue(3, 4, ring.addresses), isTransportError(/has 3 queues/));
   assert.throws(() => t.enableQueue(1, 8, ring.addresses), isTransportError(/maximum 4/));
-  assert.throws(() => t.enableQueue(1, 3, ring.addresses), RangeError);
+  assert.throws(() => t.enableQueue(1, 0, ring.addresses), RangeError);
+  assert.throws(() => t.enableQueue(1, 1.5, ring.addresses), RangeError);
   assert.throws(() => t.enableQueue(0, 8, ring.addresses), isTransportError(/already enabled/));
 });
 

@@ -3,7 +3,8 @@
  * VFIO loaded and QEMU's edu (tools/guest.ts `--kernel 6.12 --linux-iommu`), runs
  * tests/guest/vfio.ts inside it and asserts on its JSON report: edu bound to vfio-pci, opened
  * through our VFIO backend, DMA through VFIO_IOMMU_MAP_DMA-mapped IOVAs arrives, and after
- * VFIO_IOMMU_UNMAP_DMA the same DMA is blocked. Without QEMU or the 6.12 kernel the tests are
+ * VFIO_IOMMU_UNMAP_DMA the same DMA is blocked; edu's interrupts arrive through eventfds
+ * (VFIO_DEVICE_SET_IRQS), over INTx and over MSI. Without QEMU or the 6.12 kernel the tests are
  * skipped, the skip's name saying why, except under CI (`CI=true`), where that is a failure.
  *
  * @module
@@ -134,6 +135,32 @@ if (missing.length > 0) {
     const r = await stepResult("freeUnmaps");
     assert.equal(r.unmappedAgain, "0x0", "nothing left to unmap at the freed IOVA");
   });
+
+  Deno.test("VFIO device: VFIO_DEVICE_GET_IRQ_INFO reports edu's INTx (automasked) and one MSI", async () => {
+    const info = await stepResult("irqInfo") as Record<string, { flags: number; count: number }>;
+    assert.equal(info.intx.count, 1);
+    assert.equal(info.intx.flags & 0b101, 0b101, "EVENTFD and AUTOMASKED");
+    assert.equal(info.msi.count, 1, "edu has one MSI vector");
+    assert.equal(info.msi.flags & 1, 1, "EVENTFD");
+    assert.equal(info.msix.count, 0, "edu has no MSI-X");
+  });
+
+  for (const kind of ["intx", "msi"]) {
+    Deno.test(`VFIO device: edu's DMA-completion interrupt arrives through an eventfd (${kind})`, async () => {
+      const r = await stepResult(`${kind}Interrupts`);
+      assert.equal(r.delivery, kind === "intx" ? "line" : "vectors");
+      assert.equal(r.dmaBits, 1, "vector 0 fired");
+      assert.equal((r.dmaStatus as number) & 0x100, 0x100, "edu's DMA-done status bit");
+      assert.ok((r.timersWhileWaiting as number) <= 1, "no polling: the wait's own deadline only");
+      assert.equal(r.raisedBits, 1, "the raise register fires again after the unmask");
+      assert.equal(r.raisedStatus, 0x5a);
+      assert.equal(r.statusAfterAck, 0);
+      note(
+        `VFIO device: edu's DMA-completion interrupt (${kind}) via eventfd: median ` +
+          `${r.medianAfterEduDelayMs} ms after edu's 100 ms timer (${r.dmaAfterEduDelayMs})`,
+      );
+    });
+  }
 
   Deno.test("VFIO device: close() releases everything without error", async () => {
     await stepResult("close");

@@ -250,6 +250,31 @@ Deno.test("VirtioCore refuses a queue whose rings lie outside memory or are misa
   assert.match(core.violations[0], /descriptor table is not 16-byte aligned/);
 });
 
+Deno.test("VirtioCore refuses a driver area off 2 bytes and a device area off 4 (§2.7)", () => {
+  const { memory, core } = make();
+  toFeaturesOk(core);
+  const ring = new HandRing(memory, 8);
+  programQueue(core, ring);
+  // Part 1 is the driver area (avail ring): 2-byte alignment; an odd address is refused.
+  core.setQueueAddress(0, 1, 0, core.queueAddress(0, 1, 0) + 1);
+  core.setQueueReady(0, true);
+  assert.equal(core.queueReady(0), false);
+  assert.match(core.violations[0], /driver area is not 2-byte aligned/);
+  // Back to aligned, then part 2 (the used ring) off by 2: 4-byte alignment is required.
+  core.clearViolations();
+  core.setQueueAddress(0, 1, 0, core.queueAddress(0, 1, 0) - 1);
+  core.setQueueAddress(0, 2, 0, core.queueAddress(0, 2, 0) + 2);
+  core.setQueueReady(0, true);
+  assert.equal(core.queueReady(0), false);
+  assert.match(core.violations[0], /device area is not 4-byte aligned/);
+  // Both back to aligned: the queue comes up.
+  core.clearViolations();
+  core.setQueueAddress(0, 2, 0, core.queueAddress(0, 2, 0) - 2);
+  core.setQueueReady(0, true);
+  assert.equal(core.queueReady(0), true);
+  assert.deepEqual(core.violations, []);
+});
+
 Deno.test("VirtioCore calls onViolation for each violation", () => {
   const seen: string[] = [];
   const core = new VirtioCore(new EchoDevice(), new SimulatedMemory(), {

@@ -15,6 +15,7 @@ import {
   VIRTQ_USED_F_NO_NOTIFY,
 } from "../spec/split_ring.ts";
 import { HandDevice } from "./_ring_helpers.ts";
+import { allocatingControl, heapGrowth } from "./_heap.ts";
 
 interface Rig {
   memory: SimulatedMemory;
@@ -769,34 +770,6 @@ Deno.test("SplitVirtqueue.destroy() frees its memory and refuses later use", () 
   assert.throws(() => p.vq.setPair(0, 0, 0, 8, 8, 0, 4), TypeError);
 });
 
-let sink: unknown = null;
-
-/**
- * Bytes the heap grew by while running `step` 200k times after a warm-up: the sum of the
- * increases of heapUsed between 40 samples, so a young-generation GC in between (which makes
- * heapUsed drop) cannot hide allocation in the other intervals. The least of three trials is
- * returned: a one-off allocation by the engine itself (optimised code, feedback vectors, a
- * late tier-up) lands in one trial, while per-call garbage shows in every trial.
- */
-function heapGrowth(step: (i: number) => void): number {
-  for (let i = 0; i < 50_000; i++) step(i);
-  const samples = 40;
-  const perSample = 5_000;
-  let least = Infinity;
-  for (let trial = 0; trial < 3; trial++) {
-    let prev = Deno.memoryUsage().heapUsed;
-    let grown = 0;
-    for (let s = 0; s < samples; s++) {
-      for (let i = 0; i < perSample; i++) step(i);
-      const now = Deno.memoryUsage().heapUsed;
-      if (now > prev) grown += now - prev;
-      prev = now;
-    }
-    least = Math.min(least, grown);
-  }
-  return least;
-}
-
 Deno.test("SplitVirtqueue hot path (add2 or addPair, publish, hasUsed, popUsed) allocates nothing", () => {
   for (const options of [{}, { eventIdx: true, indirect: true }, { pairs: 8 }]) {
     const r = rig(16, options);
@@ -831,10 +804,5 @@ Deno.test("SplitVirtqueue hot path (add2 or addPair, publish, hasUsed, popUsed) 
     assert.equal(r.vq.numFree, pinned ? 0 : 16);
     r.vq.destroy();
   }
-  // Control: the measurement does see a loop that allocates 16+ bytes per iteration.
-  const grown = heapGrowth((i) => {
-    sink = { i };
-  });
-  assert.ok(grown > 1024 * 1024, `allocating control grew only ${grown} bytes`);
-  assert.ok(sink !== null);
+  allocatingControl();
 });

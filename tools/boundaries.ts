@@ -14,6 +14,8 @@
  * driver/iommu/          the virtio-iommu driver
  * mock/  mock/iommu/     the device side, for testing.ts (never the driver)
  * host/                  real hardware, for host.ts (FFI, sysfs, VFIO; never the mock)
+ * conform/               the conformance suite: judges any device through the virtio core,
+ *                        never the mock (the mock is one device it judges, in tests)
  * ```
  *
  * @module
@@ -54,10 +56,13 @@ export const LAYERS: Readonly<Record<string, readonly string[]>> = {
   "mock": ["transport", "spec", "util"],
   "mock/iommu": ["mock", "transport", "spec", "util"],
   "host": ["driver/topology", "transport", "spec", "util"],
+  // The conformance suite drives any device with the virtio core and the spec's layouts.
+  "conform": ["driver/iommu", "driver/virtio", "transport", "spec", "util"],
   // The entry points: the core needs no permissions, testing.ts is the mock, host.ts the hardware.
   "mod.ts": ["driver/virtio", "driver/topology", "driver/iommu", "transport", "spec", "util"],
   "testing.ts": ["mock", "mock/iommu", "transport", "spec", "util"],
   "host.ts": ["host", "transport", "spec", "util"],
+  "conform.ts": ["conform", "transport", "spec", "util"],
 };
 
 /**
@@ -68,7 +73,7 @@ export const IOMMU_SPEC = ["spec/iommu.ts"];
 /** Folders that must stay device-type agnostic (may not import {@link IOMMU_SPEC}). */
 export const DEVICE_AGNOSTIC = ["transport", "driver/virtio", "mock"];
 /** Entry points whose whole import closure must run with no permissions (no `Deno.*`). */
-export const PERMISSION_FREE = ["mod.ts", "testing.ts"];
+export const PERMISSION_FREE = ["mod.ts", "testing.ts", "conform.ts"];
 /** Folders of applications: nothing in the library layers may import them. */
 export const APPLICATIONS = ["cli", "tools", "bench", "examples", "tests", "cli.ts"];
 

@@ -50,6 +50,16 @@ export const LINUX_IOMMU_MODULES: readonly GuestModule[] = [
 ];
 
 /**
+ * The modules a 6.1 guest loads so that a PCI function's INTx reaches userspace through
+ * `/dev/uioN` (uio_pci_generic); from `.cache/guest/6.1/modules/`. Without them the guest
+ * boots anyway and the driver polls.
+ */
+export const UIO_MODULES: readonly GuestModule[] = [
+  { file: "uio.ko", params: [] },
+  { file: "uio_pci_generic.ko", params: [] },
+];
+
+/**
  * The CPU model for 6.12 guests. Without CX16, SLUB does not use `cmpxchg16b`: under QEMU
  * 7.2's TCG, 6.12's `this_cpu_try_cmpxchg128` (cmpxchg16b with a %gs prefix, its flags
  * consumed directly by a jump) came back with garbage EFLAGS in about half of the boots (double
@@ -63,21 +73,23 @@ export const SETUP_FAILED_CODE = 90;
 /**
  * Returns the shell lines that prepare the guest before the command: for 6.12 with our driver,
  * unbind the built-in virtio-pci from every virtio-iommu (1af4:1057); with Linux's driver,
- * insmod {@link LINUX_IOMMU_MODULES}. Nothing for 6.1, where no kernel driver exists.
+ * insmod {@link LINUX_IOMMU_MODULES}. For 6.1, where no kernel driver exists, insmod
+ * {@link UIO_MODULES} when `withModules` (they were installed); the command binds devices.
  */
-export function guestSetupScript(kernel: GuestKernel, driver: IommuDriverChoice): string[] {
+export function guestSetupScript(
+  kernel: GuestKernel,
+  driver: IommuDriverChoice,
+  withModules = true,
+): string[] {
   if (driver === "linux") {
     if (kernel !== "6.12") {
       throw new TypeError(
         `Cannot use Linux's virtio-iommu driver on kernel ${kernel}: only 6.12 has it`,
       );
     }
-    return LINUX_IOMMU_MODULES.map((m) =>
-      `insmod ${GUEST_MODULES_DIR}/${m.file}${m.params.map((p) => " " + p).join("")} || ` +
-      `{ echo "guest setup: insmod ${m.file} failed" >&2; exit ${SETUP_FAILED_CODE}; }`
-    );
+    return LINUX_IOMMU_MODULES.map(insmodLine);
   }
-  if (kernel === "6.1") return [];
+  if (kernel === "6.1") return withModules ? UIO_MODULES.map(insmodLine) : [];
   return [
     "for d in /sys/bus/pci/devices/*; do",
     '  if [ "$(cat $d/vendor)" = 0x1af4 ] && [ "$(cat $d/device)" = 0x1057 ] && [ -e $d/driver ]; then',
@@ -86,4 +98,10 @@ export function guestSetupScript(kernel: GuestKernel, driver: IommuDriverChoice)
     "  fi",
     "done",
   ];
+}
+
+/** The shell line that loads `m` from the initramfs, or ends the run with the setup code. */
+function insmodLine(m: GuestModule): string {
+  return `insmod ${GUEST_MODULES_DIR}/${m.file}${m.params.map((p) => " " + p).join("")} || ` +
+    `{ echo "guest setup: insmod ${m.file} failed" >&2; exit ${SETUP_FAILED_CODE}; }`;
 }

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { type GuestKernel, LINUX_IOMMU_MODULES } from "./guest_setup.ts";
+import { type GuestKernel, LINUX_IOMMU_MODULES, UIO_MODULES } from "./guest_setup.ts";
 
 /** The hint every missing-tool error ends with. */
 export const INSTALL_HINT =
@@ -21,7 +21,7 @@ export interface GuestTools {
   busybox: string;
   /** A kernel image (vmlinuz). */
   kernel: string;
-  /** The folder of decompressed modules that goes with the kernel, or null (6.1 has none). */
+  /** The folder of decompressed modules that goes with the kernel, or null when absent. */
   modulesDir: string | null;
   /** Deno's real ELF binary. */
   deno: string;
@@ -158,6 +158,9 @@ export function locateTools(
     else ({ kernel: image, modulesDir } = found);
   } else {
     image = findKernel(cacheDir);
+    // The uio modules are optional: without them the guest's driver polls.
+    const uio = `${cacheDir}/6.1/modules`;
+    if (UIO_MODULES.every((m) => isFile(`${uio}/${m.file}`))) modulesDir = uio;
     if (!image) {
       const fromEnv = Deno.env.get("VIOMMU_VMLINUZ");
       missing.push(

@@ -113,11 +113,16 @@ export async function runGuest(
   if (!GUEST_KERNELS.includes(kernel)) {
     throw new TypeError(`Unknown guest kernel ${JSON.stringify(kernel)}: expected 6.1 or 6.12`);
   }
-  const setup = guestSetupScript(kernel, options.iommuDriver ?? "userspace");
+  guestSetupScript(kernel, options.iommuDriver ?? "userspace"); // checks the combination
   const tools = locateTools(projectRoot, kernel);
   if (Array.isArray(tools)) {
     throw new GuestSetupError(`Cannot boot the guest: ${tools.join("; ")}; ${INSTALL_HINT}`);
   }
+  const setup = guestSetupScript(
+    kernel,
+    options.iommuDriver ?? "userspace",
+    tools.modulesDir !== null,
+  );
   if (command.length === 0) throw new TypeError("No command given to run in the guest");
 
   const buildStart = performance.now();

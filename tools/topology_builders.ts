@@ -393,6 +393,18 @@ export class FakeTransport implements Transport {
   /** Unused. */
   notify(): void {}
   /** Unused. */
+  resetQueue(): void {
+    throw new Error("the early probe must not reset queues");
+  }
+  /** Unused. */
+  queueResetPending(): boolean {
+    return false;
+  }
+  /** Unused. */
+  queueEnabled(): boolean {
+    return false;
+  }
+  /** Unused. */
   takeInterrupt(): number {
     return 0;
   }

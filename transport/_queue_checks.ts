@@ -4,6 +4,7 @@
  * @module
  */
 
+import { MAX_QUEUE_SIZE } from "../spec/split_ring.ts";
 import { TransportError } from "./transport.ts";
 
 /** Throws RangeError unless `index` is a valid 16-bit queue index. */
@@ -14,12 +15,13 @@ export function checkQueueIndex(index: number): void {
 }
 
 /**
- * Checks a split queue size: a power of two (RangeError otherwise, virtio 1.3 §2.7) no larger
- * than the device's maximum `max` (TransportError otherwise).
+ * Checks a queue size: an integer in 1..32768 (RangeError otherwise; virtio 1.3 §2.7 and §2.8
+ * both stop at 32768, and the split ring's power-of-two rule is the split ring's own check)
+ * no larger than the device's maximum `max` (TransportError otherwise).
  */
 export function checkQueueSize(index: number, size: number, max: number): void {
-  if (!Number.isInteger(size) || size <= 0 || (size & (size - 1)) !== 0 || size > 32768) {
-    throw new RangeError(`Queue ${index} size ${size} is not a power of two in 1..32768`);
+  if (!Number.isInteger(size) || size <= 0 || size > MAX_QUEUE_SIZE) {
+    throw new RangeError(`Queue ${index} size ${size} is not an integer in 1..32768`);
   }
   if (size > max) {
     throw new TransportError(`Queue ${index} size ${size} exceeds the device's maximum ${max}`);

@@ -19,42 +19,22 @@
  */
 
 import { hex } from "../util/hex.ts";
-import type { RegisterSpace } from "./registers.ts";
+import { readSelected64, type RegisterSpace, write64, writeSelected64 } from "./registers.ts";
 import { type QueueAddresses, type Transport, TransportError } from "./transport.ts";
 import { checkQueueIndex, checkQueueSize } from "./_queue_checks.ts";
+import type { InterruptSource } from "./interrupt_source.ts";
+import {
+  MMIO_MAGIC_VALUE,
+  MMIO_VERSION_LEGACY,
+  MMIO_VERSION_MODERN,
+  MmioReg,
+} from "../spec/mmio.ts";
 
-/** Register offsets of virtio-mmio version 2 (virtio 1.3 §4.2.2, reference §4.4). */
-export const MmioReg = {
-  MAGIC_VALUE: 0x000,
-  VERSION: 0x004,
-  DEVICE_ID: 0x008,
-  VENDOR_ID: 0x00c,
-  DEVICE_FEATURES: 0x010,
-  DEVICE_FEATURES_SEL: 0x014,
-  DRIVER_FEATURES: 0x020,
-  DRIVER_FEATURES_SEL: 0x024,
-  QUEUE_SEL: 0x030,
-  QUEUE_SIZE_MAX: 0x034,
-  QUEUE_SIZE: 0x038,
-  QUEUE_READY: 0x044,
-  QUEUE_NOTIFY: 0x050,
-  INTERRUPT_STATUS: 0x060,
-  INTERRUPT_ACK: 0x064,
-  STATUS: 0x070,
-  QUEUE_DESC_LOW: 0x080,
-  QUEUE_DESC_HIGH: 0x084,
-  QUEUE_DRIVER_LOW: 0x090,
-  QUEUE_DRIVER_HIGH: 0x094,
-  QUEUE_DEVICE_LOW: 0x0a0,
-  QUEUE_DEVICE_HIGH: 0x0a4,
-  CONFIG_GENERATION: 0x0fc,
-  CONFIG: 0x100,
-} as const;
-
-/** "virt" read as a little-endian u32: the MagicValue of every virtio-mmio device. */
-export const MMIO_MAGIC_VALUE = 0x74726976;
-/** The only virtio-mmio version this transport drives. */
-export const MMIO_VERSION_MODERN = 2;
+/** Options of {@link MmioTransport}. */
+export interface MmioTransportOptions {
+  /** The device's interrupt line as the platform delivers it (default none: the driver polls). */
+  interrupts?: InterruptSource | null;
+}
 
 /** The virtio-mmio transport (version 2 devices only). */
 export class MmioTransport implements Transport {
@@ -66,6 +46,8 @@ export class MmioTransport implements Transport {
   readonly version: number;
   /** The VendorID register. */
   readonly vendorId: number;
+  /** The device's interrupt line, or null (§4.2.2: one line; InterruptStatus says why). */
+  readonly interrupts: InterruptSource | null;
   #regs: RegisterSpace;
 
   /**
@@ -73,7 +55,7 @@ export class MmioTransport implements Transport {
    * Throws {@link TransportError} for anything this driver cannot drive; for a placeholder
    * (DeviceID 0) nothing beyond those three registers is touched.
    */
-  constructor(regs: RegisterSpace) {
+  constructor(regs: RegisterSpace, options: MmioTransportOptions = {}) {
     if (regs.size < MmioReg.CONFIG) {
       throw new RangeError(
         `Virtio-mmio window of ${hex(regs.size)} bytes is smaller than 0x100`,
@@ -84,7 +66,7 @@ export class MmioTransport implements Transport {
       throw new TransportError(`Not a virtio-mmio device: magic ${hex(magic)}`);
     }
     const version = regs.read32(MmioReg.VERSION);
-    if (version === 1) {
+    if (version === MMIO_VERSION_LEGACY) {
       throw new TransportError(
         "Virtio-mmio device is a legacy (version 1) device; this driver drives only " +
           "version 2 (virtio 1.0+) devices",
@@ -102,11 +84,16 @@ export class MmioTransport implements Transport {
     this.version = version;
     this.deviceId = deviceId;
     this.vendorId = regs.read32(MmioReg.VENDOR_ID);
+    const interrupts = options.interrupts ?? null;
+    if (interrupts !== null && interrupts.delivery !== "line") {
+      throw new TransportError("A virtio-mmio device interrupts through one line, not vectors");
+    }
+    this.interrupts = interrupts;
   }
 
   /** Same as the constructor; reads better at call sites. */
-  static create(regs: RegisterSpace): MmioTransport {
-    return new MmioTransport(regs);
+  static create(regs: RegisterSpace, options: MmioTransportOptions = {}): MmioTransport {
+    return new MmioTransport(regs, options);
   }
 
   /** Reads the device status byte. */
@@ -121,21 +108,12 @@ export class MmioTransport implements Transport {
 
   /** Reads the 64 offered feature bits, writing DeviceFeaturesSel before each half. */
   readDeviceFeatures(): bigint {
-    const regs = this.#regs;
-    regs.write32(MmioReg.DEVICE_FEATURES_SEL, 0);
-    const lo = regs.read32(MmioReg.DEVICE_FEATURES);
-    regs.write32(MmioReg.DEVICE_FEATURES_SEL, 1);
-    const hi = regs.read32(MmioReg.DEVICE_FEATURES);
-    return (BigInt(hi) << 32n) | BigInt(lo);
+    return readSelected64(this.#regs, MmioReg.DEVICE_FEATURES_SEL, MmioReg.DEVICE_FEATURES);
   }
 
   /** Writes the 64 accepted feature bits, writing DriverFeaturesSel before each half. */
   writeDriverFeatures(features: bigint): void {
-    const regs = this.#regs;
-    regs.write32(MmioReg.DRIVER_FEATURES_SEL, 0);
-    regs.write32(MmioReg.DRIVER_FEATURES, Number(features & 0xffff_ffffn));
-    regs.write32(MmioReg.DRIVER_FEATURES_SEL, 1);
-    regs.write32(MmioReg.DRIVER_FEATURES, Number((features >> 32n) & 0xffff_ffffn));
+    writeSelected64(this.#regs, MmioReg.DRIVER_FEATURES_SEL, MmioReg.DRIVER_FEATURES, features);
   }
 
   /** Reads ConfigGeneration (virtio 1.3 §2.5.1). */
@@ -187,18 +165,37 @@ export class MmioTransport implements Transport {
     }
     checkQueueSize(index, size, max);
     regs.write32(MmioReg.QUEUE_SIZE, size);
-    regs.write32(MmioReg.QUEUE_DESC_LOW, addresses.descLo >>> 0);
-    regs.write32(MmioReg.QUEUE_DESC_HIGH, addresses.descHi >>> 0);
-    regs.write32(MmioReg.QUEUE_DRIVER_LOW, addresses.driverLo >>> 0);
-    regs.write32(MmioReg.QUEUE_DRIVER_HIGH, addresses.driverHi >>> 0);
-    regs.write32(MmioReg.QUEUE_DEVICE_LOW, addresses.deviceLo >>> 0);
-    regs.write32(MmioReg.QUEUE_DEVICE_HIGH, addresses.deviceHi >>> 0);
+    // Each High register follows its Low one at +4 (§4.2.2), as write64 writes them.
+    write64(regs, MmioReg.QUEUE_DESC_LOW, addresses.descLo, addresses.descHi);
+    write64(regs, MmioReg.QUEUE_DRIVER_LOW, addresses.driverLo, addresses.driverHi);
+    write64(regs, MmioReg.QUEUE_DEVICE_LOW, addresses.deviceLo, addresses.deviceHi);
     regs.write32(MmioReg.QUEUE_READY, 1);
   }
 
   /** Writes the queue index to QueueNotify. Allocation-free. */
   notify(index: number): void {
     this.#regs.write32(MmioReg.QUEUE_NOTIFY, index);
+  }
+
+  /** Selects queue `index` and writes 1 to QueueReset (VIRTIO_F_RING_RESET, §4.2.2). */
+  resetQueue(index: number): void {
+    checkQueueIndex(index);
+    this.#regs.write32(MmioReg.QUEUE_SEL, index);
+    this.#regs.write32(MmioReg.QUEUE_RESET, 1);
+  }
+
+  /** Selects queue `index` and reads QueueReset: 1 while its reset is in progress (§4.2.2.1). */
+  queueResetPending(index: number): boolean {
+    checkQueueIndex(index);
+    this.#regs.write32(MmioReg.QUEUE_SEL, index);
+    return this.#regs.read32(MmioReg.QUEUE_RESET) !== 0;
+  }
+
+  /** Selects queue `index` and reads QueueReady. */
+  queueEnabled(index: number): boolean {
+    checkQueueIndex(index);
+    this.#regs.write32(MmioReg.QUEUE_SEL, index);
+    return this.#regs.read32(MmioReg.QUEUE_READY) !== 0;
   }
 
   /** Reads InterruptStatus and acknowledges the bits it saw through InterruptACK. */

@@ -23,50 +23,46 @@
  */
 
 import { hex } from "../util/hex.ts";
-import type { RegisterSpace } from "./registers.ts";
+import { readSelected64, type RegisterSpace, write64, writeSelected64 } from "./registers.ts";
 import { type QueueAddresses, type Transport, TransportError } from "./transport.ts";
 import { checkQueueIndex, checkQueueSize } from "./_queue_checks.ts";
-
-/** The PCI vendor ID of virtio functions. */
-export const VIRTIO_PCI_VENDOR = 0x1af4;
-/** First modern virtio PCI device ID (0x1040 + virtio device ID). */
-export const VIRTIO_PCI_MODERN_BASE = 0x1040;
-/** Capability ID of a vendor-specific capability. */
-export const PCI_CAP_ID_VENDOR = 0x09;
-/** How many capabilities the walk visits at most (Linux's PCI_FIND_CAP_TTL). */
-export const PCI_CAP_WALK_LIMIT = 48;
-
-/** Virtio PCI capability types (`cfg_type`, virtio 1.3 §4.1.4). */
-export const VirtioPciCap = {
-  COMMON: 1,
-  NOTIFY: 2,
-  ISR: 3,
-  DEVICE: 4,
-} as const;
-
-/** Offsets in the common configuration structure (virtio 1.3 §4.1.4.3). */
-export const CommonCfg = {
-  DEVICE_FEATURE_SELECT: 0,
-  DEVICE_FEATURE: 4,
-  DRIVER_FEATURE_SELECT: 8,
-  DRIVER_FEATURE: 12,
-  CONFIG_MSIX_VECTOR: 16,
-  NUM_QUEUES: 18,
-  DEVICE_STATUS: 20,
-  CONFIG_GENERATION: 21,
-  QUEUE_SELECT: 22,
-  QUEUE_SIZE: 24,
-  QUEUE_MSIX_VECTOR: 26,
-  QUEUE_ENABLE: 28,
-  QUEUE_NOTIFY_OFF: 30,
-  QUEUE_DESC: 32,
-  QUEUE_DRIVER: 40,
-  QUEUE_DEVICE: 48,
-} as const;
+import type { InterruptSource } from "./interrupt_source.ts";
+import {
+  CommonCfg,
+  PCI_CAP_ID_VENDOR,
+  PCI_CAP_WALK_LIMIT,
+  PCI_CFG_CAPABILITIES,
+  PCI_CFG_DEVICE,
+  PCI_CFG_HEADER_SIZE,
+  PCI_CFG_REVISION,
+  PCI_CFG_SPACE_SIZE,
+  PCI_CFG_STATUS,
+  PCI_CFG_SUBSYSTEM,
+  PCI_CFG_VENDOR,
+  PCI_STATUS_CAP_LIST,
+  VIRTIO_PCI_CAP_SIZE,
+  VIRTIO_PCI_MODERN_BASE,
+  VIRTIO_PCI_MODERN_LAST,
+  VIRTIO_PCI_NOTIFY_CAP_SIZE,
+  VIRTIO_PCI_TRANSITIONAL_FIRST,
+  VIRTIO_PCI_TRANSITIONAL_LAST,
+  VIRTIO_PCI_VENDOR,
+  VirtioPciCap,
+  VirtioPciCapField,
+} from "../spec/pci.ts";
 
 /** Bytes of common cfg this transport touches (through queue_device). */
-const COMMON_MIN_LENGTH = 56;
+const COMMON_MIN_LENGTH = CommonCfg.QUEUE_DEVICE + 8;
+/** Bytes of common cfg that hold queue_reset (VIRTIO_F_RING_RESET, §4.1.4.3). */
+const COMMON_RESET_LENGTH = CommonCfg.QUEUE_RESET + 2;
 const CAP_NAMES = ["", "COMMON", "NOTIFY", "ISR", "DEVICE"];
+/** The structures a modern driver needs, by `cfg_type` (virtio 1.3 §4.1.4). */
+const REQUIRED_CAPS = [
+  VirtioPciCap.COMMON,
+  VirtioPciCap.NOTIFY,
+  VirtioPciCap.ISR,
+  VirtioPciCap.DEVICE,
+];
 
 /** Where one virtio structure lives. */
 export interface PciCapLocation {
@@ -97,6 +93,15 @@ export interface PciLayout {
 /** Returns the BAR window of BAR `index`, or null when it is not mapped. */
 export type PciBarAccessor = (index: number) => RegisterSpace | null;
 
+/** Options of {@link PciTransport}. */
+export interface PciTransportOptions {
+  /**
+   * The function's interrupts as the platform delivers them: its INTx line (uio_pci_generic,
+   * VFIO INTx) or its MSI-X vectors (VFIO). Default none: the driver polls.
+   */
+  interrupts?: InterruptSource | null;
+}
+
 /** The modern virtio-pci transport. */
 export class PciTransport implements Transport {
   /** Always `"pci"`. */
@@ -111,6 +116,8 @@ export class PciTransport implements Transport {
   readonly layout: PciLayout;
   /** `num_queues` from common cfg. */
   readonly numQueues: number;
+  /** The function's INTx line or MSI-X vectors, or null. */
+  readonly interrupts: InterruptSource | null;
   #common: RegisterSpace;
   #c: number;
   #notify: RegisterSpace;
@@ -125,12 +132,12 @@ export class PciTransport implements Transport {
    * Checks the IDs, walks the capabilities and wraps the structures. Throws
    * {@link TransportError} for a function this driver cannot drive.
    */
-  constructor(config: RegisterSpace, bar: PciBarAccessor) {
-    if (config.size < 256) {
+  constructor(config: RegisterSpace, bar: PciBarAccessor, options: PciTransportOptions = {}) {
+    if (config.size < PCI_CFG_SPACE_SIZE) {
       throw new RangeError(`PCI config space of ${config.size} bytes is smaller than 256`);
     }
-    const vendor = config.read16(0x00);
-    const id = config.read16(0x02);
+    const vendor = config.read16(PCI_CFG_VENDOR);
+    const id = config.read16(PCI_CFG_DEVICE);
     if (vendor !== VIRTIO_PCI_VENDOR) {
       throw new TransportError(
         `Not a virtio PCI function: vendor ${hex(vendor)}, expected 0x1af4`,
@@ -138,11 +145,11 @@ export class PciTransport implements Transport {
     }
     let deviceId: number;
     let transitional = false;
-    if (id >= VIRTIO_PCI_MODERN_BASE && id <= 0x107f) {
+    if (id >= VIRTIO_PCI_MODERN_BASE && id <= VIRTIO_PCI_MODERN_LAST) {
       deviceId = id - VIRTIO_PCI_MODERN_BASE;
-    } else if (id >= 0x1000 && id <= 0x103f) {
+    } else if (id >= VIRTIO_PCI_TRANSITIONAL_FIRST && id <= VIRTIO_PCI_TRANSITIONAL_LAST) {
       transitional = true;
-      deviceId = config.read16(0x2e); // subsystem ID (virtio 1.3 §4.1.2.1)
+      deviceId = config.read16(PCI_CFG_SUBSYSTEM); // virtio 1.3 §4.1.2.1
     } else {
       throw new TransportError(`Not a virtio PCI function: device ID ${hex(id)}`);
     }
@@ -151,12 +158,12 @@ export class PciTransport implements Transport {
     }
     this.pciDeviceId = id;
     this.deviceId = deviceId;
-    this.revision = config.read8(0x08);
-    if ((config.read16(0x06) & 0x10) === 0 && !transitional) {
+    this.revision = config.read8(PCI_CFG_REVISION);
+    if ((config.read16(PCI_CFG_STATUS) & PCI_STATUS_CAP_LIST) === 0 && !transitional) {
       throw new TransportError("Virtio PCI function has no capability list (status bit 4 clear)");
     }
     const found = walkCapabilities(config, bar);
-    const missing = [1, 2, 3, 4].filter((t) => found.caps[t] === null);
+    const missing = REQUIRED_CAPS.filter((t) => found.caps[t] === null);
     if (missing.length > 0) {
       const names = missing.map((t) => CAP_NAMES[t]).join(", ");
       if (transitional) {
@@ -169,10 +176,10 @@ export class PciTransport implements Transport {
     }
     const caps = found.caps as PciCapLocation[];
     this.layout = {
-      common: caps[1],
-      notify: caps[2],
-      isr: caps[3],
-      device: caps[4],
+      common: caps[VirtioPciCap.COMMON],
+      notify: caps[VirtioPciCap.NOTIFY],
+      isr: caps[VirtioPciCap.ISR],
+      device: caps[VirtioPciCap.DEVICE],
       notifyOffMultiplier: found.multiplier,
     };
     // Windows exist: the walk only keeps capabilities whose BAR window holds them.
@@ -185,11 +192,16 @@ export class PciTransport implements Transport {
     this.#deviceOffset = this.layout.device.offset;
     this.numQueues = this.#common.read16(this.#c + CommonCfg.NUM_QUEUES);
     this.#notifyAt = new Int32Array(this.numQueues).fill(-1);
+    this.interrupts = options.interrupts ?? null;
   }
 
   /** Same as the constructor; reads better at call sites. */
-  static create(config: RegisterSpace, bar: PciBarAccessor): PciTransport {
-    return new PciTransport(config, bar);
+  static create(
+    config: RegisterSpace,
+    bar: PciBarAccessor,
+    options: PciTransportOptions = {},
+  ): PciTransport {
+    return new PciTransport(config, bar, options);
   }
 
   /** Reads `device_status`. */
@@ -204,23 +216,23 @@ export class PciTransport implements Transport {
 
   /** Reads the 64 offered feature bits through device_feature_select/device_feature. */
   readDeviceFeatures(): bigint {
-    const r = this.#common;
     const c = this.#c;
-    r.write32(c + CommonCfg.DEVICE_FEATURE_SELECT, 0);
-    const lo = r.read32(c + CommonCfg.DEVICE_FEATURE);
-    r.write32(c + CommonCfg.DEVICE_FEATURE_SELECT, 1);
-    const hi = r.read32(c + CommonCfg.DEVICE_FEATURE);
-    return (BigInt(hi) << 32n) | BigInt(lo);
+    return readSelected64(
+      this.#common,
+      c + CommonCfg.DEVICE_FEATURE_SELECT,
+      c + CommonCfg.DEVICE_FEATURE,
+    );
   }
 
   /** Writes the 64 accepted feature bits through driver_feature_select/driver_feature. */
   writeDriverFeatures(features: bigint): void {
-    const r = this.#common;
     const c = this.#c;
-    r.write32(c + CommonCfg.DRIVER_FEATURE_SELECT, 0);
-    r.write32(c + CommonCfg.DRIVER_FEATURE, Number(features & 0xffff_ffffn));
-    r.write32(c + CommonCfg.DRIVER_FEATURE_SELECT, 1);
-    r.write32(c + CommonCfg.DRIVER_FEATURE, Number((features >> 32n) & 0xffff_ffffn));
+    writeSelected64(
+      this.#common,
+      c + CommonCfg.DRIVER_FEATURE_SELECT,
+      c + CommonCfg.DRIVER_FEATURE,
+      features,
+    );
   }
 
   /** Reads `config_generation` (virtio 1.3 §2.5.1). */
@@ -309,12 +321,9 @@ export class PciTransport implements Transport {
       );
     }
     r.write16(c + CommonCfg.QUEUE_SIZE, size);
-    r.write32(c + CommonCfg.QUEUE_DESC, addresses.descLo >>> 0);
-    r.write32(c + CommonCfg.QUEUE_DESC + 4, addresses.descHi >>> 0);
-    r.write32(c + CommonCfg.QUEUE_DRIVER, addresses.driverLo >>> 0);
-    r.write32(c + CommonCfg.QUEUE_DRIVER + 4, addresses.driverHi >>> 0);
-    r.write32(c + CommonCfg.QUEUE_DEVICE, addresses.deviceLo >>> 0);
-    r.write32(c + CommonCfg.QUEUE_DEVICE + 4, addresses.deviceHi >>> 0);
+    write64(r, c + CommonCfg.QUEUE_DESC, addresses.descLo, addresses.descHi);
+    write64(r, c + CommonCfg.QUEUE_DRIVER, addresses.driverLo, addresses.driverHi);
+    write64(r, c + CommonCfg.QUEUE_DEVICE, addresses.deviceLo, addresses.deviceHi);
     this.#notifyAt[index] = notify.offset + rel;
     r.write16(c + CommonCfg.QUEUE_ENABLE, 1);
   }
@@ -329,9 +338,82 @@ export class PciTransport implements Transport {
     this.#notify.write16(at, index);
   }
 
+  /**
+   * Writes `config_msix_vector` and returns what the device reads back: `vector` when it mapped
+   * the configuration change, VIRTIO_MSI_NO_VECTOR when it could not (§4.1.5.1.2.1).
+   */
+  setConfigVector(vector: number): number {
+    checkVector(vector);
+    this.#common.write16(this.#c + CommonCfg.CONFIG_MSIX_VECTOR, vector);
+    return this.#common.read16(this.#c + CommonCfg.CONFIG_MSIX_VECTOR);
+  }
+
+  /**
+   * Selects queue `index`, writes its `queue_msix_vector` and returns what the device reads
+   * back (§4.1.5.1.2). Part of queue setup: call it before {@link PciTransport.enableQueue}.
+   */
+  setQueueVector(index: number, vector: number): number {
+    checkQueueIndex(index);
+    checkVector(vector);
+    if (index >= this.numQueues) {
+      throw new TransportError(
+        `Cannot map queue ${index} to a vector: the device has ${this.numQueues} queues`,
+      );
+    }
+    this.#common.write16(this.#c + CommonCfg.QUEUE_SELECT, index);
+    this.#common.write16(this.#c + CommonCfg.QUEUE_MSIX_VECTOR, vector);
+    return this.#common.read16(this.#c + CommonCfg.QUEUE_MSIX_VECTOR);
+  }
+
+  /**
+   * Selects queue `index` and writes 1 to `queue_reset` (VIRTIO_F_RING_RESET, §4.1.4.3). Throws
+   * {@link TransportError} when the common configuration is too short to hold the field.
+   */
+  resetQueue(index: number): void {
+    this.#selectForReset(index).write16(this.#c + CommonCfg.QUEUE_RESET, 1);
+  }
+
+  /** Selects queue `index` and reads `queue_reset`: 1 while its reset is in progress (§4.1.4.3.1). */
+  queueResetPending(index: number): boolean {
+    return this.#selectForReset(index).read16(this.#c + CommonCfg.QUEUE_RESET) !== 0;
+  }
+
+  /** Selects queue `index` and reads `queue_enable` (false for a queue the device lacks). */
+  queueEnabled(index: number): boolean {
+    checkQueueIndex(index);
+    if (index >= this.numQueues) return false;
+    this.#common.write16(this.#c + CommonCfg.QUEUE_SELECT, index);
+    return this.#common.read16(this.#c + CommonCfg.QUEUE_ENABLE) !== 0;
+  }
+
+  /** Selects queue `index` for a queue reset register access. */
+  #selectForReset(index: number): RegisterSpace {
+    checkQueueIndex(index);
+    if (index >= this.numQueues) {
+      throw new TransportError(
+        `Cannot reset queue ${index}: the device has ${this.numQueues} queues`,
+      );
+    }
+    if (this.layout.common.length < COMMON_RESET_LENGTH) {
+      throw new TransportError(
+        `Cannot reset queue ${index}: the ${this.layout.common.length}-byte common ` +
+          `configuration has no queue_reset field (needs ${COMMON_RESET_LENGTH} bytes)`,
+      );
+    }
+    this.#common.write16(this.#c + CommonCfg.QUEUE_SELECT, index);
+    return this.#common;
+  }
+
   /** Reads the ISR byte; the read clears it (virtio 1.3 §4.1.4.5). */
   takeInterrupt(): number {
     return this.#isr.read8(this.#isrOffset);
+  }
+}
+
+/** Throws RangeError unless `vector` is a u16 (an MSI-X table index or NO_VECTOR). */
+function checkVector(vector: number): void {
+  if (!Number.isInteger(vector) || vector < 0 || vector > 0xffff) {
+    throw new RangeError(`Invalid MSI-X vector ${vector}: expected 0..0xffff`);
   }
 }
 
@@ -353,31 +435,35 @@ export interface PciCapWalk {
 export function walkCapabilities(config: RegisterSpace, bar: PciBarAccessor): PciCapWalk {
   const caps: (PciCapLocation | null)[] = [null, null, null, null, null];
   let multiplier = 0;
-  if ((config.read16(0x06) & 0x10) === 0) return { caps, multiplier };
+  if ((config.read16(PCI_CFG_STATUS) & PCI_STATUS_CAP_LIST) === 0) return { caps, multiplier };
   const visited = new Set<number>();
-  let ptr = config.read8(0x34) & 0xfc;
+  let ptr = config.read8(PCI_CFG_CAPABILITIES) & 0xfc;
   for (let n = 0; n < PCI_CAP_WALK_LIMIT && ptr !== 0; n++) {
-    if (ptr < 0x40 || ptr + 2 > config.size || visited.has(ptr)) break;
+    if (ptr < PCI_CFG_HEADER_SIZE || ptr + 2 > config.size || visited.has(ptr)) break;
     visited.add(ptr);
-    const capId = config.read8(ptr);
-    const next = config.read8(ptr + 1) & 0xfc;
-    if (capId === PCI_CAP_ID_VENDOR && ptr + 16 <= config.size) {
-      const capLen = config.read8(ptr + 2);
-      const type = config.read8(ptr + 3);
-      const barIndex = config.read8(ptr + 4);
+    const capId = config.read8(ptr + VirtioPciCapField.CAP_VNDR);
+    const next = config.read8(ptr + VirtioPciCapField.CAP_NEXT) & 0xfc;
+    if (capId === PCI_CAP_ID_VENDOR && ptr + VIRTIO_PCI_CAP_SIZE <= config.size) {
+      const capLen = config.read8(ptr + VirtioPciCapField.CAP_LEN);
+      const type = config.read8(ptr + VirtioPciCapField.CFG_TYPE);
+      const barIndex = config.read8(ptr + VirtioPciCapField.BAR);
       const known = type >= VirtioPciCap.COMMON && type <= VirtioPciCap.DEVICE;
       // A larger cap_len is accepted (virtio 1.3 §4.1.4); a NOTIFY cap needs its multiplier.
-      const minLen = type === VirtioPciCap.NOTIFY ? 20 : 16;
+      const minLen = type === VirtioPciCap.NOTIFY
+        ? VIRTIO_PCI_NOTIFY_CAP_SIZE
+        : VIRTIO_PCI_CAP_SIZE;
       if (
         known && caps[type] === null && barIndex <= 5 && capLen >= minLen &&
         ptr + minLen <= config.size
       ) {
-        const offset = config.read32(ptr + 8);
-        const length = config.read32(ptr + 12);
+        const offset = config.read32(ptr + VirtioPciCapField.OFFSET);
+        const length = config.read32(ptr + VirtioPciCapField.LENGTH);
         const window = bar(barIndex);
         if (window !== null && usable(type, offset, length, window.size)) {
           caps[type] = { cap: ptr, bar: barIndex, offset, length };
-          if (type === VirtioPciCap.NOTIFY) multiplier = config.read32(ptr + 16);
+          if (type === VirtioPciCap.NOTIFY) {
+            multiplier = config.read32(ptr + VirtioPciCapField.NOTIFY_OFF_MULTIPLIER);
+          }
         }
       }
     }

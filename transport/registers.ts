@@ -65,6 +65,36 @@ export function write64(regs: RegisterSpace, offset: number, lo: number, hi: num
 }
 
 /**
+ * Reads 64 bits that a device shows 32 at a time behind a select register: writes 0 to
+ * `select`, reads the low half at `value`, writes 1, reads the high half (virtio 1.3 §4.2.2
+ * DeviceFeaturesSel, §4.1.4.3 device_feature_select). Not for hot paths: it returns a `bigint`.
+ */
+export function readSelected64(regs: RegisterSpace, select: number, value: number): bigint {
+  regs.write32(select, 0);
+  const lo = regs.read32(value);
+  regs.write32(select, 1);
+  const hi = regs.read32(value);
+  return (BigInt(hi) << 32n) | BigInt(lo);
+}
+
+/**
+ * Writes 64 bits 32 at a time behind a select register: select 0 and the low half, then
+ * select 1 and the high half (virtio 1.3 §4.2.2 DriverFeaturesSel, §4.1.4.3
+ * driver_feature_select).
+ */
+export function writeSelected64(
+  regs: RegisterSpace,
+  select: number,
+  value: number,
+  bits: bigint,
+): void {
+  regs.write32(select, 0);
+  regs.write32(value, Number(bits & 0xffff_ffffn));
+  regs.write32(select, 1);
+  regs.write32(value, Number((bits >> 32n) & 0xffff_ffffn));
+}
+
+/**
  * A register window backed by plain memory: reads return what was written. Useful as the
  * backing store of device models and as a fake in tests.
  */

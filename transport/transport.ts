@@ -6,20 +6,26 @@
  * @module
  */
 
+import type { InterruptSource } from "./interrupt_source.ts";
+
 /** Which transport a {@link Transport} speaks. */
 export type TransportKind = "mmio" | "pci";
 
-/** Device-visible addresses of one split virtqueue's three parts, as 32-bit halves. */
+/**
+ * Device-visible addresses of one virtqueue's three parts, as 32-bit halves: descriptor area,
+ * driver area and device area (split: descriptor table, avail ring, used ring, §2.7; packed:
+ * descriptor ring and the driver and device event suppression structures, §2.8).
+ */
 export interface QueueAddresses {
-  /** Descriptor table, low half. */
+  /** Descriptor area (table or ring), low half. */
   descLo: number;
-  /** Descriptor table, high half. */
+  /** Descriptor area, high half. */
   descHi: number;
-  /** Driver area (avail ring), low half. */
+  /** Driver area (avail ring, or driver event suppression), low half. */
   driverLo: number;
   /** Driver area (avail ring), high half. */
   driverHi: number;
-  /** Device area (used ring), low half. */
+  /** Device area (used ring, or device event suppression), low half. */
   deviceLo: number;
   /** Device area (used ring), high half. */
   deviceHi: number;
@@ -65,15 +71,45 @@ export interface Transport {
   /** The maximum size of queue `index`; 0 when the queue does not exist. */
   maxQueueSize(index: number): number;
   /**
-   * Programs queue `index` with `size` entries at `addresses` and enables it. The queue must
-   * be disabled (as it is after reset); throws {@link TransportError} otherwise.
+   * Programs queue `index` with `size` entries (1..32768, no larger than the device's maximum;
+   * the ring layout decides whether it must be a power of two) at `addresses` and enables it.
+   * The queue must be disabled (as it is after a device or queue reset); throws
+   * {@link TransportError} otherwise.
    */
   enableQueue(index: number, size: number, addresses: QueueAddresses): void;
   /** Sends an available-buffer notification for queue `index`. Hot path: allocation-free. */
   notify(index: number): void;
   /**
+   * Writes 1 to queue `index`'s reset register (VIRTIO_F_RING_RESET, virtio 1.3 §2.6.1; PCI
+   * `queue_reset` §4.1.4.3, MMIO QueueReset §4.2.2): the device stops using the queue and
+   * returns it to its default state. Only once VIRTIO_F_RING_RESET is negotiated; the waiting
+   * is done by the driver (`resetVirtqueue()`).
+   */
+  resetQueue(index: number): void;
+  /** Reads queue `index`'s reset register: true (1) while a queue reset is in progress. */
+  queueResetPending(index: number): boolean;
+  /** Reads queue `index`'s enable register (PCI `queue_enable`, MMIO QueueReady). */
+  queueEnabled(index: number): boolean;
+  /**
    * Reads and acknowledges the interrupt status (MMIO InterruptStatus + InterruptACK, PCI ISR
    * read-to-clear). Bit 0: used buffer; bit 1: configuration change.
    */
   takeInterrupt(): number;
+
+  /**
+   * How the device's interrupts reach this process (an INTx line through uio_pci_generic,
+   * MSI-X vectors through VFIO, the mock's line), or null/absent: the driver then polls.
+   */
+  readonly interrupts?: InterruptSource | null;
+  /**
+   * Maps configuration-change notifications to MSI-X `vector` (VIRTIO_MSI_NO_VECTOR unmaps)
+   * and returns the vector the device reads back (virtio 1.3 §4.1.4.3, §4.1.5.1.2). Only
+   * transports with MSI-X vectors (virtio-pci) have it.
+   */
+  setConfigVector?(vector: number): number;
+  /**
+   * Maps queue `index`'s used-buffer notifications to MSI-X `vector` before the queue is
+   * enabled and returns the vector the device reads back. Only virtio-pci has it.
+   */
+  setQueueVector?(index: number, vector: number): number;
 }

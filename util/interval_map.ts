@@ -6,10 +6,14 @@
  * virtio 1.3 §5.13.6.6 because that is what both users need.
  *
  * Addresses are passed as two u32 halves (lo, hi). Intervals live in "slots": struct-of-arrays
- * columns in typed arrays, recycled through a free list. An in-memory B+-tree over the slots,
- * also stored in typed arrays, keeps them ordered by start address. Lookups, inserts and
- * removals cost O(log n). Once the arrays have grown to the working size, no operation
- * allocates, and no BigInt is used anywhere.
+ * columns in typed arrays, recycled through a free list. An in-memory B+-tree over the slots
+ * (`_bplus_tree.ts`), also stored in typed arrays, keeps them ordered by start address.
+ * Lookups, inserts and removals cost O(log n). Once the arrays have grown to the working
+ * size, no operation allocates, and no BigInt is used anywhere.
+ *
+ * Over 400 lines: this file is the map's whole public API (insert, find, overlaps, the
+ * UNMAP-shaped removeRange, ordered walks, the invariant check) over its slot columns; the
+ * tree's node operations live beside it.
  *
  * @example
  * ```ts
@@ -27,30 +31,14 @@
  */
 
 import { formatAddress } from "./hex.ts";
+import { BPlusTree, DEFAULT_NODE_CAPACITY, growI32, growU32, less, NONE } from "./_bplus_tree.ts";
 
-/** Entries per B+-tree node unless {@link IntervalMapOptions.nodeCapacity} says otherwise. */
-const DEFAULT_NODE_CAPACITY = 64;
-/** Smallest node capacity accepted: with a minimum fill of capacity/4, nodes keep ≥ 2 entries. */
-const MIN_NODE_CAPACITY = 8;
-/** Largest node capacity accepted; node entry counts are kept in a Uint16Array. */
-const MAX_NODE_CAPACITY = 1024;
 /** Capacity used when the constructor is given none. */
 const DEFAULT_INITIAL_CAPACITY = 64;
 /** Slot ids and node ids are int32; this is the most slots the map will ever hold. */
 const MAX_SLOTS = 0x4000_0000;
-/**
- * Deepest tree the path stack can describe. A non-root node has at least 2 children, so even
- * 2^30 intervals need fewer than 31 levels.
- */
-const MAX_HEIGHT = 32;
 /** Marks a live slot in the slot link column; free slots hold the next free slot or NONE. */
 const LIVE = -2;
-/** "No slot" / "no node". */
-const NONE = -1;
-/** Words per tree entry: key lo, key hi, ref (a slot in a leaf, a child in an inner node). */
-const W = 3;
-/** Offset of the ref word within an entry. */
-const REF = 2;
 
 /** Options for {@link IntervalMap}. */
 export interface IntervalMapOptions {
@@ -79,57 +67,6 @@ function refuseRange(sLo: number, sHi: number, eLo: number, eHi: number, verb: s
       formatAddress(eLo, eHi)
     }]: end is below start`,
   );
-}
-
-/** Whether (aLo, aHi) < (bLo, bHi) as unsigned 64-bit values. */
-function less(aLo: number, aHi: number, bLo: number, bHi: number): boolean {
-  return aHi < bHi || (aHi === bHi && aLo < bLo);
-}
-
-/**
- * Words a shift moves with a plain loop; longer moves use copyWithin (a memmove), whose call
- * costs more than a short loop but far less than a long one, above all under TCG where each
- * JIT-compiled element move is a bounds-checked load and store.
- */
-const SHIFT_LOOP_MAX = 24;
-
-/** Moves words [from, end) of `a` up by one entry (W words). */
-function shiftUp(a: Uint32Array, from: number, end: number): void {
-  if (end - from > SHIFT_LOOP_MAX) {
-    a.copyWithin(from + W, from, end);
-    return;
-  }
-  for (let i = end - 1; i >= from; i--) a[i + W] = a[i];
-}
-
-/** Moves words [from + W, end) of `a` down by one entry, over the entry at `from`. */
-function shiftDown(a: Uint32Array, from: number, end: number): void {
-  if (end - from > SHIFT_LOOP_MAX) {
-    a.copyWithin(from, from + W, end);
-    return;
-  }
-  for (let i = from + W; i < end; i++) a[i - W] = a[i];
-}
-
-/** Copies `old` into a new Uint32Array of `length` elements. */
-function growU32(old: Uint32Array, length: number): Uint32Array {
-  const next = new Uint32Array(length);
-  next.set(old);
-  return next;
-}
-
-/** Copies `old` into a new Int32Array of `length` elements. */
-function growI32(old: Int32Array, length: number): Int32Array {
-  const next = new Int32Array(length);
-  next.set(old);
-  return next;
-}
-
-/** Copies `old` into a new Uint16Array of `length` elements. */
-function growU16(old: Uint16Array, length: number): Uint16Array {
-  const next = new Uint16Array(length);
-  next.set(old);
-  return next;
 }
 
 /** Receives each interval {@link IntervalMap.removeRange} removes, before it goes. */
@@ -167,48 +104,8 @@ export class IntervalMap {
   #freeSlot = NONE;
   #size = 0;
 
-  // ---- B+-tree. Node n owns entries [n * B, n * B + count); entry e is the three words
-  // [e * W, e * W + W) of its node kind's array: key lo, key hi, ref (slot or child). ----
-  /** B: entries per node (leaf keys, or inner children). */
-  readonly #nodeCap: number;
-  /** A non-root node with fewer entries than this is merged or refilled from a sibling. */
-  readonly #minFill: number;
-
-  // Leaves: each entry is an interval's start (copied from its slot, so a search touches one
-  // array) and its slot. Leaves form a doubly linked list in key order.
-  #leafPool: number;
-  #leaf: Uint32Array;
-  /**
-   * Per leaf: where its entries start within its `nodeCap` places. Removing a leaf's first
-   * entry (the usual order of unmapping: oldest mapping first) moves the start instead of
-   * shifting every other entry down; anything that reshapes a leaf compacts it first.
-   */
-  #leafOff: Uint16Array;
-  #leafCount: Uint16Array;
-  /** Next leaf in key order, or NONE; for a free leaf, the next free leaf. */
-  #leafNext: Int32Array;
-  #leafPrev: Int32Array;
-  #leafHigh = 0;
-  #freeLeaf = NONE;
-
-  // Inner nodes: child i covers keys k with key[i] <= k < key[i + 1]; key[0] is unused.
-  // Separators may be stale lower bounds after removals; the invariant is
-  // max(child i - 1) < key[i] <= min(child i). A free inner node's entry 0 ref links to the
-  // next free inner node.
-  #innerPool: number;
-  #inner: Uint32Array;
-  #innerCount: Uint16Array;
-  #innerHigh = 0;
-  #freeInner = NONE;
-
-  #root = 0;
-  /** 1 when the root is a leaf. */
-  #height = 1;
-
-  // Path of the last descent: #pathNode[l] is the inner node at depth l, #pathIdx[l] the child
-  // taken. Depth height - 1 is the leaf.
-  readonly #pathNode = new Int32Array(MAX_HEIGHT);
-  readonly #pathIdx = new Int32Array(MAX_HEIGHT);
+  /** The B+-tree ordering the slots by start address (`_bplus_tree.ts`). */
+  #tree: BPlusTree;
 
   /** Bumped by every change; forEach() uses it to refuse changes made by its callback. */
   #version = 0;
@@ -224,15 +121,7 @@ export class IntervalMap {
     if (!Number.isInteger(initialCapacity) || initialCapacity < 1 || initialCapacity > MAX_SLOTS) {
       throw new RangeError(`Invalid initial capacity ${initialCapacity}`);
     }
-    const nodeCap = options.nodeCapacity ?? DEFAULT_NODE_CAPACITY;
-    if (!Number.isInteger(nodeCap) || nodeCap < MIN_NODE_CAPACITY || nodeCap > MAX_NODE_CAPACITY) {
-      throw new RangeError(
-        `Invalid node capacity ${nodeCap}: expected an integer in ` +
-          `[${MIN_NODE_CAPACITY}, ${MAX_NODE_CAPACITY}]`,
-      );
-    }
-    this.#nodeCap = nodeCap;
-    this.#minFill = nodeCap >> 2;
+    this.#tree = new BPlusTree(initialCapacity, options.nodeCapacity ?? DEFAULT_NODE_CAPACITY);
 
     this.#slotCap = initialCapacity;
     this.#startLo = new Uint32Array(initialCapacity);
@@ -243,22 +132,6 @@ export class IntervalMap {
     this.#physHi = new Uint32Array(initialCapacity);
     this.#flags = new Uint32Array(initialCapacity);
     this.#link = new Int32Array(initialCapacity);
-
-    // Leaves are at least a quarter full, usually half or more; size for half.
-    const leaves = Math.ceil((initialCapacity * 2) / nodeCap) + 1;
-    this.#leafPool = leaves;
-    this.#leaf = new Uint32Array(leaves * nodeCap * W);
-    this.#leafOff = new Uint16Array(leaves);
-    this.#leafCount = new Uint16Array(leaves);
-    this.#leafNext = new Int32Array(leaves);
-    this.#leafPrev = new Int32Array(leaves);
-
-    const inners = Math.ceil((leaves * 2) / nodeCap) + 2;
-    this.#innerPool = inners;
-    this.#inner = new Uint32Array(inners * nodeCap * W);
-    this.#innerCount = new Uint16Array(inners);
-
-    this.#root = this.#allocLeaf();
   }
 
   /** Number of intervals in the map. */
@@ -268,10 +141,7 @@ export class IntervalMap {
 
   /** Bytes held by the map's typed arrays (its whole footprint apart from a few fields). */
   get allocatedBytes(): number {
-    return this.#startLo.byteLength * 7 + this.#link.byteLength + this.#leaf.byteLength +
-      this.#leafCount.byteLength + this.#leafNext.byteLength + this.#leafPrev.byteLength +
-      this.#inner.byteLength + this.#innerCount.byteLength + this.#pathNode.byteLength +
-      this.#pathIdx.byteLength;
+    return this.#startLo.byteLength * 7 + this.#link.byteLength + this.#tree.allocatedBytes;
   }
 
   /** Low half of the interval's first address. */
@@ -329,8 +199,8 @@ export class IntervalMap {
       checkU32(physHi, "physHi");
       checkU32(flags, "flags");
     }
-    const leaf = this.#descend(startLo, startHi);
-    const pos = this.#leafLowerBound(leaf, startLo, startHi);
+    const leaf = this.#tree.descend(startLo, startHi);
+    const pos = this.#tree.leafLowerBound(leaf, startLo, startHi);
     if (this.#conflictsAt(leaf, pos, startLo, startHi, endLo, endHi)) return NONE;
 
     const slot = this.#allocSlot();
@@ -341,7 +211,7 @@ export class IntervalMap {
     this.#physLo[slot] = physLo;
     this.#physHi[slot] = physHi;
     this.#flags[slot] = flags;
-    this.#insertInLeaf(leaf, pos, startLo, startHi, slot);
+    this.#tree.insertInLeaf(leaf, pos, startLo, startHi, slot);
     this.#size++;
     this.#version++;
     return slot;
@@ -351,9 +221,9 @@ export class IntervalMap {
   find(aLo: number, aHi: number): number {
     checkU32(aLo, "address low half");
     checkU32(aHi, "address high half");
-    const leaf = this.#descend(aLo, aHi);
+    const leaf = this.#tree.descend(aLo, aHi);
     // The candidate is the last interval starting at or before a.
-    const slot = this.#slotBefore(leaf, this.#leafUpperBound(leaf, aLo, aHi));
+    const slot = this.#tree.slotBefore(leaf, this.#tree.leafUpperBound(leaf, aLo, aHi));
     if (slot === NONE) return NONE;
     return less(this.#endLo[slot], this.#endHi[slot], aLo, aHi) ? NONE : slot;
   }
@@ -361,8 +231,8 @@ export class IntervalMap {
   /** Whether any interval intersects [start, end] (inclusive, end >= start). */
   overlaps(startLo: number, startHi: number, endLo: number, endHi: number): boolean {
     this.#checkRange(startLo, startHi, endLo, endHi, "check");
-    const leaf = this.#descend(startLo, startHi);
-    const pos = this.#leafLowerBound(leaf, startLo, startHi);
+    const leaf = this.#tree.descend(startLo, startHi);
+    const pos = this.#tree.leafLowerBound(leaf, startLo, startHi);
     return this.#conflictsAt(leaf, pos, startLo, startHi, endLo, endHi);
   }
 
@@ -380,31 +250,27 @@ export class IntervalMap {
     sink?: IntervalSink,
   ): number {
     this.#checkRange(startLo, startHi, endLo, endHi, "remove");
-    const firstLeaf = this.#descend(startLo, startHi);
-    const firstPos = this.#leafLowerBound(firstLeaf, startLo, startHi);
+    const tree = this.#tree;
+    const firstLeaf = tree.descend(startLo, startHi);
+    const firstPos = tree.leafLowerBound(firstLeaf, startLo, startHi);
 
     // Fast path, the usual UNMAP: exactly one interval, [start, end] itself. Nothing can
     // straddle either end (it would overlap that interval), so remove it at once.
-    if (firstPos < this.#leafCount[firstLeaf]) {
-      const e = (this.#start(firstLeaf) + firstPos) * W;
-      const slot = this.#leaf[e + REF];
-      if (
-        this.#leaf[e] === startLo && this.#leaf[e + 1] === startHi &&
-        this.#endLo[slot] === endLo && this.#endHi[slot] === endHi
-      ) {
-        sink?.keep(
-          startLo,
-          startHi,
-          endLo,
-          endHi,
-          this.#physLo[slot],
-          this.#physHi[slot],
-          this.#flags[slot],
-        );
-        this.#removeAt(firstLeaf, firstPos);
-        this.#version++;
-        return 1;
-      }
+    const slot = tree.slotWithKey(firstLeaf, firstPos, startLo, startHi);
+    if (slot !== NONE && this.#endLo[slot] === endLo && this.#endHi[slot] === endHi) {
+      sink?.keep(
+        startLo,
+        startHi,
+        endLo,
+        endHi,
+        this.#physLo[slot],
+        this.#physHi[slot],
+        this.#flags[slot],
+      );
+      this.#release(slot);
+      tree.removeAt(firstLeaf, firstPos);
+      this.#version++;
+      return 1;
     }
 
     return this.#removeSpan(startLo, startHi, endLo, endHi, firstLeaf, firstPos, sink);
@@ -424,23 +290,23 @@ export class IntervalMap {
     sink: IntervalSink | undefined,
   ): number {
     // The interval starting before `start`, if it reaches `start`, straddles it.
-    const pred = this.#slotBefore(firstLeaf, firstPos);
+    const pred = this.#tree.slotBefore(firstLeaf, firstPos);
     if (pred !== NONE && !less(this.#endLo[pred], this.#endHi[pred], startLo, startHi)) {
       return NONE;
     }
     // Count the intervals starting inside the range; only the last of them can reach past it.
+    const tree = this.#tree;
     let count = 0;
     let leaf = firstLeaf;
     let pos = firstPos;
     for (;;) {
-      if (pos === this.#leafCount[leaf]) {
-        leaf = this.#leafNext[leaf];
+      if (pos === tree.leafCount(leaf)) {
+        leaf = tree.nextLeaf(leaf);
         if (leaf === NONE) break;
         pos = 0;
       }
-      const e = (this.#start(leaf) + pos) * W;
-      if (less(endLo, endHi, this.#leaf[e], this.#leaf[e + 1])) break;
-      const slot = this.#leaf[e + REF];
+      if (less(endLo, endHi, tree.keyLo(leaf, pos), tree.keyHi(leaf, pos))) break;
+      const slot = tree.slotAt(leaf, pos);
       if (less(endLo, endHi, this.#endLo[slot], this.#endHi[slot])) return NONE;
       count++;
       pos++;
@@ -452,17 +318,17 @@ export class IntervalMap {
     let pathGood = true;
     for (let i = 0; i < count; i++) {
       if (!pathGood) {
-        leaf = this.#descend(startLo, startHi);
-        pos = this.#leafLowerBound(leaf, startLo, startHi);
+        leaf = this.#tree.descend(startLo, startHi);
+        pos = this.#tree.leafLowerBound(leaf, startLo, startHi);
       }
-      if (pos === this.#leafCount[leaf]) {
+      if (pos === tree.leafCount(leaf)) {
         // The first key >= start is the next leaf's first; descend to it so the path is right.
-        const e = this.#start(this.#leafNext[leaf]) * W;
-        leaf = this.#descend(this.#leaf[e], this.#leaf[e + 1]);
+        const next = tree.nextLeaf(leaf);
+        leaf = tree.descend(tree.keyLo(next, 0), tree.keyHi(next, 0));
         pos = 0;
       }
       if (sink !== undefined) {
-        const slot = this.#leaf[(this.#start(leaf) + pos) * W + REF];
+        const slot = tree.slotAt(leaf, pos);
         sink.keep(
           this.#startLo[slot],
           this.#startHi[slot],
@@ -486,8 +352,8 @@ export class IntervalMap {
     }
     const kLo = this.#startLo[slot];
     const kHi = this.#startHi[slot];
-    const leaf = this.#descend(kLo, kHi);
-    this.#removeAt(leaf, this.#leafLowerBound(leaf, kLo, kHi));
+    const leaf = this.#tree.descend(kLo, kHi);
+    this.#removeAt(leaf, this.#tree.leafLowerBound(leaf, kLo, kHi));
     this.#version++;
   }
 
@@ -496,12 +362,7 @@ export class IntervalMap {
     this.#slotHigh = 0;
     this.#freeSlot = NONE;
     this.#size = 0;
-    this.#leafHigh = 0;
-    this.#freeLeaf = NONE;
-    this.#innerHigh = 0;
-    this.#freeInner = NONE;
-    this.#height = 1;
-    this.#root = this.#allocLeaf();
+    this.#tree.clear();
     this.#version++;
   }
 
@@ -511,16 +372,17 @@ export class IntervalMap {
    */
   forEach(fn: (slot: number) => void): void {
     const version = this.#version;
-    let leaf = this.#leftmostLeaf();
+    const tree = this.#tree;
+    let leaf = tree.leftmostLeaf();
     while (leaf !== NONE) {
-      const count = this.#leafCount[leaf];
+      const count = tree.leafCount(leaf);
       for (let i = 0; i < count; i++) {
-        fn(this.#leaf[(this.#start(leaf) + i) * W + REF]);
+        fn(tree.slotAt(leaf, i));
         if (this.#version !== version) {
           throw new Error("IntervalMap was changed during forEach()");
         }
       }
-      leaf = this.#leafNext[leaf];
+      leaf = tree.nextLeaf(leaf);
     }
   }
 
@@ -531,8 +393,8 @@ export class IntervalMap {
   firstAtOrAfter(aLo: number, aHi: number): number {
     checkU32(aLo, "address low half");
     checkU32(aHi, "address high half");
-    const leaf = this.#descend(aLo, aHi);
-    return this.#slotAtOrAfter(leaf, this.#leafLowerBound(leaf, aLo, aHi));
+    const leaf = this.#tree.descend(aLo, aHi);
+    return this.#tree.slotAtOrAfter(leaf, this.#tree.leafLowerBound(leaf, aLo, aHi));
   }
 
   /** The slot of the interval after `slot` in address order, or -1 (O(log n)). */
@@ -542,8 +404,8 @@ export class IntervalMap {
     }
     const kLo = this.#startLo[slot];
     const kHi = this.#startHi[slot];
-    const leaf = this.#descend(kLo, kHi);
-    return this.#slotAtOrAfter(leaf, this.#leafLowerBound(leaf, kLo, kHi) + 1);
+    const leaf = this.#tree.descend(kLo, kHi);
+    return this.#tree.slotAtOrAfter(leaf, this.#tree.leafLowerBound(leaf, kLo, kHi) + 1);
   }
 
   /**
@@ -551,17 +413,17 @@ export class IntervalMap {
    * bookkeeping) in O(n) and throws an Error naming the first one broken. For tests.
    */
   checkInvariants(): void {
-    const leaves: number[] = [];
-    const entries = this.#checkNode(this.#root, 0, 0, 0, false, 0, 0, false, leaves);
+    const entries = this.#tree.checkInvariants((leaf, slot, kLo, kHi) => {
+      if (!this.isLive(slot)) throw new Error(`Leaf ${leaf} refers to dead slot ${slot}`);
+      if (this.#startLo[slot] !== kLo || this.#startHi[slot] !== kHi) {
+        throw new Error(`Leaf key of slot ${slot} differs from its start`);
+      }
+      if (less(this.#endLo[slot], this.#endHi[slot], kLo, kHi)) {
+        throw new Error(`Slot ${slot} ends before it starts`);
+      }
+    });
     if (entries !== this.#size) {
       throw new Error(`Tree holds ${entries} entries but size is ${this.#size}`);
-    }
-    for (let i = 0; i < leaves.length; i++) {
-      const prev = i === 0 ? NONE : leaves[i - 1];
-      const next = i === leaves.length - 1 ? NONE : leaves[i + 1];
-      if (this.#leafPrev[leaves[i]] !== prev || this.#leafNext[leaves[i]] !== next) {
-        throw new Error(`Leaf ${leaves[i]} is linked out of tree order`);
-      }
     }
     // Intervals must not overlap: each ends before the next starts.
     let prev = NONE;
@@ -589,85 +451,6 @@ export class IntervalMap {
   // ---------------------------------------------------------------------------------------------
   // Internals.
 
-  /**
-   * Checks the subtree at `node` against the bounds lb <= key < ub its parent gives it, pushes
-   * its leaves in order onto `leaves` and returns how many entries it holds.
-   */
-  #checkNode(
-    node: number,
-    depth: number,
-    lbLo: number,
-    lbHi: number,
-    hasLb: boolean,
-    ubLo: number,
-    ubHi: number,
-    hasUb: boolean,
-    leaves: number[],
-  ): number {
-    const b = this.#nodeCap;
-    const isRoot = depth === 0;
-    if (depth === this.#height - 1) {
-      const count = this.#leafCount[node];
-      // The last leaf may hold fewer than minFill (down to 1): a split by an append past the
-      // last key keeps the left leaf full and starts the new one with one entry.
-      const least = isRoot ? 0 : this.#leafNext[node] === NONE ? 1 : this.#minFill;
-      if (count < least || count > b) {
-        throw new Error(`Leaf ${node} holds ${count} entries`);
-      }
-      if (this.#leafOff[node] + count > b) {
-        throw new Error(`Leaf ${node} runs past its capacity`);
-      }
-      const a = this.#leaf;
-      for (let i = 0; i < count; i++) {
-        const e = (this.#start(node) + i) * W;
-        const kLo = a[e];
-        const kHi = a[e + 1];
-        const slot = a[e + REF];
-        if (!this.isLive(slot)) throw new Error(`Leaf ${node} refers to dead slot ${slot}`);
-        if (this.#startLo[slot] !== kLo || this.#startHi[slot] !== kHi) {
-          throw new Error(`Leaf key of slot ${slot} differs from its start`);
-        }
-        if (less(this.#endLo[slot], this.#endHi[slot], kLo, kHi)) {
-          throw new Error(`Slot ${slot} ends before it starts`);
-        }
-        const outOfOrder = (hasLb && less(kLo, kHi, lbLo, lbHi)) ||
-          (hasUb && !less(kLo, kHi, ubLo, ubHi)) ||
-          (i > 0 && !less(a[e - W], a[e - W + 1], kLo, kHi));
-        if (outOfOrder) throw new Error(`Slot ${slot} is out of order in leaf ${node}`);
-      }
-      if (count > 0) leaves.push(node);
-      return count;
-    }
-    const count = this.#innerCount[node];
-    if (count < (isRoot ? 2 : this.#minFill) || count > b) {
-      throw new Error(`Inner node ${node} has ${count} children`);
-    }
-    const a = this.#inner;
-    let entries = 0;
-    for (let i = 0; i < count; i++) {
-      const e = (node * b + i) * W;
-      if (i > 0) {
-        const outOfOrder = (hasLb && less(a[e], a[e + 1], lbLo, lbHi)) ||
-          (hasUb && !less(a[e], a[e + 1], ubLo, ubHi)) ||
-          (i > 1 && !less(a[e - W], a[e - W + 1], a[e], a[e + 1]));
-        if (outOfOrder) throw new Error(`Separator ${i} of inner node ${node} is out of order`);
-      }
-      const last = i === count - 1;
-      entries += this.#checkNode(
-        a[e + REF],
-        depth + 1,
-        i === 0 ? lbLo : a[e],
-        i === 0 ? lbHi : a[e + 1],
-        i === 0 ? hasLb : true,
-        last ? ubLo : a[e + W],
-        last ? ubHi : a[e + W + 1],
-        last ? hasUb : true,
-        leaves,
-      );
-    }
-    return entries;
-  }
-
   /** Validates a range's halves and that end >= start. */
   #checkRange(sLo: number, sHi: number, eLo: number, eHi: number, verb: string): void {
     if (
@@ -691,388 +474,27 @@ export class IntervalMap {
     eHi: number,
   ): boolean {
     // The first interval starting at or after s must start after e.
-    let next = leaf;
-    let at = pos;
-    if (pos === this.#leafCount[leaf]) {
-      next = this.#leafNext[leaf];
-      at = 0;
-    }
-    if (next !== NONE) {
-      const e = (this.#start(next) + at) * W;
-      if (!less(eLo, eHi, this.#leaf[e], this.#leaf[e + 1])) return true;
-    }
+    const tree = this.#tree;
+    if (tree.keyAtOrAfterIsAtMost(leaf, pos, eLo, eHi)) return true;
     // The last interval starting before s must end before s.
-    const pred = this.#slotBefore(leaf, pos);
+    const pred = tree.slotBefore(leaf, pos);
     return pred !== NONE && !less(this.#endLo[pred], this.#endHi[pred], sLo, sHi);
   }
 
-  /** The slot just before leaf position `pos` (possibly in the previous leaf), or NONE. */
-  #slotBefore(leaf: number, pos: number): number {
-    if (pos > 0) return this.#leaf[(this.#start(leaf) + pos - 1) * W + REF];
-    const prev = this.#leafPrev[leaf];
-    if (prev === NONE) return NONE;
-    return this.#leaf[(this.#start(prev) + this.#leafCount[prev] - 1) * W + REF];
-  }
-
-  /** The slot at leaf position `pos`, or the next leaf's first if `pos` is past the end. */
-  #slotAtOrAfter(leaf: number, pos: number): number {
-    if (pos < this.#leafCount[leaf]) return this.#leaf[(this.#start(leaf) + pos) * W + REF];
-    const next = this.#leafNext[leaf];
-    return next === NONE ? NONE : this.#leaf[this.#start(next) * W + REF];
-  }
-
-  /** Walks from the root to the leaf whose key range holds k, recording the path. */
-  #descend(kLo: number, kHi: number): number {
-    const b = this.#nodeCap;
-    const a = this.#inner;
-    let node = this.#root;
-    const depth = this.#height - 1;
-    for (let level = 0; level < depth; level++) {
-      // Child i where i is the last index with key[i] <= k (index 0 if none).
-      const base = node * b;
-      let lo = 1;
-      let hi = this.#innerCount[node];
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1;
-        const e = (base + mid) * W;
-        const mHi = a[e + 1];
-        if (mHi > kHi || (mHi === kHi && a[e] > kLo)) hi = mid;
-        else lo = mid + 1;
-      }
-      this.#pathNode[level] = node;
-      this.#pathIdx[level] = lo - 1;
-      node = a[(base + lo - 1) * W + REF];
-    }
-    return node;
-  }
-
-  /** First position in `leaf` whose key is >= k (the count if none). */
-  #leafLowerBound(leaf: number, kLo: number, kHi: number): number {
-    const base = this.#start(leaf);
-    const a = this.#leaf;
-    let lo = 0;
-    let hi = this.#leafCount[leaf];
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      const e = (base + mid) * W;
-      const mHi = a[e + 1];
-      if (mHi < kHi || (mHi === kHi && a[e] < kLo)) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  }
-
-  /** First position in `leaf` whose key is > k (the count if none). */
-  #leafUpperBound(leaf: number, kLo: number, kHi: number): number {
-    const base = this.#start(leaf);
-    const a = this.#leaf;
-    let lo = 0;
-    let hi = this.#leafCount[leaf];
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      const e = (base + mid) * W;
-      const mHi = a[e + 1];
-      if (mHi > kHi || (mHi === kHi && a[e] > kLo)) hi = mid;
-      else lo = mid + 1;
-    }
-    return lo;
-  }
-
-  #leftmostLeaf(): number {
-    let node = this.#root;
-    for (let level = this.#height - 1; level > 0; level--) {
-      node = this.#inner[node * this.#nodeCap * W + REF];
-    }
-    return this.#leafCount[node] === 0 ? NONE : node;
-  }
-
-  /** Inserts (k, slot) at `pos` of `leaf` (found by the last #descend), splitting if full. */
-  #insertInLeaf(leaf: number, pos: number, kLo: number, kHi: number, slot: number): void {
-    const b = this.#nodeCap;
-    const count = this.#leafCount[leaf];
-    if (count < b) {
-      this.#leafPut(leaf, pos, count, kLo, kHi, slot);
-      return;
-    }
-    this.#splitLeaf(leaf, pos, kLo, kHi, slot);
-  }
-
-  /** {@link IntervalMap.#insertInLeaf} into a full leaf: splits it, then inserts. */
-  #splitLeaf(leaf: number, pos: number, kLo: number, kHi: number, slot: number): void {
-    const b = this.#nodeCap;
-    // A full leaf starts at offset 0 (its entries fill all its places): no compaction needed.
-    const right = this.#allocLeaf(); // may replace the leaf arrays: read them after this
-    const half = b >> 1;
-    if (pos === b && this.#leafNext[leaf] === NONE) {
-      // Appending past the last key: keep the left leaf full, so ascending inserts (the
-      // common IOVA allocation pattern) fill leaves completely instead of half.
-      this.#leafPut(right, 0, 0, kLo, kHi, slot);
-    } else {
-      this.#leaf.copyWithin(right * b * W, (leaf * b + half) * W, (leaf * b + b) * W);
-      this.#leafCount[leaf] = half;
-      this.#leafCount[right] = b - half;
-      if (pos <= half) this.#leafPut(leaf, pos, half, kLo, kHi, slot);
-      else this.#leafPut(right, pos - half, b - half, kLo, kHi, slot);
-    }
-    const next = this.#leafNext[leaf];
-    this.#leafNext[right] = next;
-    this.#leafPrev[right] = leaf;
-    if (next !== NONE) this.#leafPrev[next] = right;
-    this.#leafNext[leaf] = right;
-    const e = right * b * W;
-    this.#insertInInner(this.#height - 2, this.#leaf[e], this.#leaf[e + 1], right);
-  }
-
-  /** Shifts entries [pos, count) of a non-full leaf right by one and stores (k, slot) at pos. */
-  #leafPut(leaf: number, pos: number, count: number, kLo: number, kHi: number, slot: number): void {
-    if (this.#leafOff[leaf] !== 0) this.#compact(leaf);
-    const a = this.#leaf;
-    const e = (leaf * this.#nodeCap + pos) * W;
-    if (pos < count) shiftUp(a, e, (leaf * this.#nodeCap + count) * W);
-    a[e] = kLo;
-    a[e + 1] = kHi;
-    a[e + REF] = slot;
-    this.#leafCount[leaf] = count + 1;
-  }
-
   /**
-   * Adds separator k and `child` just after path child at `level` (the node split from it).
-   * Level -1 means the root itself split: a new root is grown above it.
-   */
-  #insertInInner(level: number, kLo: number, kHi: number, child: number): void {
-    const b = this.#nodeCap;
-    if (level < 0) {
-      const root = this.#allocInner();
-      const e = root * b * W;
-      this.#inner[e + REF] = this.#root;
-      this.#inner[e + W] = kLo;
-      this.#inner[e + W + 1] = kHi;
-      this.#inner[e + W + REF] = child;
-      this.#innerCount[root] = 2;
-      this.#root = root;
-      this.#height++;
-      if (this.#height > MAX_HEIGHT) throw new Error("IntervalMap tree is too deep");
-      return;
-    }
-    const node = this.#pathNode[level];
-    const pos = this.#pathIdx[level] + 1;
-    const count = this.#innerCount[node];
-    if (count < b) {
-      this.#innerPut(node, pos, count, kLo, kHi, child);
-      return;
-    }
-    const right = this.#allocInner(); // may replace the inner arrays: read them after this
-    const half = b >> 1;
-    const from = (node * b + half) * W;
-    // The separator in front of child `half` moves up; it becomes right's unused key[0].
-    const upLo = this.#inner[from];
-    const upHi = this.#inner[from + 1];
-    this.#inner.copyWithin(right * b * W, from, (node * b + b) * W);
-    this.#innerCount[node] = half;
-    this.#innerCount[right] = b - half;
-    // pos == half appends to the left node: k comes from child half-1, so k < up.
-    if (pos <= half) this.#innerPut(node, pos, half, kLo, kHi, child);
-    else this.#innerPut(right, pos - half, b - half, kLo, kHi, child);
-    this.#insertInInner(level - 1, upLo, upHi, right);
-  }
-
-  /** Shifts entries [pos, count) of a non-full inner node right by one; stores (k, child). */
-  #innerPut(
-    node: number,
-    pos: number,
-    count: number,
-    kLo: number,
-    kHi: number,
-    child: number,
-  ): void {
-    const a = this.#inner;
-    const e = (node * this.#nodeCap + pos) * W;
-    if (pos < count) shiftUp(a, e, (node * this.#nodeCap + count) * W);
-    a[e] = kLo;
-    a[e + 1] = kHi;
-    a[e + REF] = child;
-    this.#innerCount[node] = count + 1;
-  }
-
-  /**
-   * Removes entry `pos` of `leaf` (reached by the last #descend), freeing its slot. Returns
+   * Removes entry `pos` of `leaf` (reached by the last descent) and frees its slot. Returns
    * whether the tree was rebalanced (which makes the recorded path stale).
    */
   #removeAt(leaf: number, pos: number): boolean {
-    const a = this.#leaf;
-    const start = this.#start(leaf);
-    const e = (start + pos) * W;
-    const slot = a[e + REF];
-    const count = this.#leafCount[leaf] - 1;
-    if (pos === 0) this.#leafOff[leaf]++; // the first entry: move the start, shift nothing
-    else if (pos < count) shiftDown(a, e, (start + count + 1) * W);
-    this.#leafCount[leaf] = count;
+    this.#release(this.#tree.slotAt(leaf, pos));
+    return this.#tree.removeAt(leaf, pos);
+  }
+
+  /** Puts `slot` back on the free list (its tree entry is removed by the caller). */
+  #release(slot: number): void {
     this.#link[slot] = this.#freeSlot;
     this.#freeSlot = slot;
     this.#size--;
-    if (this.#height === 1 || count >= this.#minFill) return false;
-    this.#rebalanceLeaf(leaf);
-    return true;
-  }
-
-  /** Refills an underfull non-root leaf from a sibling, or merges it with one. */
-  #rebalanceLeaf(leaf: number): void {
-    const b = this.#nodeCap;
-    const a = this.#leaf;
-    const inner = this.#inner;
-    const level = this.#height - 2;
-    const parent = this.#pathNode[level];
-    const idx = this.#pathIdx[level];
-    const count = this.#leafCount[leaf];
-    if (idx > 0) {
-      const left = inner[(parent * b + idx - 1) * W + REF];
-      this.#compact(left);
-      const leftCount = this.#leafCount[left];
-      if (leftCount > this.#minFill) {
-        // Move left's last entry to the front of this leaf; it becomes the separator.
-        const from = (left * b + leftCount - 1) * W;
-        const kLo = a[from];
-        const kHi = a[from + 1];
-        this.#leafPut(leaf, 0, count, kLo, kHi, a[from + REF]);
-        this.#leafCount[left] = leftCount - 1;
-        inner[(parent * b + idx) * W] = kLo;
-        inner[(parent * b + idx) * W + 1] = kHi;
-        return;
-      }
-      this.#mergeLeaves(left, leaf);
-      this.#removeFromInner(level, idx);
-      return;
-    }
-    const right = inner[(parent * b + 1) * W + REF];
-    this.#compact(right);
-    const rightCount = this.#leafCount[right];
-    if (rightCount > this.#minFill) {
-      // Move right's first entry to the end of this leaf; right's new first is the separator.
-      const from = right * b * W;
-      this.#leafPut(leaf, count, count, a[from], a[from + 1], a[from + REF]);
-      shiftDown(a, from, (right * b + rightCount) * W);
-      this.#leafCount[right] = rightCount - 1;
-      inner[(parent * b + 1) * W] = a[from];
-      inner[(parent * b + 1) * W + 1] = a[from + 1];
-      return;
-    }
-    this.#mergeLeaves(leaf, right);
-    this.#removeFromInner(level, 1);
-  }
-
-  /** Appends `right`'s entries to `left`, unlinks `right` and frees it. */
-  #mergeLeaves(left: number, right: number): void {
-    const b = this.#nodeCap;
-    this.#compact(left);
-    this.#compact(right);
-    const leftCount = this.#leafCount[left];
-    const rightCount = this.#leafCount[right];
-    this.#leaf.copyWithin((left * b + leftCount) * W, right * b * W, (right * b + rightCount) * W);
-    this.#leafCount[left] = leftCount + rightCount;
-    const next = this.#leafNext[right];
-    this.#leafNext[left] = next;
-    if (next !== NONE) this.#leafPrev[next] = left;
-    this.#freeLeafNode(right);
-  }
-
-  /** Removes separator and child `idx` (>= 1) from the path node at `level`, then rebalances. */
-  #removeFromInner(level: number, idx: number): void {
-    const b = this.#nodeCap;
-    const node = this.#pathNode[level];
-    const count = this.#innerCount[node] - 1;
-    if (idx < count) {
-      shiftDown(this.#inner, (node * b + idx) * W, (node * b + count + 1) * W);
-    }
-    this.#innerCount[node] = count;
-    if (level === 0) {
-      if (count === 1) {
-        // The root has a single child left: that child becomes the root.
-        this.#root = this.#inner[node * b * W + REF];
-        this.#height--;
-        this.#freeInnerNode(node);
-      }
-      return;
-    }
-    if (count < this.#minFill) this.#rebalanceInner(level);
-  }
-
-  /** Refills the underfull path node at `level` (> 0) from a sibling, or merges it. */
-  #rebalanceInner(level: number): void {
-    const b = this.#nodeCap;
-    const a = this.#inner;
-    const node = this.#pathNode[level];
-    const parent = this.#pathNode[level - 1];
-    const idx = this.#pathIdx[level - 1];
-    const count = this.#innerCount[node];
-    const sep = (parent * b + idx) * W;
-    if (idx > 0) {
-      const left = a[sep - W + REF];
-      const leftCount = this.#innerCount[left];
-      if (leftCount > this.#minFill) {
-        // Rotate right through the parent: left's last child becomes this node's first, the
-        // parent's separator comes down in front of the old first child, and left's last
-        // separator goes up.
-        const from = (left * b + leftCount - 1) * W;
-        this.#innerPut(node, 0, count, 0, 0, a[from + REF]);
-        const e = node * b * W;
-        a[e + W] = a[sep];
-        a[e + W + 1] = a[sep + 1];
-        a[sep] = a[from];
-        a[sep + 1] = a[from + 1];
-        this.#innerCount[left] = leftCount - 1;
-        return;
-      }
-      this.#mergeInner(left, node, sep);
-      this.#removeFromInner(level - 1, idx);
-      return;
-    }
-    const rsep = sep + W; // the separator in front of the right sibling
-    const right = a[rsep + REF];
-    const rightCount = this.#innerCount[right];
-    if (rightCount > this.#minFill) {
-      // Rotate left through the parent: right's first child becomes this node's last.
-      const r = right * b * W;
-      this.#innerPut(node, count, count, a[rsep], a[rsep + 1], a[r + REF]);
-      a[rsep] = a[r + W];
-      a[rsep + 1] = a[r + W + 1];
-      shiftDown(a, r, (right * b + rightCount) * W);
-      this.#innerCount[right] = rightCount - 1;
-      return;
-    }
-    this.#mergeInner(node, right, rsep);
-    this.#removeFromInner(level - 1, 1);
-  }
-
-  /** Appends `right`'s children to `left`, pulling down the parent separator at word `sep`. */
-  #mergeInner(left: number, right: number, sep: number): void {
-    const b = this.#nodeCap;
-    const a = this.#inner;
-    const leftCount = this.#innerCount[left];
-    const rightCount = this.#innerCount[right];
-    const to = (left * b + leftCount) * W;
-    a.copyWithin(to, right * b * W, (right * b + rightCount) * W);
-    // Right's key[0] is unused; the parent's separator is the bound between the two.
-    a[to] = a[sep];
-    a[to + 1] = a[sep + 1];
-    this.#innerCount[left] = leftCount + rightCount;
-    this.#freeInnerNode(right);
-  }
-
-  /** Index (in entries) of `leaf`'s first entry: its entries are [start, start + count). */
-  #start(leaf: number): number {
-    return leaf * this.#nodeCap + this.#leafOff[leaf];
-  }
-
-  /** Moves `leaf`'s entries back to the start of its places, so they can be reshaped. */
-  #compact(leaf: number): void {
-    const off = this.#leafOff[leaf];
-    if (off === 0) return;
-    const count = this.#leafCount[leaf];
-    if (count !== 0) {
-      const base = leaf * this.#nodeCap;
-      this.#leaf.copyWithin(base * W, (base + off) * W, (base + off + count) * W);
-    }
-    this.#leafOff[leaf] = 0;
   }
 
   #allocSlot(): number {
@@ -1101,56 +523,5 @@ export class IntervalMap {
     this.#flags = growU32(this.#flags, cap);
     this.#link = growI32(this.#link, cap);
     this.#slotCap = cap;
-  }
-
-  #allocLeaf(): number {
-    let leaf = this.#freeLeaf;
-    if (leaf !== NONE) {
-      this.#freeLeaf = this.#leafNext[leaf];
-    } else {
-      if (this.#leafHigh === this.#leafPool) {
-        const pool = this.#leafPool * 2;
-        this.#leaf = growU32(this.#leaf, pool * this.#nodeCap * W);
-        this.#leafCount = growU16(this.#leafCount, pool);
-        this.#leafOff = growU16(this.#leafOff, pool);
-        this.#leafNext = growI32(this.#leafNext, pool);
-        this.#leafPrev = growI32(this.#leafPrev, pool);
-        this.#leafPool = pool;
-      }
-      leaf = this.#leafHigh++;
-    }
-    this.#leafCount[leaf] = 0;
-    this.#leafOff[leaf] = 0;
-    this.#leafNext[leaf] = NONE;
-    this.#leafPrev[leaf] = NONE;
-    return leaf;
-  }
-
-  #freeLeafNode(leaf: number): void {
-    this.#leafNext[leaf] = this.#freeLeaf;
-    this.#freeLeaf = leaf;
-  }
-
-  #allocInner(): number {
-    let node = this.#freeInner;
-    if (node !== NONE) {
-      // The link is stored in a Uint32Array: `| 0` turns 0xffffffff back into NONE.
-      this.#freeInner = this.#inner[node * this.#nodeCap * W + REF] | 0;
-    } else {
-      if (this.#innerHigh === this.#innerPool) {
-        const pool = this.#innerPool * 2;
-        this.#inner = growU32(this.#inner, pool * this.#nodeCap * W);
-        this.#innerCount = growU16(this.#innerCount, pool);
-        this.#innerPool = pool;
-      }
-      node = this.#innerHigh++;
-    }
-    this.#innerCount[node] = 0;
-    return node;
-  }
-
-  #freeInnerNode(node: number): void {
-    this.#inner[node * this.#nodeCap * W + REF] = this.#freeInner;
-    this.#freeInner = node;
   }
 }

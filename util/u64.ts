@@ -20,7 +20,8 @@ export type Address = bigint | number;
 
 /** 2^32, the weight of the high half. */
 export const TWO_POW_32 = 0x1_0000_0000;
-const U64_MAX = (1n << 64n) - 1n;
+/** 2^64 − 1, the largest 64-bit address, as a `bigint` (for checks, not hot paths). */
+export const U64_MAX = (1n << 64n) - 1n;
 
 /** Creates a zeroed {@link Halves}. */
 export function halves(): Halves {

@@ -9,7 +9,7 @@
  */
 
 import type { Address } from "../../util/u64.ts";
-import { type IommuError, type IommuStatus, statusName } from "./errors.ts";
+import { DeviceResetError, type IommuError, type IommuStatus, statusName } from "./errors.ts";
 import type { Completion, RequestQueue } from "./request_queue.ts";
 import { encodeMap, encodeUnmap } from "./requests.ts";
 import { checkIndex } from "./arguments.ts";
@@ -64,8 +64,13 @@ export class RequestBatch {
   #resolve: ((failed: number) => void) | null = null;
   #pumping = false;
   #pumpScheduled = false;
+  /** Requests of this batch sent and not settled. */
+  #out = 0;
+  /** Waiting in the queue's line for a slot (when none of ours is out to bring one back). */
+  #waitingForSlot = false;
   #doneBound: Completion = (error, slot) => this.#done(error, slot);
   #pumpBound = (): void => this.#pump();
+  #gotSlotBound = (slot: number, error?: Error): void => this.#gotSlot(slot, error);
 
   /** Internal: use `VirtioIommu.batch()`, which hands over its request queue and planner. */
   constructor(queue: RequestQueue, planner: MappingPlanner) {
@@ -184,7 +189,15 @@ export class RequestBatch {
           this.#failRest(error instanceof Error ? error : new Error(String(error)));
           break;
         }
-        if (slot < 0) break; // Ring full: continue when answers free slots.
+        if (slot < 0) {
+          // Ring full: continue when our answers free slots, or, with none of ours out (the
+          // slots are others', or the queue is being reset), when the line gives us one.
+          if (this.#out === 0 && !this.#waitingForSlot) {
+            this.#waitingForSlot = true;
+            q.acquire(this.#gotSlotBound);
+          }
+          break;
+        }
         this.#next++;
         this.#send(q, i, slot);
       }
@@ -220,8 +233,26 @@ export class RequestBatch {
     } else {
       encodeUnmap(v, o, f[at], f[at + 1], f[at + 2], f[at + 3], f[at + 4]);
     }
+    this.#out++;
     // One call site: the JIT inlines each site on its own budget.
     q.sendSlot(slot, readLen, this.#doneBound);
+  }
+
+  /** A slot from the queue's line (see #pump), or -1 when the queue failed or it timed out. */
+  #gotSlot(slot: number, error?: Error): void {
+    this.#waitingForSlot = false;
+    const q = this.#queue;
+    if (slot < 0) {
+      this.#failRest(error ?? q.broken ?? new DeviceResetError("The request queue failed"));
+      return;
+    }
+    while (this.#next < this.#length && this.#status[this.#next] !== PENDING) this.#next++;
+    if (this.#next >= this.#length) {
+      q.release(slot);
+      return;
+    }
+    this.#send(q, this.#next++, slot);
+    this.#pump();
   }
 
   #failRest(error: Error): void {
@@ -236,6 +267,7 @@ export class RequestBatch {
     const i = this.#slotToOp[slot];
     this.#slotToOp[slot] = -1;
     if (i < 0) return;
+    this.#out--;
     this.#settle(i, error);
     if (this.#next < this.#length && !this.#pumpScheduled) {
       this.#pumpScheduled = true;

@@ -21,15 +21,21 @@ import {
   hasFeature,
   VIRTIO_F_EVENT_IDX,
   VIRTIO_F_INDIRECT_DESC,
+  VIRTIO_F_RING_PACKED,
+  VIRTIO_F_RING_RESET,
 } from "../../spec/features.ts";
+import type { RingLayout } from "../virtio/virtqueue.ts";
+import { QueueRecovery } from "./queue_recovery.ts";
 import { beginInit, failDevice, finishInit, resetDevice } from "../virtio/init.ts";
+import { InterruptSetup } from "../virtio/interrupt_setup.ts";
+import type { InterruptStats } from "../../transport/interrupts.ts";
 import { type Address, joinAddress } from "../../util/u64.ts";
 import { type IommuConfig, readIommuConfig } from "./config.ts";
 import { RequestChecks } from "./checks.ts";
 import { DomainTable, SavedMappings } from "./domains.ts";
 import { RequestBatch } from "./batch.ts";
 import { MappingPlanner, PLAN_RECORD_ONLY, PLAN_SEND_UNTRACKED } from "./planner.ts";
-import { DeviceResetError, driverError, IommuError } from "./errors.ts";
+import { DeviceResetError, driverError, IommuError, QueueResetError } from "./errors.ts";
 import { EventQueue } from "./event_queue.ts";
 import type { FaultEvent } from "./events.ts";
 import { FaultInbox, type FaultIterateOptions } from "./fault_inbox.ts";
@@ -152,11 +158,16 @@ export class VirtioIommu {
   #send!: RequestSender;
   /** The one-at-a-time MAP/UNMAP path (undefined until the queues exist). */
   #fast!: FastRequests;
+  /** Resets of one queue while the device runs (VIRTIO_F_RING_RESET); null without it. */
+  #recovery: QueueRecovery | null = null;
   /**
    * Attachments to restore after a reset: kept across a reset that failed before restoring, and
    * for each re-attach that failed, until the caller attaches or detaches that endpoint.
    */
   #reattach = new Map<number, { domain: number; endpoint: number; bypass: boolean }>();
+  /** The interrupts taken, or why the driver polls. */
+  #interrupts!: InterruptSetup;
+  #configListeners = new Set<(config: IommuConfig) => void>();
 
   private constructor(transport: Transport, dma: DmaAllocator, options: VirtioIommuOptions) {
     this.#transport = transport;
@@ -189,11 +200,14 @@ export class VirtioIommu {
 
   async #init(): Promise<void> {
     const t = this.#transport;
-    const supported = SUPPORTED_FEATURES & (this.#options.features ?? SUPPORTED_FEATURES);
+    const ring = this.#options.ring ?? "auto";
+    let supported = SUPPORTED_FEATURES & (this.#options.features ?? SUPPORTED_FEATURES);
+    if (ring === "split") supported &= ~featureBit(VIRTIO_F_RING_PACKED);
     // Steps 1-6: reset, ACKNOWLEDGE, DRIVER, features (MAP_UNMAP required, §5.13.3.1), FEATURES_OK.
     this.#features = await beginInit(t, {
       supported,
-      required: featureBit(VIRTIO_IOMMU_F_MAP_UNMAP),
+      required: featureBit(VIRTIO_IOMMU_F_MAP_UNMAP) |
+        (ring === "packed" ? featureBit(VIRTIO_F_RING_PACKED) : 0n),
       timeoutMs: this.#options.timeoutMs,
     });
     try {
@@ -207,11 +221,14 @@ export class VirtioIommu {
       const requestQueueSize = this.#queueSize(REQUEST_QUEUE);
       const indirect = hasFeature(this.#features, VIRTIO_F_INDIRECT_DESC) &&
         requestQueueSize / 2 < MIN_DIRECT_SLOTS;
+      const layout = this.ring;
       this.#requests = new RequestQueue(t, this.#dma, requestQueueSize, {
         timeoutMs: this.#options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
         spinMs: this.#options.spinMs,
         eventIdx,
         indirect,
+        layout,
+        onBroken: (error) => this.#recovery?.requestRingBroken(error) ?? false,
       });
       this.#fast = new FastRequests(this.#requests, this.#planner);
       this.#send = new RequestSender(this.#requests, this.#planner);
@@ -221,10 +238,23 @@ export class VirtioIommu {
         this.#queueSize(EVENT_QUEUE),
         eventIdx,
         (event) => this.#inbox.deliver(event),
+        layout,
       );
+      if (hasFeature(this.#features, VIRTIO_F_RING_RESET)) {
+        this.#recovery = new QueueRecovery({
+          transport: t,
+          requests: this.#requests,
+          events: this.#events,
+          domains: this.#domains,
+          sender: this.#send,
+          config: () => this.#config,
+          timeoutMs: this.#options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+        });
+      }
       if (this.#config.probeSize > 0) {
         this.#probeBuffer = this.#dma.alloc(PROBE_SIZE + this.#config.probeSize + TAIL_SIZE, 4096);
       }
+      this.#interrupts = new InterruptSetup(t, this.#options.interrupts);
       this.#goLive();
     } catch (error) {
       failDevice(t);
@@ -241,13 +271,67 @@ export class VirtioIommu {
     );
   }
 
-  /** Hands both rings to the device and sets DRIVER_OK (end of step 7, step 8 of §3.1.1). */
+  /**
+   * Hands both rings to the device (their MSI-X vectors first, §4.1.5.1.2) and sets DRIVER_OK
+   * (end of step 7, step 8 of §3.1.1), then starts taking interrupts if there are any.
+   */
   #goLive(): void {
+    const irq = this.#interrupts;
+    irq.assign([REQUEST_QUEUE, EVENT_QUEUE]);
     this.#requests.enable();
     this.#events.enable();
     // Step 8: DRIVER_OK; only then may the event buffers be announced (§3.1.1, §2.7.13.3.1).
     finishInit(this.#transport);
     this.#events.kick();
+    if (!irq.active) {
+      this.#pollFromNowOn(); // vectors refused after a reset: poll from now on
+      return;
+    }
+    this.#requests.useInterrupts(true);
+    this.#inbox.eventDriven = true;
+    irq.start({
+      usedBuffer: () => this.#onUsedBuffer(),
+      configChange: () => this.#onConfigChange(),
+      ended: () => this.#pollFromNowOn(),
+    });
+    this.#events.enableInterrupts();
+  }
+
+  /** A used-buffer interrupt: answers and fault reports (a shared line covers both queues). */
+  #onUsedBuffer(): void {
+    if (this.#planner.closed) return;
+    this.#requests.onInterrupt();
+    try {
+      this.#events.collect();
+    } catch {
+      // A broken event queue: the next pollEvents()/takeFaults()/nextFault() throws it.
+    }
+  }
+
+  /**
+   * A configuration-change interrupt: DEVICE_NEEDS_RESET fails the request queue at once
+   * (§2.1.2); otherwise the config is read again (bypass may have changed) and listeners told.
+   */
+  #onConfigChange(): void {
+    if (this.#planner.closed || !this.#requests.checkDevice()) return;
+    const old = this.#config;
+    const fresh = readIommuConfig(this.#transport, this.#features);
+    this.#config = fresh;
+    if (
+      fresh.pageSizeMask !== old.pageSizeMask || fresh.inputStart !== old.inputStart ||
+      fresh.inputEnd !== old.inputEnd || fresh.domainStart !== old.domainStart ||
+      fresh.domainEnd !== old.domainEnd
+    ) {
+      this.#planner.checks = this.#newChecks();
+    }
+    for (const listener of this.#configListeners) listener({ ...fresh });
+  }
+
+  /** The interrupt source went away: requests and fault waiters poll again. */
+  #pollFromNowOn(): void {
+    this.#requests.useInterrupts(false);
+    this.#inbox.eventDriven = false;
+    this.#inbox.wake();
   }
 
   #queueSize(index: number): number {
@@ -268,7 +352,33 @@ export class VirtioIommu {
       config: { ...this.#config },
       requestQueueSize: this.#requests.vq.size,
       eventQueueSize: this.#events.vq.size,
+      interrupts: this.#interrupts.info,
+      ring: this.ring,
+      queueReset: this.#recovery !== null,
     };
+  }
+
+  /**
+   * Interrupts taken since creation (used buffers, config changes, spurious), or null when the
+   * driver never took any.
+   */
+  get interruptStats(): InterruptStats | null {
+    return this.#interrupts.stats;
+  }
+
+  /**
+   * Calls `listener` with the config read again after each configuration-change interrupt
+   * (the device changed `bypass`, for example); returns a function that unsubscribes. Only
+   * while the driver takes interrupts: a polling driver reads the config only when told to.
+   */
+  onConfigChange(listener: (config: IommuConfig) => void): () => void {
+    this.#configListeners.add(listener);
+    return () => this.#configListeners.delete(listener);
+  }
+
+  /** The ring layout in use: packed when VIRTIO_F_RING_PACKED was negotiated (§2.8). */
+  get ring(): RingLayout {
+    return hasFeature(this.#features, VIRTIO_F_RING_PACKED) ? "packed" : "split";
   }
 
   /** The negotiated feature bits. */
@@ -677,10 +787,51 @@ export class VirtioIommu {
     return this.#inbox.dropped;
   }
 
-  /** Reads the event queue now; returns how many fault reports arrived. */
+  /**
+   * Reads the event queue now; returns how many fault reports arrived. A device that broke the
+   * event ring gets the queue reset (and every buffer posted again) when VIRTIO_F_RING_RESET
+   * was negotiated; without it the {@link VirtqueueError} is thrown.
+   */
   pollEvents(): number {
     this.#open();
-    return this.#events.collect();
+    try {
+      return this.#events.collect();
+    } catch (error) {
+      if (this.#recovery?.eventRingBroken(error) !== true) throw error;
+      return 0;
+    }
+  }
+
+  /**
+   * Resets one queue while the device keeps running (VIRTIO_F_RING_RESET, virtio 1.3 §2.6.1,
+   * §4.1.4.3 / §4.2.2), so domains and mappings stay. `"event"`: every event buffer is posted
+   * again. `"request"`: requests in flight reject with {@link QueueResetError} (the device may
+   * or may not have executed them); requests made meanwhile wait; the device is first put back
+   * in step with the driver's records for what the failed requests touched, then the waiting
+   * requests go. The driver also does this by itself when the device breaks a ring. Rejects
+   * with IommuError "DRIVER" without RING_RESET, and with VirtqueueError when the device does
+   * not complete the reset (the queue then stays failed until {@link VirtioIommu.reset}).
+   */
+  resetQueue(queue: "request" | "event"): Promise<void> {
+    this.#open();
+    const recovery = this.#recovery;
+    if (recovery === null) {
+      return Promise.reject(
+        driverError("Cannot reset a queue: VIRTIO_F_RING_RESET not negotiated"),
+      );
+    }
+    if (queue === "event") return recovery.resetEvents();
+    return recovery.resetRequests(
+      new QueueResetError("The request queue was reset with the request in flight"),
+    );
+  }
+
+  /** Queues reset alone so far (VIRTIO_F_RING_RESET), by queue. */
+  get queueResets(): { request: number; event: number } {
+    return {
+      request: this.#recovery?.requestResets ?? 0,
+      event: this.#recovery?.eventResets ?? 0,
+    };
   }
 
   /** Fault reports the device sent that are dropped because they were malformed. */
@@ -701,8 +852,9 @@ export class VirtioIommu {
   }
 
   /**
-   * Waits for the next fault report, polling the event queue; resolves null after
-   * `timeoutMs` without one.
+   * Waits for the next fault report; resolves null after `timeoutMs` without one. With
+   * interrupts it sleeps until the event queue's interrupt delivers one; otherwise it polls
+   * the event queue every millisecond.
    */
   nextFault(timeoutMs = 1000): Promise<FaultEvent | null> {
     try {
@@ -716,7 +868,7 @@ export class VirtioIommu {
   /**
    * The fault reports as an async iterator: `for await (const f of iommu.faults()) …`. It
    * ends when `signal` aborts, after `idleMs` without a report (default: never), or when the
-   * driver is closed.
+   * driver is closed. Event-driven with interrupts, polling every millisecond without.
    */
   faults(options: FaultIterateOptions = {}): AsyncGenerator<FaultEvent, void, void> {
     checkFaultOptions(options);
@@ -734,17 +886,22 @@ export class VirtioIommu {
   async reset(options: { reattach?: boolean } = {}): Promise<void> {
     this.#open();
     checkResetOptions(options);
+    this.#recovery?.cancel();
     const error = new DeviceResetError("The device was reset with the request pending");
     this.#requests.restart(error);
     this.#events.restart();
     // Endpoints a failed earlier reset left unattached are re-attached by this one too.
     for (const a of this.#domains.detachAll()) this.#reattach.set(a.endpoint, a);
     const t = this.#transport;
+    const layout = this.ring;
     this.#features = await beginInit(t, {
       supported: this.#features,
-      required: featureBit(VIRTIO_IOMMU_F_MAP_UNMAP),
+      // The queues keep their ring layout: the device must offer it again.
+      required: featureBit(VIRTIO_IOMMU_F_MAP_UNMAP) |
+        (layout === "packed" ? featureBit(VIRTIO_F_RING_PACKED) : 0n),
       timeoutMs: this.#options.timeoutMs,
     });
+    if (!hasFeature(this.#features, VIRTIO_F_RING_RESET)) this.#recovery = null;
     try {
       this.#config = readIommuConfig(t, this.#features);
       this.#planner.checks = this.#newChecks();
@@ -780,6 +937,9 @@ export class VirtioIommu {
   async close(): Promise<void> {
     if (this.#planner.closed) return;
     this.#planner.closed = true;
+    this.#interrupts.stop();
+    this.#inbox.wake();
+    this.#recovery?.cancel();
     this.#requests.fail(new DeviceResetError("The driver was closed with the request pending"));
     await resetDevice(this.#transport);
     this.#requests.destroy();

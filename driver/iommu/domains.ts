@@ -12,6 +12,7 @@ import type { ReservedRegion } from "./probe.ts";
 import { formatAddress } from "../../util/hex.ts";
 import { compare, type Halves } from "../../util/u64.ts";
 import { driverError } from "./errors.ts";
+import type { UncertainLog } from "./uncertain.ts";
 
 /** One domain as the driver knows it. */
 export interface DomainRecord {
@@ -38,6 +39,11 @@ export class DomainTable {
   #endpointDomain = new Map<number, number>();
   #reserved = new Map<number, ReservedRegion[]>();
   #nextId = -1;
+  /**
+   * Set while a queue reset fails the requests in flight: every record a failed request
+   * takes back is noted there too, since the device may have executed the request.
+   */
+  uncertain: UncertainLog | null = null;
 
   /** The record of domain `id`, or undefined when the driver never attached anything to it. */
   get(id: number): DomainRecord | undefined {
@@ -157,6 +163,7 @@ export class DomainTable {
     pLo: number,
     pHi: number,
   ): void {
+    this.uncertain?.range(domain, sLo, sHi, eLo, eHi);
     const m = this.#domains.get(domain)?.mappings;
     if (m === undefined) return;
     const now = m.find(sLo, sHi);
@@ -176,6 +183,7 @@ export class DomainTable {
     const m = this.#domains.get(domain)?.mappings;
     if (m === undefined) return;
     for (let i = from; i < to; i += 7) {
+      this.uncertain?.range(domain, saved[i], saved[i + 1], saved[i + 2], saved[i + 3]);
       m.insert(
         saved[i],
         saved[i + 1],

@@ -55,6 +55,19 @@ export class DeviceResetError extends Error {
   }
 }
 
+/**
+ * A request was in flight on a queue the driver reset on its own (VIRTIO_F_RING_RESET, virtio
+ * 1.3 §2.6.1) while the device kept running: the device may or may not have executed it. The
+ * driver's records treat it as failed and it puts the device back in step with them.
+ */
+export class QueueResetError extends DeviceResetError {
+  /** Creates the error with the reason. */
+  constructor(message: string) {
+    super(message);
+    this.name = "QueueResetError";
+  }
+}
+
 /** Returns the name of a status byte (`"OK"`, `"RANGE"`, …) or `"UNKNOWN(n)"`. */
 export function statusName(code: number): string {
   return STATUS_NAMES[code] ?? `UNKNOWN(${code})`;

@@ -77,6 +77,14 @@ export class EventQueue {
   }
 
   /**
+   * Asks the device to interrupt for every report (virtio 1.3 §2.7.10), then reads what came
+   * before the enable, which raised none. Returns how many reports that read found.
+   */
+  enableInterrupts(): number {
+    return this.vq.setInterrupts(true) ? 0 : this.collect();
+  }
+
+  /**
    * Reads every report the device has posted, delivers the valid ones, and re-posts their
    * buffers. Returns how many reports were read. Ring-protocol violations throw
    * (VirtqueueError); the caller decides what a broken device means.

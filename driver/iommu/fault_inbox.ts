@@ -2,7 +2,10 @@
  * Where fault reports from the event queue (virtio 1.3 §5.13.7) wait for the application: a
  * bounded backlog for takeFaults()/nextFault(), listeners that see every report as it is
  * delivered, and an async iterator. It knows nothing of how reports are collected: the caller
- * passes the function that reads the event queue.
+ * passes the function that reads the event queue. Waiting is event-driven while the event
+ * queue's interrupt delivers reports ({@link FaultInbox.eventDriven}): a waiter sleeps until
+ * {@link FaultInbox.deliver} wakes it, with no timer but its own deadline; otherwise it
+ * reads the event queue every millisecond.
  *
  * @module
  */
@@ -25,6 +28,12 @@ export class FaultInbox {
   #faults: FaultEvent[] = [];
   #dropped = 0;
   #listeners = new Set<(event: FaultEvent) => void>();
+  #waiters = new Set<() => void>();
+  /**
+   * Whether reports are delivered as they arrive (the event queue's interrupt), so waiters
+   * sleep instead of polling. The driver sets it while interrupts are on.
+   */
+  eventDriven = false;
 
   /** Takes one report: kept in the backlog (bounded) and handed to every listener. */
   deliver(event: FaultEvent): void {
@@ -36,6 +45,29 @@ export class FaultInbox {
     }
     this.#faults.push(event);
     for (const listener of this.#listeners) listener(event);
+    this.wake();
+  }
+
+  /** Wakes every waiter to look again (a report arrived, the mode changed, the driver closed). */
+  wake(): void {
+    for (const waiter of [...this.#waiters]) waiter();
+  }
+
+  /** Sleeps until {@link FaultInbox.wake}, `ms` (Infinity: no timer) or `signal`'s abort. */
+  #sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    if (!this.eventDriven) return new Promise((resolve) => setTimeout(resolve, Math.min(ms, 1)));
+    return new Promise((resolve) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const done = (): void => {
+        if (timer !== undefined) clearTimeout(timer);
+        signal?.removeEventListener("abort", done);
+        this.#waiters.delete(done);
+        resolve();
+      };
+      this.#waiters.add(done);
+      if (ms !== Infinity) timer = setTimeout(done, ms);
+      signal?.addEventListener("abort", done, { once: true });
+    });
   }
 
   /** Reports dropped from the backlog because it was full (oldest first). */
@@ -55,8 +87,9 @@ export class FaultInbox {
   }
 
   /**
-   * The next report from the backlog, calling `collect` (read the event queue) every
-   * millisecond until one arrives; null after `timeoutMs` without one.
+   * The next report from the backlog; null after `timeoutMs` without one. `collect` (read the
+   * event queue) runs before each look: once per wake-up when event-driven, else every
+   * millisecond.
    */
   async next(timeoutMs: number, collect: () => void): Promise<FaultEvent | null> {
     const deadline = performance.now() + timeoutMs;
@@ -64,14 +97,16 @@ export class FaultInbox {
       collect();
       const event = this.#faults.shift();
       if (event) return event;
-      if (performance.now() >= deadline) return null;
-      await new Promise((resolve) => setTimeout(resolve, 1));
+      const left = deadline - performance.now();
+      if (left <= 0) return null;
+      await this.#sleep(left);
     }
   }
 
   /**
-   * The reports as an async iterator, calling `collect` every millisecond while idle; ends when
-   * `signal` aborts, after `idleMs` without a report, or once `closed()` returns true.
+   * The reports as an async iterator, calling `collect` before each look (every millisecond
+   * while idle, unless event-driven); ends when `signal` aborts, after `idleMs` without a
+   * report, or once `closed()` returns true.
    */
   async *iterate(
     options: FaultIterateOptions,
@@ -88,8 +123,9 @@ export class FaultInbox {
         idleSince = performance.now();
         continue;
       }
-      if (performance.now() - idleSince >= idleMs) return;
-      await new Promise((resolve) => setTimeout(resolve, 1));
+      const left = idleMs - (performance.now() - idleSince);
+      if (left <= 0) return;
+      await this.#sleep(left, signal);
     }
   }
 }

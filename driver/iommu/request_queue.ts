@@ -20,7 +20,13 @@ import { type RingLayout, type Virtqueue, VirtqueueError } from "../virtio/virtq
 import { DeviceResetError, requestError, RequestTimeoutError } from "./errors.ts";
 import { HEAD_TYPE, REQUEST_QUEUE, TAIL_SIZE, VIRTIO_IOMMU_S_OK } from "../../spec/iommu.ts";
 import { RequestSlots, SlotPool, TAIL_AT } from "./request_slots.ts";
-import { DEFAULT_SPIN_MS, PollingWait, type WaitTarget } from "./request_wait.ts";
+import {
+  DEFAULT_SPIN_MS,
+  InterruptWait,
+  PollingWait,
+  type RequestWait,
+  type WaitTarget,
+} from "./request_wait.ts";
 
 /** Called once when a request settles: `error` is null on success. */
 export type Completion = (error: Error | null, slot: number) => void;
@@ -45,14 +51,20 @@ export interface RequestQueueOptions {
   indirect: boolean;
   /** The ring layout negotiated (default split). */
   layout?: RingLayout;
+  /**
+   * Called when the device broke the ring protocol (a {@link VirtqueueError}): returns true
+   * when it takes over (a driver with VIRTIO_F_RING_RESET resets the queue, starting with
+   * {@link RequestQueue.beforeQueueReset}); otherwise the queue fails.
+   */
+  onBroken?: (error: Error) => boolean;
 }
 
 /** Names of request types for messages, by type number. */
 const KIND_NAMES = ["", "ATTACH", "DETACH", "MAP", "UNMAP", "PROBE"];
 
 /**
- * The request virtqueue with its slots and settlement; {@link PollingWait} decides when the
- * used ring is looked at.
+ * The request virtqueue with its slots and settlement; {@link PollingWait} or
+ * {@link InterruptWait} decides when the used ring is looked at.
  */
 export class RequestQueue implements WaitTarget {
   /** The underlying virtqueue (split or packed). */
@@ -78,10 +90,16 @@ export class RequestQueue implements WaitTarget {
   #headToSlot: Int32Array;
   #pool: SlotPool;
   #inFlight = 0;
+  /** Answers collected since creation (counted per collect(), not per request). */
+  #answered = 0;
+  /** Between the two halves of a queue reset: the ring is the device's no more, nor ours yet. */
+  #resetting = false;
   #flushScheduled = false;
-  #wait: PollingWait;
+  #wait: RequestWait;
+  #spinMs: number;
   #broken: Error | null = null;
   #timeoutMs: number;
+  #onBroken: ((error: Error) => boolean) | null;
   /**
    * The deadline of a request just sent: −timeout (Infinity without one). The clock is read
    * lazily, by the first timer-driven poll that finds the request still in flight: reading it
@@ -99,8 +117,10 @@ export class RequestQueue implements WaitTarget {
   ) {
     this.#transport = transport;
     this.#timeoutMs = options.timeoutMs;
+    this.#onBroken = options.onBroken ?? null;
     this.#unstarted = options.timeoutMs > 0 ? -options.timeoutMs : Infinity;
-    this.#wait = new PollingWait(this, options.spinMs ?? DEFAULT_SPIN_MS);
+    this.#spinMs = options.spinMs ?? DEFAULT_SPIN_MS;
+    this.#wait = new PollingWait(this, this.#spinMs);
     // With indirect descriptors a request takes one ring descriptor, otherwise two: then
     // every slot owns a pinned pair, whose descriptors are written once, not per request.
     const slots = options.indirect ? size : Math.max(1, size >> 1);
@@ -151,6 +171,28 @@ export class RequestQueue implements WaitTarget {
     this.#transport.enableQueue(REQUEST_QUEUE, this.vq.size, this.vq.addresses);
   }
 
+  /**
+   * Sleeps on the queue's used-buffer interrupt ({@link InterruptWait}) instead of polling
+   * from a timer, or back. The caller delivers the interrupts to {@link RequestQueue.onInterrupt}.
+   */
+  useInterrupts(on: boolean): void {
+    if ((this.#wait instanceof InterruptWait) === on) return;
+    this.#wait.stop();
+    if (!on && this.#broken === null) this.vq.setInterrupts(false);
+    this.#wait = on ? new InterruptWait(this, this.#spinMs) : new PollingWait(this, this.#spinMs);
+    if (this.pending > 0) this.#wait.start();
+  }
+
+  /** A used-buffer notification for this queue (or for every queue, on a shared line). */
+  onInterrupt(): void {
+    if (this.#broken === null) this.#wait.onInterrupt();
+  }
+
+  /** Turns the ring's used-buffer notifications on or off; false when answers came meanwhile. */
+  setInterrupts(enabled: boolean): boolean {
+    return this.vq.setInterrupts(enabled);
+  }
+
   /** Requests submitted and not yet settled. */
   get inFlight(): number {
     return this.#inFlight;
@@ -159,6 +201,11 @@ export class RequestQueue implements WaitTarget {
   /** Requests submitted and not yet settled, plus those waiting for a slot. */
   get pending(): number {
     return this.#inFlight + this.#pool.waiting;
+  }
+
+  /** Answers the device gave since the queue was created (settled requests, any status). */
+  get answered(): number {
+    return this.#answered;
   }
 
   /** The error that broke the queue (a device that broke the ring protocol), or null. */
@@ -345,6 +392,7 @@ export class RequestQueue implements WaitTarget {
 
   /** Collects every answer the device has put in the used ring. Returns how many settled. */
   collect(): number {
+    if (this.#resetting) return 0;
     let n = 0;
     try {
       // popUsed() reads used.idx only when it has caught up with the value it last read, and
@@ -358,8 +406,11 @@ export class RequestQueue implements WaitTarget {
       }
     } catch (error) {
       // The device broke the ring protocol: nothing it says can be trusted any more.
-      this.fail(error instanceof Error ? error : new Error(String(error)));
+      const e = error instanceof Error ? error : new Error(String(error));
+      // With a handler (VIRTIO_F_RING_RESET) the queue is reset instead of failed.
+      if (!(e instanceof VirtqueueError && this.#onBroken?.(e) === true)) this.fail(e);
     }
+    this.#answered += n;
     return n;
   }
 
@@ -454,6 +505,13 @@ export class RequestQueue implements WaitTarget {
   fail(error: Error): void {
     if (this.#broken === null) this.#broken = error;
     this.#wait.stop();
+    this.#failInFlight(error);
+    // A waiter never got a slot: run(-1) tells it to reject its own promise.
+    this.#pool.failWaiters();
+  }
+
+  /** Rejects every request in flight with `error`; their slots stay taken (ABANDONED). */
+  #failInFlight(error: Error): void {
     this.#inFlight = 0;
     for (let slot = 0; slot < this.slots; slot++) {
       if (this.#state[slot] !== IN_FLIGHT) continue;
@@ -462,8 +520,59 @@ export class RequestQueue implements WaitTarget {
       this.#state[slot] = ABANDONED;
       done?.(error, slot);
     }
-    // A waiter never got a slot: run(-1) tells it to reject its own promise.
-    this.#pool.failWaiters();
+  }
+
+  /**
+   * First half of a reset of this queue alone (VIRTIO_F_RING_RESET, virtio 1.3 §2.6.1): closes
+   * the line (callers wanting a slot wait, in order, nothing is refused), stops polling, and
+   * rejects every request in flight with `error`, since the device may or may not have
+   * executed it. Their slots stay taken until {@link RequestQueue.afterQueueReset}.
+   */
+  beforeQueueReset(error: Error): void {
+    this.#pool.close();
+    this.#wait.stop();
+    this.#resetting = true;
+    this.#failInFlight(error);
+  }
+
+  /**
+   * Second half, once the device has reset the queue (it no longer reads or writes it): the
+   * ring back to its initial state, every slot free (still behind the closed line), the queue
+   * handed to the device again and no longer broken. Requests that must go first are sent
+   * with {@link RequestQueue.acquireAhead}; {@link RequestQueue.reopen} then lets the waiting
+   * callers in.
+   */
+  afterQueueReset(): void {
+    this.#resetting = false;
+    this.vq.reset();
+    for (let i = 0; i < this.slots; i++) this.#pointAtSlot(i);
+    this.#headToSlot.fill(-1);
+    this.#state.fill(FREE);
+    this.#inFlight = 0;
+    this.#pool.reset();
+    this.#broken = null;
+    this.enable();
+  }
+
+  /**
+   * Like {@link RequestQueue.acquire}, but ahead of every caller waiting behind a closed line
+   * (behind earlier urgent callers): for the requests a queue reset must send first.
+   */
+  acquireAhead(run: (slot: number, error?: Error) => void): void {
+    if (this.#broken) throw this.#broken;
+    const slot = this.#pool.takeAhead();
+    if (slot >= 0) {
+      run(slot);
+      return;
+    }
+    this.#pool.waitAhead(run);
+    this.#wait.start();
+  }
+
+  /** Opens the line closed by {@link RequestQueue.beforeQueueReset}: waiting callers get slots. */
+  reopen(): void {
+    this.#pool.open();
+    if (this.#inFlight > 0 || this.#pool.waiting > 0) this.#wait.start();
   }
 
   /**
@@ -471,6 +580,7 @@ export class RequestQueue implements WaitTarget {
    * settled), resets the ring to its initial state and accepts requests again.
    */
   restart(error: Error): void {
+    this.#resetting = false;
     this.fail(error);
     this.vq.reset();
     for (let i = 0; i < this.slots; i++) this.#pointAtSlot(i);

@@ -75,12 +75,16 @@ interface SlotWaiter {
 /**
  * Which request slot is free, and who gets the next one: a stack of free slots and a FIFO of
  * callers waiting while every slot is in flight (back-pressure: nothing dropped, nothing
- * reordered).
+ * reordered). The line can be closed (a queue reset in progress): a gate at its head keeps
+ * every slot from ordinary callers, while urgent callers ({@link SlotPool.takeAhead},
+ * {@link SlotPool.waitAhead}) still get them, in their own order.
  */
 export class SlotPool {
   #free: Int32Array;
   #freeCount: number;
   #waiters: SlotWaiter[] = [];
+  /** The waiter that closes the line (null: open); it puts every slot it gets back. */
+  #gate: SlotWaiter | null = null;
 
   /** A pool of `count` slots, all free. */
   constructor(count: number) {
@@ -91,7 +95,7 @@ export class SlotPool {
 
   /** Callers waiting for a slot. */
   get waiting(): number {
-    return this.#waiters.length;
+    return this.#waiters.length - (this.#gate === null ? 0 : 1);
   }
 
   /** Takes a free slot, or returns -1 when none is free or others already wait (FIFO). */
@@ -108,7 +112,50 @@ export class SlotPool {
   /** Gives `slot` back: to the first waiter, or to the free stack. */
   release(slot: number): void {
     if (this.#waiters.length === 0) this.#free[this.#freeCount++] = slot;
-    else (this.#waiters.shift() as SlotWaiter).run(slot);
+    else this.#handOver(slot);
+  }
+
+  /** Gives `slot` to the first waiter; the gate keeps it free (and stays at its place). */
+  #handOver(slot: number): void {
+    const first = this.#waiters[0];
+    if (first === this.#gate) {
+      this.#free[this.#freeCount++] = slot;
+      return;
+    }
+    this.#waiters.shift();
+    first.run(slot);
+  }
+
+  /** Closes the line: from now on only urgent callers get slots, until {@link SlotPool.open}. */
+  close(): void {
+    if (this.#gate !== null) return;
+    this.#gate = { run: () => {}, deadline: Infinity };
+    this.#waiters.unshift(this.#gate);
+  }
+
+  /** Opens the line again: the callers waiting behind the gate get the free slots, in order. */
+  open(): void {
+    const gate = this.#gate;
+    if (gate === null) return;
+    this.#gate = null;
+    const at = this.#waiters.indexOf(gate);
+    if (at >= 0) this.#waiters.splice(at, 1);
+    while (this.#freeCount > 0 && this.#waiters.length > 0) {
+      (this.#waiters.shift() as SlotWaiter).run(this.#free[--this.#freeCount]);
+    }
+  }
+
+  /** A free slot for an urgent caller, past the gate but behind earlier urgent callers; or -1. */
+  takeAhead(): number {
+    if (this.#freeCount === 0) return -1;
+    if (this.#waiters.length !== 0 && this.#waiters[0] !== this.#gate) return -1;
+    return this.#free[--this.#freeCount];
+  }
+
+  /** Queues an urgent `run` ahead of the gate (behind earlier urgent callers). */
+  waitAhead(run: (slot: number, error?: Error) => void): void {
+    const at = this.#gate === null ? 0 : this.#waiters.indexOf(this.#gate);
+    this.#waiters.splice(at, 0, { run, deadline: Infinity });
   }
 
   /** Tells waiters whose deadline is before `now` that they got no slot: `run(-1, timeout())`. */
@@ -121,8 +168,9 @@ export class SlotPool {
     for (const w of expired) w.run(-1, timeout());
   }
 
-  /** Tells every waiter it will get no slot (`run(-1)`): the queue failed. */
+  /** Tells every waiter it will get no slot (`run(-1)`): the queue failed. Opens the line. */
   failWaiters(): void {
+    this.#gate = null;
     const waiters = this.#waiters.splice(0);
     for (const w of waiters) w.run(-1);
   }

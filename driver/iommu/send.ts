@@ -16,6 +16,11 @@ import { encodeAttach, encodeDetach, encodeMap, encodeUnmap } from "./requests.t
 
 /** Sends requests over one request queue. Internal to the driver. */
 export class RequestSender {
+  /**
+   * Send ahead of every caller waiting behind a closed line (a queue reset's resync); set
+   * only around the synchronous issuing of those requests.
+   */
+  urgent = false;
   #requests: RequestQueue;
   #planner: MappingPlanner;
 
@@ -47,14 +52,15 @@ export class RequestSender {
         undo?.();
         reject(error);
       };
-      const slot = q.tryTakeSlot();
+      const slot = this.urgent ? -1 : q.tryTakeSlot();
       if (slot >= 0) {
         encode(q.view(slot), q.offset(slot));
         q.sendSlot(slot, readLen, done);
         return;
       }
-      // Ring full: wait our turn; encode when a slot is ours.
-      q.acquire((s, error) => {
+      // Ring full (or urgent): wait our turn; encode when a slot is ours.
+      const take = this.urgent ? q.acquireAhead : q.acquire;
+      take.call(q, (s, error) => {
         if (s < 0) {
           // Timed out waiting for a slot, or the queue failed meanwhile.
           done(error ?? q.broken ?? new DeviceResetError("The request queue failed"), s);
@@ -68,12 +74,20 @@ export class RequestSender {
 
   /** Sends ATTACH (§5.13.6.3) with `flags`. */
   attach(domain: number, endpoint: number, flags: number): Promise<void> {
-    return this.request(ATTACH_SIZE, (v, o) => encodeAttach(v, o, domain, endpoint, flags));
+    return this.request(
+      ATTACH_SIZE,
+      (v, o) => encodeAttach(v, o, domain, endpoint, flags),
+      () => this.#planner.domains.uncertain?.endpoint(domain, endpoint),
+    );
   }
 
   /** Sends DETACH (§5.13.6.4). */
   detach(domain: number, endpoint: number): Promise<void> {
-    return this.request(DETACH_SIZE, (v, o) => encodeDetach(v, o, domain, endpoint));
+    return this.request(
+      DETACH_SIZE,
+      (v, o) => encodeDetach(v, o, domain, endpoint),
+      () => this.#planner.domains.uncertain?.endpoint(domain, endpoint),
+    );
   }
 
   /** Sends MAP (§5.13.6.5) of `[s, e]` to `p`; `undo` runs if it fails. */

@@ -9,6 +9,18 @@
 
 import { hex, hexDigits } from "../../util/hex.ts";
 import { TopologyError } from "./errors.ts";
+import {
+  PCI_CAP_ID_EXP,
+  PCI_CAP_WALK_LIMIT,
+  PCI_CFG_CAPABILITIES,
+  PCI_CFG_HEADER_SIZE,
+  PCI_CFG_HEADER_TYPE,
+  PCI_CFG_SECONDARY_BUS,
+  PCI_CFG_STATUS,
+  PCI_CFG_SUBCLASS,
+  PCI_CFG_VENDOR,
+  PCI_STATUS_CAP_LIST,
+} from "../../spec/pci.ts";
 
 /** What a PCI function is, as far as DMA topology cares. */
 export type PciDeviceType =
@@ -297,21 +309,6 @@ function checkDevice(device: PciDevice): void {
   }
 }
 
-/** PCI config offsets used by {@link pciDeviceFromConfig} (PCI Local Bus 3.0 §6.1, PCIe 5.0 §7.5). */
-export const PCI_CFG_VENDOR = 0x00;
-/** Status register (bit 4: capabilities list). */
-export const PCI_CFG_STATUS = 0x06;
-/** Class code: sub-class @0x0a, base class @0x0b. */
-export const PCI_CFG_SUBCLASS = 0x0a;
-/** Header type (bits 6:0). */
-export const PCI_CFG_HEADER_TYPE = 0x0e;
-/** Type-1 header: secondary bus number. */
-export const PCI_CFG_SECONDARY_BUS = 0x19;
-/** Capabilities pointer. */
-export const PCI_CFG_CAPABILITIES = 0x34;
-/** PCI Express capability ID. */
-export const PCI_CAP_ID_EXP = 0x10;
-
 /**
  * Classifies a function from its config-space bytes (64 bytes at least; 256 to see PCIe
  * capabilities, which sysfs only shows to root). Without a visible PCI Express capability a
@@ -359,13 +356,13 @@ export function pciDeviceFromConfig(
 
 /** The PCIe device/port type (PCIe capability register bits 7:4), or `null` if not visible. */
 function pcieType(name: string, config: Uint8Array): number | null {
-  if ((config[PCI_CFG_STATUS] & 0x10) === 0) return null;
+  if ((config[PCI_CFG_STATUS] & PCI_STATUS_CAP_LIST) === 0) return null;
   let pointer = config[PCI_CFG_CAPABILITIES] & 0xfc;
   for (let steps = 0; pointer !== 0; steps++) {
-    if (steps >= 48) {
+    if (steps >= PCI_CAP_WALK_LIMIT) {
       throw new TopologyError("pci", "loop", `${name}: capability list does not terminate`);
     }
-    if (pointer < 0x40) {
+    if (pointer < PCI_CFG_HEADER_SIZE) {
       throw new TopologyError(
         "pci",
         "overrun",

@@ -2,20 +2,8 @@
  * ACPI VIOT (Virtual I/O Translation table, ACPI 6.4 §5.2.30) parser: which paravirtual IOMMU
  * manages which PCI ranges and MMIO endpoints, and with which endpoint IDs.
  *
- * Layout (little-endian):
- * ```
- * 0   standard ACPI header (36): signature "VIOT" @0, length u32 @4, revision u8 @8,
- *     checksum u8 @9, OEM ID [6] @10, OEM table ID [8] @16, OEM revision u32 @24,
- *     creator ID [4] @28, creator revision u32 @32
- * 36  node_count u16, 38 node_offset u16, 40 reserved [8]          -> 48 bytes
- * node header: type u8 @0, reserved u8 @1, length u16 @2
- * 1 PCI range (24):        endpoint_start u32 @4, segment_start u16 @8, segment_end u16 @10,
- *                          bdf_start u16 @12, bdf_end u16 @14, output_node u16 @16, reserved [6]
- * 2 single MMIO endpoint (24): endpoint u32 @4, base_address u64 @8, output_node u16 @16, [6]
- * 3 virtio-pci IOMMU (16): segment u16 @4, bdf u16 @6, reserved [8]
- * 4 virtio-mmio IOMMU (16): reserved [4] @4, base_address u64 @8
- * ```
- * `output_node` is the byte offset, from the start of the table, of an IOMMU node (type 3 or 4).
+ * The byte layout is in `spec/viot.ts`. `output_node` is the byte offset, from the start of the
+ * table, of an IOMMU node (type 3 or 4).
  * A PCI handle names a device by the BDF the OS sees when it first parses config space after
  * boot, i.e. before any renumbering (seed 000). The endpoint ID of (segment, bdf) in a range is
  * `((segment − segment_start) << 16) + bdf − bdf_start + endpoint_start`.
@@ -25,36 +13,44 @@
 
 import { hex } from "../../util/hex.ts";
 import { TopologyError } from "./errors.ts";
-
-/** ACPI standard table header size. */
-export const ACPI_HEADER_SIZE = 36;
-/** Offset of the header checksum byte. */
-export const ACPI_CHECKSUM = 9;
-/** VIOT header size: ACPI header + node_count u16 + node_offset u16 + 8 reserved. */
-export const VIOT_HEADER_SIZE = 48;
-/** Offset of `node_count`. */
-export const VIOT_NODE_COUNT = 36;
-/** Offset of `node_offset`. */
-export const VIOT_NODE_OFFSET = 38;
-/** Size of a node header: type u8, reserved u8, length u16. */
-export const VIOT_NODE_HEADER_SIZE = 4;
-
-/** Node type: PCI range. */
-export const VIOT_NODE_PCI_RANGE = 1;
-/** Node type: single MMIO endpoint. */
-export const VIOT_NODE_MMIO = 2;
-/** Node type: virtio-pci IOMMU. */
-export const VIOT_NODE_VIRTIO_IOMMU_PCI = 3;
-/** Node type: virtio-mmio IOMMU. */
-export const VIOT_NODE_VIRTIO_IOMMU_MMIO = 4;
-/** Size of a PCI range node. */
-export const VIOT_PCI_RANGE_SIZE = 24;
-/** Size of a single MMIO endpoint node. */
-export const VIOT_MMIO_SIZE = 24;
-/** Size of a virtio-pci IOMMU node. */
-export const VIOT_VIRTIO_IOMMU_PCI_SIZE = 16;
-/** Size of a virtio-mmio IOMMU node. */
-export const VIOT_VIRTIO_IOMMU_MMIO_SIZE = 16;
+import {
+  ACPI_CHECKSUM,
+  ACPI_HEADER_SIZE,
+  ACPI_LENGTH,
+  ACPI_OEM_ID,
+  ACPI_OEM_ID_SIZE,
+  ACPI_OEM_TABLE_ID,
+  ACPI_OEM_TABLE_ID_SIZE,
+  ACPI_REVISION,
+  ACPI_SIGNATURE,
+  acpiByteSum,
+  VIOT_HEADER_SIZE,
+  VIOT_MMIO_BASE_ADDRESS,
+  VIOT_MMIO_ENDPOINT,
+  VIOT_MMIO_OUTPUT_NODE,
+  VIOT_MMIO_SIZE,
+  VIOT_NODE_COUNT,
+  VIOT_NODE_HEADER_SIZE,
+  VIOT_NODE_LENGTH,
+  VIOT_NODE_MMIO,
+  VIOT_NODE_OFFSET,
+  VIOT_NODE_PCI_RANGE,
+  VIOT_NODE_TYPE,
+  VIOT_NODE_VIRTIO_IOMMU_MMIO,
+  VIOT_NODE_VIRTIO_IOMMU_PCI,
+  VIOT_PCI_RANGE_BDF_END,
+  VIOT_PCI_RANGE_BDF_START,
+  VIOT_PCI_RANGE_ENDPOINT_START,
+  VIOT_PCI_RANGE_OUTPUT_NODE,
+  VIOT_PCI_RANGE_SEGMENT_END,
+  VIOT_PCI_RANGE_SEGMENT_START,
+  VIOT_PCI_RANGE_SIZE,
+  VIOT_VIRTIO_IOMMU_MMIO_BASE_ADDRESS,
+  VIOT_VIRTIO_IOMMU_MMIO_SIZE,
+  VIOT_VIRTIO_IOMMU_PCI_BDF,
+  VIOT_VIRTIO_IOMMU_PCI_SEGMENT,
+  VIOT_VIRTIO_IOMMU_PCI_SIZE,
+} from "../../spec/viot.ts";
 
 /** A paravirtual IOMMU described by the table, identified by its node offset. */
 export type ViotIommu =
@@ -154,11 +150,11 @@ export function parseViot(bytes: Uint8Array, options: ParseViotOptions = {}): Vi
     );
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const signature = ascii(bytes, 0, 4);
+  const signature = ascii(bytes, ACPI_SIGNATURE, 4);
   if (signature !== "VIOT") {
     throw new TopologyError("viot", "bad-signature", `signature is "${signature}", not "VIOT"`);
   }
-  const length = view.getUint32(4, true);
+  const length = view.getUint32(ACPI_LENGTH, true);
   if (length > bytes.length) {
     throw new TopologyError(
       "viot",
@@ -174,8 +170,7 @@ export function parseViot(bytes: Uint8Array, options: ParseViotOptions = {}): Vi
     );
   }
   if (options.verifyChecksum ?? true) {
-    let sum = 0;
-    for (let i = 0; i < length; i++) sum = (sum + bytes[i]) & 0xff;
+    const sum = acpiByteSum(bytes, length);
     if (sum !== 0) {
       throw new TopologyError(
         "viot",
@@ -187,9 +182,9 @@ export function parseViot(bytes: Uint8Array, options: ParseViotOptions = {}): Vi
   const nodeCount = view.getUint16(VIOT_NODE_COUNT, true);
   const nodeOffset = view.getUint16(VIOT_NODE_OFFSET, true);
   const viot: Viot = {
-    revision: bytes[8],
-    oemId: ascii(bytes, 10, 6),
-    oemTableId: ascii(bytes, 16, 8),
+    revision: bytes[ACPI_REVISION],
+    oemId: ascii(bytes, ACPI_OEM_ID, ACPI_OEM_ID_SIZE),
+    oemTableId: ascii(bytes, ACPI_OEM_TABLE_ID, ACPI_OEM_TABLE_ID_SIZE),
     iommus: [],
     pciRanges: [],
     mmioEndpoints: [],
@@ -211,8 +206,8 @@ export function parseViot(bytes: Uint8Array, options: ParseViotOptions = {}): Vi
         `node ${i} of ${nodeCount} at offset ${offset} starts past the table end ${length}`,
       );
     }
-    const type = bytes[offset];
-    const nodeLength = view.getUint16(offset + 2, true);
+    const type = bytes[offset + VIOT_NODE_TYPE];
+    const nodeLength = view.getUint16(offset + VIOT_NODE_LENGTH, true);
     if (nodeLength < VIOT_NODE_HEADER_SIZE) {
       // A zero length would make the walk stand still (a loop): reject it.
       throw new TopologyError(
@@ -241,12 +236,12 @@ function parseNode(view: DataView, viot: Viot, type: number, at: number, size: n
       need(type, at, size, VIOT_PCI_RANGE_SIZE);
       const range: ViotPciRange = {
         offset: at,
-        endpointStart: view.getUint32(at + 4, true),
-        segmentStart: view.getUint16(at + 8, true),
-        segmentEnd: view.getUint16(at + 10, true),
-        bdfStart: view.getUint16(at + 12, true),
-        bdfEnd: view.getUint16(at + 14, true),
-        outputNode: view.getUint16(at + 16, true),
+        endpointStart: view.getUint32(at + VIOT_PCI_RANGE_ENDPOINT_START, true),
+        segmentStart: view.getUint16(at + VIOT_PCI_RANGE_SEGMENT_START, true),
+        segmentEnd: view.getUint16(at + VIOT_PCI_RANGE_SEGMENT_END, true),
+        bdfStart: view.getUint16(at + VIOT_PCI_RANGE_BDF_START, true),
+        bdfEnd: view.getUint16(at + VIOT_PCI_RANGE_BDF_END, true),
+        outputNode: view.getUint16(at + VIOT_PCI_RANGE_OUTPUT_NODE, true),
       };
       if (range.segmentStart > range.segmentEnd || range.bdfStart > range.bdfEnd) {
         throw new TopologyError(
@@ -275,9 +270,9 @@ function parseNode(view: DataView, viot: Viot, type: number, at: number, size: n
       need(type, at, size, VIOT_MMIO_SIZE);
       viot.mmioEndpoints.push({
         offset: at,
-        endpoint: view.getUint32(at + 4, true),
-        baseAddress: view.getBigUint64(at + 8, true),
-        outputNode: view.getUint16(at + 16, true),
+        endpoint: view.getUint32(at + VIOT_MMIO_ENDPOINT, true),
+        baseAddress: view.getBigUint64(at + VIOT_MMIO_BASE_ADDRESS, true),
+        outputNode: view.getUint16(at + VIOT_MMIO_OUTPUT_NODE, true),
       });
       return;
     case VIOT_NODE_VIRTIO_IOMMU_PCI:
@@ -285,8 +280,8 @@ function parseNode(view: DataView, viot: Viot, type: number, at: number, size: n
       viot.iommus.push({
         kind: "virtio-pci",
         offset: at,
-        segment: view.getUint16(at + 4, true),
-        bdf: view.getUint16(at + 6, true),
+        segment: view.getUint16(at + VIOT_VIRTIO_IOMMU_PCI_SEGMENT, true),
+        bdf: view.getUint16(at + VIOT_VIRTIO_IOMMU_PCI_BDF, true),
       });
       return;
     case VIOT_NODE_VIRTIO_IOMMU_MMIO:
@@ -294,7 +289,7 @@ function parseNode(view: DataView, viot: Viot, type: number, at: number, size: n
       viot.iommus.push({
         kind: "virtio-mmio",
         offset: at,
-        baseAddress: view.getBigUint64(at + 8, true),
+        baseAddress: view.getBigUint64(at + VIOT_VIRTIO_IOMMU_MMIO_BASE_ADDRESS, true),
       });
       return;
     default:

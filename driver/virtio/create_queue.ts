@@ -6,13 +6,14 @@
  */
 
 import type { DmaAllocator } from "../../transport/dma.ts";
+import { PackedVirtqueue } from "./packed_queue.ts";
 import { SplitVirtqueue } from "./split_queue.ts";
 import type { RingLayout, Virtqueue, VirtqueueOptions } from "./virtqueue.ts";
 
 /**
  * Creates queue `index` with `size` descriptors of ring layout `layout` in memory from `dma`.
- * Throws RangeError for a size, index or option the layout cannot take, and TypeError for a
- * layout this driver does not implement.
+ * Throws RangeError for a size, index or option the layout cannot take, and TypeError for an
+ * unknown layout.
  */
 export function createVirtqueue(
   layout: RingLayout,
@@ -22,5 +23,6 @@ export function createVirtqueue(
   options: VirtqueueOptions = {},
 ): Virtqueue {
   if (layout === "split") return new SplitVirtqueue(index, size, dma, options);
+  if (layout === "packed") return new PackedVirtqueue(index, size, dma, options);
   throw new TypeError(`Ring layout ${JSON.stringify(layout)} is not implemented`);
 }

@@ -64,6 +64,7 @@ import {
   VIRTQ_USED_F_NO_NOTIFY,
 } from "../../spec/split_ring.ts";
 import type { QueueAddresses } from "../../transport/transport.ts";
+import { allocTables, loadWord, ringWords, storeWord } from "./ring_memory.ts";
 
 /** Shadow state of a descriptor that is free or not the head of a chain. */
 const HEAD_FREE = 0;
@@ -71,9 +72,6 @@ const HEAD_FREE = 0;
 const HEAD_ADDED = 1;
 /** Shadow state of a chain head published to the device and not yet returned. */
 const HEAD_PUBLISHED = 2;
-/** Whether this platform is little-endian, so 16-bit typed arrays match the wire format. */
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-
 /** Rounds `n` up to a multiple of `align` (a power of two). */
 function alignUp(n: number, align: number): number {
   return (n + align - 1) & ~(align - 1);
@@ -194,22 +192,9 @@ export class SplitVirtqueue implements Virtqueue {
 
     this.#region = dma.alloc(total, 4096);
     this.#view = this.#region.view;
-    const bytes = this.#region.bytes;
-    this.#u16 = LITTLE_ENDIAN && bytes.byteOffset % 2 === 0
-      ? new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 1)
-      : null;
-    if (maxIndirect > 0) {
-      try {
-        this.#indirectRegion = dma.alloc(size * maxIndirect * DESC_SIZE, 4096);
-      } catch (error) {
-        dma.free(this.#region);
-        throw error;
-      }
-      this.#indirectView = this.#indirectRegion.view;
-    } else {
-      this.#indirectRegion = null;
-      this.#indirectView = null;
-    }
+    this.#u16 = ringWords(this.#region);
+    this.#indirectRegion = allocTables(dma, this.#region, size * maxIndirect * DESC_SIZE);
+    this.#indirectView = this.#indirectRegion?.view ?? null;
 
     const r = this.#region;
     this.addresses = {
@@ -688,15 +673,12 @@ export class SplitVirtqueue implements Virtqueue {
 
   /** Seq-cst 16-bit load at byte offset `off` of the ring region. */
   #load16(off: number): number {
-    const u16 = this.#u16;
-    return u16 !== null ? Atomics.load(u16, off >> 1) : this.#view.getUint16(off, true);
+    return loadWord(this.#u16, this.#view, off);
   }
 
   /** Seq-cst 16-bit store at byte offset `off` of the ring region. */
   #store16(off: number, value: number): void {
-    const u16 = this.#u16;
-    if (u16 !== null) Atomics.store(u16, off >> 1, value);
-    else this.#view.setUint16(off, value, true);
+    storeWord(this.#u16, this.#view, off, value);
   }
 }
 

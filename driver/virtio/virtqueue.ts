@@ -1,7 +1,8 @@
 /**
  * What a driver sees of a virtqueue, whatever its ring layout (virtio 1.3 §2.6): add a chain,
  * publish, collect used buffers, suppress or enable used-buffer notifications, reset. The split
- * ring (§2.7, {@link SplitVirtqueue}) is one implementation; a packed ring (§2.8) is another.
+ * ring (§2.7, `SplitVirtqueue`) is one implementation, the packed ring (§2.8, `PackedVirtqueue`)
+ * the other.
  * Callers (the request and event queues) use only this interface, so they run unchanged over
  * either layout.
  *
@@ -112,7 +113,10 @@ export interface Virtqueue {
     wHi: number,
     wLen: number,
   ): void;
-  /** Adds pinned pair `pair` with its first `rLen` readable bytes; returns its id `2·pair`. */
+  /**
+   * Adds pinned pair `pair` with its first `rLen` readable bytes; returns its id `2·pair`, or
+   * -1 when the ring has no room (a packed ring writes the pair's two descriptors anew).
+   */
   addPair(pair: number, rLen: number): number;
   /**
    * Makes the chains added since the last call visible to the device; returns whether the

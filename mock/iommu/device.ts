@@ -30,6 +30,7 @@ import {
   VIRTIO_IOMMU_MAP_F_WRITE,
   VIRTIO_IOMMU_RESV_MEM_T_MSI,
 } from "../../spec/iommu.ts";
+import { hasFeature } from "../../spec/features.ts";
 import { STATUS_FEATURES_OK } from "../../spec/status.ts";
 import type { Chain, DeviceContext, DeviceModel } from "../device.ts";
 import { IommuDomains } from "./domains.ts";
@@ -40,7 +41,7 @@ import {
   resolveIommuOptions,
 } from "./options.ts";
 import { IommuRequestHandler } from "./requests.ts";
-import { joinAddress, lessThan64 } from "../../util/u64.ts";
+import { joinAddress, lessThan64, U64_MAX } from "../../util/u64.ts";
 
 /** Result of {@link MockIommuDevice.translate}: a physical address, or a fault. */
 export type TranslateResult =
@@ -71,8 +72,6 @@ export interface MockMappingInfo {
   flags: number;
 }
 
-const U64_LIMIT = 1n << 64n;
-
 /**
  * A strict virtio-iommu device model; defaults are QEMU 7.2's q35 device.
  *
@@ -94,6 +93,8 @@ export class MockIommuDevice implements DeviceModel {
   readonly queueSizes: readonly number[];
   /** 40 bytes of `struct virtio_iommu_config`. */
   readonly configSize: number = CONFIG_SIZE;
+  /** Whether it processes notifications before DRIVER_OK (`qemuCompat`, as QEMU 7.2 does). */
+  readonly notifyBeforeDriverOk: boolean;
   #options: ResolvedIommuOptions;
   #domains: IommuDomains;
   #requests: IommuRequestHandler;
@@ -110,6 +111,7 @@ export class MockIommuDevice implements DeviceModel {
     this.#options = o;
     this.features = o.features;
     this.queueSizes = o.queueSizes;
+    this.notifyBeforeDriverOk = o.qemuCompat;
     this.#bypass = o.bypass;
     this.#domains = new IommuDomains(o.endpoints);
     this.#events = new FaultReporter(o.eventOverflow);
@@ -193,7 +195,7 @@ export class MockIommuDevice implements DeviceModel {
       this.#violation("virtio 1.3 §3.1.1: driver wrote bypass before FEATURES_OK");
       return;
     }
-    if (((ctx.negotiated >> VIRTIO_IOMMU_F_BYPASS_CONFIG) & 1n) !== 1n) {
+    if (!hasFeature(ctx.negotiated, VIRTIO_IOMMU_F_BYPASS_CONFIG)) {
       this.#violation(
         "virtio 1.3 §5.13.4.1: driver wrote bypass without VIRTIO_IOMMU_F_BYPASS_CONFIG negotiated",
       );
@@ -222,6 +224,11 @@ export class MockIommuDevice implements DeviceModel {
     let answered = 0;
     for (let chain = queue.pop(); chain !== null; chain = queue.pop()) {
       const used = this.handle(chain);
+      if (used < 0) {
+        // QEMU 7.2's virtio_error: the chain is kept, never returned, and the device stops.
+        ctx.needsReset("virtio-iommu bad head/tail size");
+        break;
+      }
       queue.push(chain.head, used);
       answered++;
     }
@@ -230,8 +237,9 @@ export class MockIommuDevice implements DeviceModel {
 
   /**
    * Handles one request chain over the attached context's memory and returns the used
-   * length (bytes written); the caller puts it in the used ring. Exposed for tests that
-   * drive the model without a transport.
+   * length (bytes written); the caller puts it in the used ring. Returns -1 for a chain the
+   * device keeps without answering (`qemuCompat`: a request without head or tail). Exposed
+   * for tests that drive the model without a transport.
    */
   handle(chain: Chain): number {
     const ctx = this.#ctx;
@@ -247,6 +255,14 @@ export class MockIommuDevice implements DeviceModel {
     this.#requests.lastStatus = -1;
   }
 
+  /**
+   * The device changes `bypass` on its own (as a host's management interface could): the
+   * config generation moves and, after DRIVER_OK, a configuration change interrupt is raised.
+   */
+  changeBypass(value: boolean): void {
+    this.#setBypass(value);
+  }
+
   /** System reset: a device reset that also restores the boot value of `bypass`. */
   systemReset(): void {
     this.reset();
@@ -258,7 +274,7 @@ export class MockIommuDevice implements DeviceModel {
    * address, or a fault that is also posted on the event queue.
    */
   translate(endpoint: number, iova: bigint, access: "read" | "write"): TranslateResult {
-    if (iova < 0n || iova >= U64_LIMIT) {
+    if (iova < 0n || iova > U64_MAX) {
       throw new RangeError(`Cannot translate iova ${hex(iova)}: not a 64-bit address`);
     }
     if (access !== "read" && access !== "write") {
@@ -274,7 +290,9 @@ export class MockIommuDevice implements DeviceModel {
       : accessFlag | VIRTIO_IOMMU_FAULT_F_ADDRESS;
     const ep = this.#domains.endpoint(endpoint);
     const globalBypass = this.#globalBypass();
-    if (ep === undefined) {
+    // QEMU 7.2 knows an endpoint only once it was attached since the reset: before that, a
+    // blocked access is reported as R_UNKNOWN, not R_DOMAIN.
+    if (ep === undefined || (this.#options.qemuCompat && !ep.attachedSinceReset)) {
       if (globalBypass) return { ok: true, address: iova, bypass: true };
       return this.#fault("UNKNOWN", plainFlags, endpoint, iova);
     }
@@ -305,7 +323,7 @@ export class MockIommuDevice implements DeviceModel {
     }
     const start = joinAddress(map.startLo(slot), map.startHi(slot));
     const phys = joinAddress(map.physLo(slot), map.physHi(slot));
-    return { ok: true, address: (phys + (iova - start)) & (U64_LIMIT - 1n), bypass: false };
+    return { ok: true, address: (phys + (iova - start)) & U64_MAX, bypass: false };
   }
 
   /** Existing domains, ascending by ID. */
@@ -346,10 +364,10 @@ export class MockIommuDevice implements DeviceModel {
   /** Rules a/c of reference §1.6 for unattached endpoints. */
   #globalBypass(): boolean {
     // a) BYPASS_CONFIG offered and bypass == 1, negotiated or not.
-    if (((this.features >> VIRTIO_IOMMU_F_BYPASS_CONFIG) & 1n) === 1n && this.#bypass) return true;
+    if (hasFeature(this.features, VIRTIO_IOMMU_F_BYPASS_CONFIG) && this.#bypass) return true;
     // c) legacy BYPASS negotiated.
     const negotiated = this.#ctx?.negotiated ?? 0n;
-    return ((negotiated >> VIRTIO_IOMMU_F_BYPASS) & 1n) === 1n;
+    return hasFeature(negotiated, VIRTIO_IOMMU_F_BYPASS);
   }
 
   #fault(

@@ -29,6 +29,8 @@ export interface MockEndpoint {
   readonly regions: readonly ResolvedRegion[];
   /** The domain it is attached to, or null. */
   domain: MockDomain | null;
+  /** Whether it was attached since the last reset (QEMU 7.2 only knows those, see translate). */
+  attachedSinceReset: boolean;
 }
 
 /** Domains and endpoints, with attach/detach as state operations (no status policy). */
@@ -39,7 +41,7 @@ export class IommuDomains {
   /** Creates the state for the given endpoints, all unattached. */
   constructor(endpoints: ReadonlyMap<number, readonly ResolvedRegion[]>) {
     for (const [id, regions] of endpoints) {
-      this.#endpoints.set(id, { id, regions, domain: null });
+      this.#endpoints.set(id, { id, regions, domain: null, attachedSinceReset: false });
     }
   }
 
@@ -78,6 +80,7 @@ export class IommuDomains {
     }
     domain.endpoints.add(endpoint.id);
     endpoint.domain = domain;
+    endpoint.attachedSinceReset = true;
     return domain;
   }
 
@@ -98,7 +101,10 @@ export class IommuDomains {
 
   /** Destroys every domain and leaves every endpoint unattached (device reset). */
   clear(): void {
-    for (const ep of this.#endpoints.values()) ep.domain = null;
+    for (const ep of this.#endpoints.values()) {
+      ep.domain = null;
+      ep.attachedSinceReset = false;
+    }
     for (const d of this.#domains.values()) d.mappings?.clear();
     this.#domains.clear();
   }

@@ -2,11 +2,13 @@
  * A fault-injecting mode of the mock: {@link FaultyDevice} wraps any {@link DeviceModel}
  * (normally the mock virtio-iommu) and, following a seeded {@link FaultPlan}, answers requests
  * the way a hostile or broken device would: used ids never submitted or already completed, used
- * lengths beyond the writable part (virtio 1.3 §2.7.8.1), used.idx jumping by more than the
- * queue size, requests never answered, DEVICE_NEEDS_RESET in the middle of a batch (§2.1.2), a
- * config generation that never settles (§2.5.1), PROBE properties whose lengths overrun or loop
- * (§5.13.6.7), fault records with reserved bits set (§5.13.5), used length 0 and unknown
- * statuses. Every fault injected is counted by kind.
+ * lengths beyond the writable part (virtio 1.3 §2.7.8.1), a used ring state the driver cannot
+ * accept (used.idx jumping by more than the queue size, §2.7; wrong wrap counter bits,
+ * §2.8.1), requests never answered, DEVICE_NEEDS_RESET in the middle of a batch (§2.1.2), a
+ * config generation that never settles (§2.5.1), PROBE properties whose lengths overrun or
+ * loop (§5.13.6.7), fault records with reserved bits set (§5.13.5), used length 0 and unknown
+ * statuses. Every fault injected is counted by kind. Ring-level lies go through the device
+ * queue's `forgeUsed()` and `pushBroken()`, so they fit either ring layout.
  *
  * The plan's seed drives {@link FaultRandom}, the project's one hand-written generator, kept
  * on purpose: which requests a faulty device picks is device behaviour that users of
@@ -27,7 +29,6 @@ import {
 import type { Chain, DeviceContext, DeviceModel } from "../device.ts";
 import { ForwardingDevice } from "../forwarding.ts";
 import { gatherReadable, scatterWritable } from "../chain.ts";
-import { QUEUE_DEVICE, type VirtioCore } from "../virtio_core.ts";
 
 /** One way the device can misbehave. */
 export type FaultKind =
@@ -37,7 +38,10 @@ export type FaultKind =
   | "duplicateId"
   /** Answer with a used length beyond the writable part of the chain. */
   | "longLength"
-  /** Answer, then move used.idx ahead by more than the queue size. */
+  /**
+   * Answer with a ring state the driver cannot accept: split, used.idx moves ahead by more
+   * than the queue size; packed, AVAIL/USED bits of the wrong wrap counter.
+   */
   | "idxJump"
   /** Never answer this request (until the device is reset). */
   | "silent"
@@ -188,6 +192,12 @@ export class FaultyDevice extends ForwardingDevice {
     this.inner.reset();
   }
 
+  /** A reset of the request queue forgets the requests held on it (§2.6.1: never answered). */
+  override resetQueue(index: number): void {
+    if (index === REQUEST_QUEUE) this.held.length = 0;
+    super.resetQueue(index);
+  }
+
   /** The request queue goes through the plan; other queues go straight to the inner model. */
   override notify(index: number): void {
     const ctx = this.context;
@@ -260,19 +270,18 @@ export class FaultyDevice extends ForwardingDevice {
     switch (kind) {
       case "unknownId":
         this.held.push(chain.head);
-        // Ids at or past the queue size were never submitted.
-        this.#rawUsed(queue.size + r.below(0x1_0000), TAIL_SIZE, 1);
+        // Ids at or past the queue size were never submitted (16-bit: a packed id field).
+        queue.forgeUsed(queue.size + r.below(0x1_0000 - queue.size), TAIL_SIZE);
         return;
       case "duplicateId":
         queue.push(chain.head, this.#innerHandle(chain));
-        this.#rawUsed(chain.head, TAIL_SIZE, 1);
+        queue.forgeUsed(chain.head, TAIL_SIZE);
         return;
       case "longLength":
         queue.push(chain.head, chain.writableLength + 1 + r.below(4096));
         return;
       case "idxJump":
-        queue.push(chain.head, this.#innerHandle(chain));
-        this.#rawUsed(-1, 0, queue.size + 1 + r.below(queue.size));
+        queue.pushBroken(chain.head, this.#innerHandle(chain));
         return;
       case "silent":
         this.held.push(chain.head);
@@ -343,28 +352,5 @@ export class FaultyDevice extends ForwardingDevice {
     }
     scatterWritable(ctx.memory, chain, 0, bytes, area);
     this.#writeStatus(ctx, chain, 0);
-  }
-
-  /**
-   * Writes used element (`id`, `len`) straight into the used ring (when `id` ≥ 0) and moves
-   * used.idx by `step`, behind the device queue's back: what a broken device would do.
-   */
-  #rawUsed(id: number, len: number, step: number): void {
-    const core = this.context as unknown as VirtioCore;
-    const size = core.queueSize(REQUEST_QUEUE);
-    const used = core.memory.resolve(
-      core.queueAddress(REQUEST_QUEUE, QUEUE_DEVICE, 0),
-      core.queueAddress(REQUEST_QUEUE, QUEUE_DEVICE, 1),
-      4 + 8 * size,
-    );
-    if (used < 0) return;
-    const v = core.memory.view;
-    const idx = v.getUint16(used + 2, true);
-    if (id >= 0) {
-      const elem = used + 4 + 8 * (idx & (size - 1));
-      v.setUint32(elem, id >>> 0, true);
-      v.setUint32(elem + 4, len, true);
-    }
-    v.setUint16(used + 2, (idx + step) & 0xffff, true);
   }
 }

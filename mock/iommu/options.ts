@@ -7,6 +7,7 @@
  */
 
 import { hex } from "../../util/hex.ts";
+import { U64_MAX } from "../../util/u64.ts";
 import {
   RESV_MEM_SIZE,
   VIRTIO_IOMMU_RESV_MEM_T_MSI,
@@ -54,6 +55,11 @@ export interface MockIommuOptions {
    * MMIO, BYPASS_CONFIG, INDIRECT_DESC, EVENT_IDX, VERSION_1, RING_RESET.
    */
   features?: bigint;
+  /**
+   * Also offer VIRTIO_F_RING_PACKED (bit 34, the packed ring of virtio 1.3 §2.8), as QEMU does
+   * with `packed=on`. Default false, as QEMU's `packed` property.
+   */
+  packed?: boolean;
   /** `page_size_mask`; default 0xfffffffffffff000 (4 KiB granule). */
   pageSizeMask?: bigint;
   /** `input_range`; default the whole 64-bit space. */
@@ -84,16 +90,21 @@ export interface MockIommuOptions {
    */
   eventOverflow?: "drop" | "wait";
   /**
-   * Reproduce QEMU 7.2's documented deviations from the spec (reference §2): no reserved-field
-   * check on ATTACH, implicit detach before the bypass-mismatch check, no alignment,
-   * input-range or reserved-region checks on MAP, non-atomic UNMAP, S_UNSUPP for an unknown
-   * type, S_INVAL for a short request, NEEDS_RESET on a bad `bypass` write. Default false.
+   * Reproduce QEMU 7.2's documented deviations from the spec (reference §2, and the README's
+   * conformance table): no reserved-field check on ATTACH, implicit detach before the
+   * bypass-mismatch check, no alignment, input-range or reserved-region checks on MAP,
+   * non-atomic UNMAP, S_UNSUPP for an unknown type, S_INVAL for a short request, NEEDS_RESET on
+   * a bad `bypass` write; endpoint IDs of ATTACH and PROBE read as 16 bits; a request without
+   * head or tail kept unanswered with NEEDS_RESET; requests answered before DRIVER_OK; faults
+   * of an endpoint not attached since reset reported as R_UNKNOWN. Default false.
    */
   qemuCompat?: boolean;
 }
 
 /** QEMU 7.2's offered features: bits 0, 1, 2, 4, 5, 6, 28, 29, 32, 40. */
 export const QEMU_IOMMU_FEATURES = 0x0000010130000077n;
+/** VIRTIO_F_RING_PACKED (bit 34), offered with {@link MockIommuOptions.packed}. */
+const RING_PACKED = 1n << 34n;
 
 /** QEMU's x86 MSI doorbell region, reported to every endpoint (reference §2). */
 export const QEMU_X86_MSI_REGION: ReservedRegionConfig = {
@@ -156,8 +167,6 @@ export interface ResolvedIommuOptions {
   qemuCompat: boolean;
 }
 
-const U64_MAX = (1n << 64n) - 1n;
-
 function checkU64(name: string, value: bigint): void {
   if (value < 0n || value > U64_MAX) {
     throw new RangeError(`${name} ${hex(value)} is not a 64-bit value`);
@@ -175,7 +184,8 @@ function subtypeValue(subtype: "reserved" | "msi" | number): number {
 
 /** Applies defaults to `options` and checks them; throws RangeError on a bad value. */
 export function resolveIommuOptions(options: MockIommuOptions = {}): ResolvedIommuOptions {
-  const features = options.features ?? QEMU_IOMMU_FEATURES;
+  const features = (options.features ?? QEMU_IOMMU_FEATURES) |
+    (options.packed === true ? RING_PACKED : 0n);
   const pageSizeMask = options.pageSizeMask ?? 0xfffffffffffff000n;
   checkU64("page_size_mask", pageSizeMask);
   // virtio 1.3 §5.13.4: the device MUST set at least one bit of page_size_mask. A zero mask is

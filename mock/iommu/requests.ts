@@ -1,16 +1,13 @@
 /**
  * Request-queue processing of the mock virtio-iommu: framing (virtio 1.3 §5.13.6.2) and the
- * ATTACH, DETACH, MAP, UNMAP and PROBE rules (§5.13.6.3-§5.13.6.7), spec-strict by default
- * or with QEMU 7.2's documented deviations (reference §2). Every field is read at its
- * `spec/iommu.ts` offset from a scratch copy of the readable part; no BigInt, and no
- * allocation on the MAP/UNMAP path.
+ * ATTACH, DETACH and PROBE rules (§5.13.6.3, §5.13.6.4, §5.13.6.7; MAP and UNMAP are in
+ * `mapping_requests.ts`), spec-strict by default or with QEMU 7.2's documented deviations
+ * (reference §2). Every field is read at its `spec/iommu.ts` offset from a scratch copy of the
+ * readable part; no BigInt, and no allocation on the MAP/UNMAP path.
  *
- * Choices where the spec gives no status (documented, asserted by tests):
+ * Choices where the spec gives no status (documented, asserted by tests; MAP's and UNMAP's
+ * are listed in `mapping_requests.ts`):
  * - a readable part shorter than the request: used length 0 (QEMU: S_INVAL);
- * - MAP overlapping a reserved region of an endpoint attached to the domain: S_INVAL;
- * - MAP outside `input_range`: S_RANGE (enforced whether or not INPUT_RANGE was negotiated);
- * - MAP with `virt_end == virt_start`: accepted only when the granule is one byte;
- * - UNMAP with `virt_end < virt_start`: S_INVAL;
  * - ATTACH_F_BYPASS without BYPASS_CONFIG negotiated: S_INVAL (the flag is unknown then);
  * - MAP/UNMAP without MAP_UNMAP, PROBE without PROBE negotiated: treated as unknown requests.
  *
@@ -28,12 +25,7 @@ import {
   DETACH_SIZE,
   HEAD_SIZE,
   HEAD_TYPE,
-  MAP_DOMAIN,
-  MAP_FLAGS,
-  MAP_PHYS_START,
   MAP_SIZE,
-  MAP_VIRT_END,
-  MAP_VIRT_START,
   PROBE_ENDPOINT,
   PROBE_SIZE,
   PROP_HEADER_SIZE,
@@ -42,21 +34,8 @@ import {
   RESV_MEM_START,
   RESV_MEM_SUBTYPE,
   TAIL_SIZE,
-  UNMAP_DOMAIN,
-  UNMAP_RESERVED,
   UNMAP_SIZE,
-  UNMAP_VIRT_END,
-  UNMAP_VIRT_START,
   VIRTIO_IOMMU_ATTACH_F_BYPASS,
-  VIRTIO_IOMMU_F_BYPASS_CONFIG,
-  VIRTIO_IOMMU_F_DOMAIN_RANGE,
-  VIRTIO_IOMMU_F_INPUT_RANGE,
-  VIRTIO_IOMMU_F_MAP_UNMAP,
-  VIRTIO_IOMMU_F_MMIO,
-  VIRTIO_IOMMU_F_PROBE,
-  VIRTIO_IOMMU_MAP_F_MMIO,
-  VIRTIO_IOMMU_MAP_F_READ,
-  VIRTIO_IOMMU_MAP_F_WRITE,
   VIRTIO_IOMMU_PROBE_T_RESV_MEM,
   VIRTIO_IOMMU_S_INVAL,
   VIRTIO_IOMMU_S_NOENT,
@@ -72,20 +51,16 @@ import {
 import type { SimulatedMemory } from "../../transport/memory.ts";
 import type { Chain } from "../device.ts";
 import { gatherReadable, scatterWritable, zeroWritable } from "../chain.ts";
-import type { IommuDomains, MockDomain } from "./domains.ts";
+import type { IommuDomains } from "./domains.ts";
 import type { ResolvedIommuOptions } from "./options.ts";
-import { lessThan64, rangesOverlap } from "../../util/u64.ts";
+import { NegotiatedFeatures } from "./features.ts";
+import { type MappingHooks, MappingRequests } from "./mapping_requests.ts";
 
-/** What the request handler needs from the device around it. */
-export interface RequestHooks {
+/** What the request handler needs from the device around it (and `violation` from MappingHooks). */
+export interface RequestHooks extends MappingHooks {
   /** Features negotiated so far. */
   negotiated(): bigint;
-  /** Records a driver rule break; `rule` cites the spec section. */
-  violation(rule: string): void;
 }
-
-const KNOWN_MAP_FLAGS = VIRTIO_IOMMU_MAP_F_READ | VIRTIO_IOMMU_MAP_F_WRITE |
-  VIRTIO_IOMMU_MAP_F_MMIO;
 
 /** Decodes and executes requests popped from the request queue. */
 export class IommuRequestHandler {
@@ -97,13 +72,8 @@ export class IommuRequestHandler {
   #tail = new Uint8Array(TAIL_SIZE);
   #prop = new Uint8Array(RESV_MEM_SIZE);
   #propView = new DataView(this.#prop.buffer);
-  #negotiatedSeen = -1n;
-  #fBypassConfig = false;
-  #fDomainRange = false;
-  #fInputRange = false;
-  #fMapUnmap = false;
-  #fMmio = false;
-  #fProbe = false;
+  #features = new NegotiatedFeatures();
+  #mapping: MappingRequests;
   /** Status written by the last request, or -1 when it was answered with used length 0. */
   lastStatus = -1;
 
@@ -112,23 +82,26 @@ export class IommuRequestHandler {
     this.#options = options;
     this.#domains = domains;
     this.#hooks = hooks;
+    this.#mapping = new MappingRequests(options, domains, hooks, this.#features);
   }
 
   /** Handles one request chain and returns the used length to report (bytes written). */
   handle(memory: SimulatedMemory, chain: Chain): number {
-    this.#refreshFeatures();
+    this.#features.refresh(this.#hooks.negotiated());
     this.lastStatus = -1;
+    // QEMU 7.2 keeps such a chain unanswered and sets DEVICE_NEEDS_RESET (-1, see device.ts).
+    const unparsable = this.#options.qemuCompat ? -1 : 0;
     if (chain.readableLength < HEAD_SIZE) {
       this.#hooks.violation(
         `virtio 1.3 §5.13.6: request without a 4-byte readable head (${chain.readableLength} bytes)`,
       );
-      return 0;
+      return unparsable;
     }
     if (chain.writableLength < TAIL_SIZE) {
       this.#hooks.violation(
         `virtio 1.3 §5.13.6: request without a 4-byte writable tail (${chain.writableLength} bytes)`,
       );
-      return 0;
+      return unparsable;
     }
     gatherReadable(memory, chain, this.#buf, PROBE_SIZE);
     const type = this.#buf[HEAD_TYPE];
@@ -150,7 +123,7 @@ export class IommuRequestHandler {
       case VIRTIO_IOMMU_T_MAP:
       case VIRTIO_IOMMU_T_UNMAP: {
         const isMap = type === VIRTIO_IOMMU_T_MAP;
-        if (!this.#fMapUnmap) {
+        if (!this.#features.mapUnmap) {
           this.#hooks.violation(
             `virtio 1.3 §5.13.3: ${
               isMap ? "MAP" : "UNMAP"
@@ -162,42 +135,30 @@ export class IommuRequestHandler {
           if (!this.#longEnough(chain, MAP_SIZE, "MAP", "§5.13.6.5")) {
             return this.#short(memory, chain);
           }
-          status = this.#map();
+          status = this.#mapping.map(this.#view);
         } else {
           if (!this.#longEnough(chain, UNMAP_SIZE, "UNMAP", "§5.13.6.6")) {
             return this.#short(memory, chain);
           }
-          status = this.#unmap();
+          status = this.#mapping.unmap(this.#view);
         }
         break;
       }
       case VIRTIO_IOMMU_T_PROBE:
-        if (!this.#fProbe) {
+        if (!this.#features.probe) {
           this.#hooks.violation(
             "virtio 1.3 §5.13.6.7: PROBE sent without VIRTIO_IOMMU_F_PROBE negotiated",
           );
           if (!qemu) return this.#unknown(memory, chain);
         }
         if (!this.#longEnough(chain, PROBE_SIZE, "PROBE", "§5.13.6.7")) {
-          return this.#short(memory, chain);
+          return this.#shortProbe(memory, chain);
         }
         return this.#probe(memory, chain);
       default:
         return this.#unknown(memory, chain);
     }
     return this.#answer(memory, chain, 0, status);
-  }
-
-  #refreshFeatures(): void {
-    const n = this.#hooks.negotiated();
-    if (n === this.#negotiatedSeen) return;
-    this.#negotiatedSeen = n;
-    this.#fBypassConfig = ((n >> VIRTIO_IOMMU_F_BYPASS_CONFIG) & 1n) === 1n;
-    this.#fDomainRange = ((n >> VIRTIO_IOMMU_F_DOMAIN_RANGE) & 1n) === 1n;
-    this.#fInputRange = ((n >> VIRTIO_IOMMU_F_INPUT_RANGE) & 1n) === 1n;
-    this.#fMapUnmap = ((n >> VIRTIO_IOMMU_F_MAP_UNMAP) & 1n) === 1n;
-    this.#fMmio = ((n >> VIRTIO_IOMMU_F_MMIO) & 1n) === 1n;
-    this.#fProbe = ((n >> VIRTIO_IOMMU_F_PROBE) & 1n) === 1n;
   }
 
   #longEnough(chain: Chain, size: number, name: string, section: string): boolean {
@@ -212,6 +173,14 @@ export class IommuRequestHandler {
   #short(memory: SimulatedMemory, chain: Chain): number {
     if (!this.#options.qemuCompat) return 0;
     return this.#answer(memory, chain, 0, VIRTIO_IOMMU_S_INVAL);
+  }
+
+  /** A short PROBE: QEMU zero-fills probe_size bytes and puts S_INVAL in the tail after them. */
+  #shortProbe(memory: SimulatedMemory, chain: Chain): number {
+    if (!this.#options.qemuCompat) return 0;
+    const area = Math.max(0, chain.writableLength - TAIL_SIZE);
+    zeroWritable(memory, chain, 0, area);
+    return this.#answer(memory, chain, area, VIRTIO_IOMMU_S_INVAL);
   }
 
   /** An unknown or unavailable request type (§5.13.6.2: SHOULD NOT write, used length 0). */
@@ -244,15 +213,16 @@ export class IommuRequestHandler {
     if (!qemu && reserved !== 0) return VIRTIO_IOMMU_S_INVAL;
     if ((flags & ~VIRTIO_IOMMU_ATTACH_F_BYPASS) !== 0) return VIRTIO_IOMMU_S_INVAL;
     const bypass = (flags & VIRTIO_IOMMU_ATTACH_F_BYPASS) !== 0;
-    if (bypass && !this.#fBypassConfig) {
+    if (bypass && !this.#features.bypassConfig) {
       this.#hooks.violation(
         "virtio 1.3 §5.13.6.3: ATTACH_F_BYPASS used without VIRTIO_IOMMU_F_BYPASS_CONFIG negotiated",
       );
       if (!qemu) return VIRTIO_IOMMU_S_INVAL;
     }
-    const endpoint = this.#domains.endpoint(endpointId);
+    // QEMU 7.2 finds the endpoint by bus (bits 8-15) and devfn (bits 0-7) only.
+    const endpoint = this.#domains.endpoint(qemu ? endpointId & 0xffff : endpointId);
     if (endpoint === undefined) return VIRTIO_IOMMU_S_NOENT;
-    if (!qemu && this.#fDomainRange && !this.#domainInRange(domainId)) {
+    if (!qemu && this.#features.domainRange && !this.#domainInRange(domainId)) {
       this.#hooks.violation(
         `virtio 1.3 §5.13.6.3: ATTACH to domain ${domainId} outside domain_range`,
       );
@@ -285,121 +255,6 @@ export class IommuRequestHandler {
     return VIRTIO_IOMMU_S_OK;
   }
 
-  // MAP (§5.13.6.5).
-  #map(): number {
-    const v = this.#view;
-    const o = this.#options;
-    const domainId = v.getUint32(MAP_DOMAIN, true);
-    const sLo = v.getUint32(MAP_VIRT_START, true);
-    const sHi = v.getUint32(MAP_VIRT_START + 4, true);
-    const eLo = v.getUint32(MAP_VIRT_END, true);
-    const eHi = v.getUint32(MAP_VIRT_END + 4, true);
-    const pLo = v.getUint32(MAP_PHYS_START, true);
-    const pHi = v.getUint32(MAP_PHYS_START + 4, true);
-    const flags = v.getUint32(MAP_FLAGS, true);
-    const qemu = o.qemuCompat;
-    if ((flags & ~KNOWN_MAP_FLAGS) !== 0) return VIRTIO_IOMMU_S_INVAL;
-    if ((flags & VIRTIO_IOMMU_MAP_F_MMIO) !== 0 && !this.#fMmio) {
-      this.#hooks.violation(
-        "virtio 1.3 §5.13.6.5: MAP_F_MMIO used without VIRTIO_IOMMU_F_MMIO negotiated",
-      );
-      if (!qemu) return VIRTIO_IOMMU_S_INVAL;
-    }
-    const domain = this.#domains.domain(domainId);
-    if (domain === undefined) return VIRTIO_IOMMU_S_NOENT;
-    if (domain.bypass || domain.mappings === null) return VIRTIO_IOMMU_S_INVAL;
-    if (lessThan64(eLo, eHi, sLo, sHi)) {
-      this.#hooks.violation("virtio 1.3 §5.13.6.5: MAP with virt_end before virt_start");
-      return VIRTIO_IOMMU_S_INVAL;
-    }
-    if (!qemu) {
-      // virt_end == virt_start is only meaningful with a one-byte granule (reference §1.4).
-      if (eLo === sLo && eHi === sHi && !o.byteGranule) return VIRTIO_IOMMU_S_INVAL;
-      // virt_start, phys_start and virt_end + 1 granule-aligned, else SHOULD be S_RANGE;
-      // "virt_end + 1 aligned" is tested as "the low bits of virt_end all ones", which also
-      // holds for virt_end = 2^64 - 1 without overflowing.
-      if (
-        (sLo & o.alignLo) !== 0 || (sHi & o.alignHi) !== 0 ||
-        (pLo & o.alignLo) !== 0 || (pHi & o.alignHi) !== 0 ||
-        (eLo & o.alignLo) !== o.alignLo || (eHi & o.alignHi) !== o.alignHi
-      ) {
-        return VIRTIO_IOMMU_S_RANGE;
-      }
-      if (
-        lessThan64(sLo, sHi, o.inputStartLo, o.inputStartHi) ||
-        lessThan64(o.inputEndLo, o.inputEndHi, eLo, eHi)
-      ) {
-        if (this.#fInputRange) {
-          this.#hooks.violation("virtio 1.3 §5.13.6.5: MAP outside input_range");
-        }
-        return VIRTIO_IOMMU_S_RANGE;
-      }
-      if (this.#overlapsReserved(domain, sLo, sHi, eLo, eHi)) return VIRTIO_IOMMU_S_INVAL;
-    }
-    const slot = domain.mappings.insert(sLo, sHi, eLo, eHi, pLo, pHi, flags);
-    return slot < 0 ? VIRTIO_IOMMU_S_INVAL : VIRTIO_IOMMU_S_OK;
-  }
-
-  /** Whether [s, e] touches a RESV_MEM region of any endpoint in `domain` (§5.13.6.7.1). */
-  #overlapsReserved(
-    domain: MockDomain,
-    sLo: number,
-    sHi: number,
-    eLo: number,
-    eHi: number,
-  ): boolean {
-    for (const id of domain.endpoints) {
-      const ep = this.#domains.endpoint(id);
-      if (ep === undefined) continue;
-      for (const r of ep.regions) {
-        if (rangesOverlap(sLo, sHi, eLo, eHi, r.startLo, r.startHi, r.endLo, r.endHi)) return true;
-      }
-    }
-    return false;
-  }
-
-  // UNMAP (§5.13.6.6).
-  #unmap(): number {
-    const v = this.#view;
-    const domainId = v.getUint32(UNMAP_DOMAIN, true);
-    const sLo = v.getUint32(UNMAP_VIRT_START, true);
-    const sHi = v.getUint32(UNMAP_VIRT_START + 4, true);
-    const eLo = v.getUint32(UNMAP_VIRT_END, true);
-    const eHi = v.getUint32(UNMAP_VIRT_END + 4, true);
-    const reserved = v.getUint32(UNMAP_RESERVED, true);
-    const domain = this.#domains.domain(domainId);
-    if (domain === undefined) return VIRTIO_IOMMU_S_NOENT;
-    if (domain.bypass || domain.mappings === null) return VIRTIO_IOMMU_S_INVAL;
-    const qemu = this.#options.qemuCompat;
-    // The device MAY reject a non-zero reserved field; this one does, before unmapping.
-    if (!qemu && reserved !== 0) return VIRTIO_IOMMU_S_INVAL;
-    if (lessThan64(eLo, eHi, sLo, sHi)) return VIRTIO_IOMMU_S_INVAL;
-    if (qemu) return this.#unmapNonAtomic(domain, sLo, sHi, eLo, eHi);
-    // Atomic: a mapping that would be split → S_RANGE and nothing removed.
-    const removed = domain.mappings.removeRange(sLo, sHi, eLo, eHi);
-    return removed < 0 ? VIRTIO_IOMMU_S_RANGE : VIRTIO_IOMMU_S_OK;
-  }
-
-  /**
-   * QEMU 7.2's UNMAP: removes fully covered mappings in address order until the first
-   * partially covered one, which answers S_RANGE with the earlier removals kept.
-   */
-  #unmapNonAtomic(domain: MockDomain, sLo: number, sHi: number, eLo: number, eHi: number): number {
-    const map = domain.mappings;
-    if (map === null) return VIRTIO_IOMMU_S_INVAL;
-    let slot = map.find(sLo, sHi);
-    if (slot < 0) slot = map.firstAtOrAfter(sLo, sHi);
-    while (slot >= 0 && !lessThan64(eLo, eHi, map.startLo(slot), map.startHi(slot))) {
-      const covered = !lessThan64(map.startLo(slot), map.startHi(slot), sLo, sHi) &&
-        !lessThan64(eLo, eHi, map.endLo(slot), map.endHi(slot));
-      if (!covered) return VIRTIO_IOMMU_S_RANGE;
-      const next = map.next(slot);
-      map.remove(slot);
-      slot = next;
-    }
-    return VIRTIO_IOMMU_S_OK;
-  }
-
   // PROBE (§5.13.6.7): reserved[64] is ignored.
   #probe(memory: SimulatedMemory, chain: Chain): number {
     const probeSize = this.#options.probeSize;
@@ -412,7 +267,8 @@ export class IommuRequestHandler {
     // The whole area is zero-filled (unused bytes SHOULD be zero), then the tail goes last.
     zeroWritable(memory, chain, 0, area);
     if (area < probeSize) return this.#answer(memory, chain, area, VIRTIO_IOMMU_S_INVAL);
-    const endpoint = this.#domains.endpoint(this.#view.getUint32(PROBE_ENDPOINT, true));
+    const id = this.#view.getUint32(PROBE_ENDPOINT, true);
+    const endpoint = this.#domains.endpoint(this.#options.qemuCompat ? id & 0xffff : id);
     if (endpoint === undefined) return this.#answer(memory, chain, area, VIRTIO_IOMMU_S_NOENT);
     let offset = 0;
     const p = this.#propView;

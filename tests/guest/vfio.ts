@@ -8,7 +8,9 @@
  * Steps: bind (new_id, IOMMU group, /dev/vfio/<group>); open (container, group, device fd,
  * config region, region info); BAR0 mmap (edu's liveness register); DMA through allocator
  * memory (VFIO_IOMMU_MAP_DMA-mapped chunks); DMA into a page mapped with mapDma, then blocked
- * after unmapDma (with the fault Linux's driver logs); the allocator's free() unmapping.
+ * after unmapDma (with the fault Linux's driver logs); the allocator's free() unmapping; edu's
+ * interrupts through eventfds: VFIO_DEVICE_GET_IRQ_INFO, then its DMA-completion interrupt and
+ * its raise register over INTx (automasked, unmasked through VFIO) and over MSI.
  *
  * @module
  */
@@ -28,9 +30,20 @@ import type { RegisterSpace } from "../../transport/registers.ts";
 import { VFIO_REGION_INFO_FLAG_MMAP, VFIO_TYPE1V2_IOMMU } from "../../host/vfio_abi.ts";
 import { bindToVfioPci, EDU_DEVICE, EDU_VENDOR, eduDma, findPciDevice } from "../../tools/edu.ts";
 import { printReport, report, step } from "./_report.ts";
+import { openVfioInterrupts, vfioIrqInfo } from "../../host/vfio_irq.ts";
+import type { InterruptSource } from "../../transport/interrupt_source.ts";
+import { countTimers, EDU_DMA_DELAY_MS, median } from "./_interrupt_steps.ts";
 
 /** edu's internal DMA buffer address (QEMU docs/specs/edu.rst). */
 const EDU_BUFFER = 0x40000;
+/** edu's interrupt status, raise and acknowledge registers (docs/specs/edu.rst). */
+const EDU_IRQ_STATUS = 0x24;
+const EDU_IRQ_RAISE = 0x60;
+const EDU_IRQ_ACK = 0x64;
+/** DMA command bit 2: raise interrupt 0x100 when the DMA is done. */
+const EDU_CMD_IRQ = 0x4;
+/** DMA-completion interrupts timed per kind. */
+const DMA_SAMPLES = 3;
 /** DMA direction bit: edu buffer → RAM. */
 const EDU_CMD_TO_RAM = 0x2;
 /** Where the mapDma page goes: below the allocator's IOVAs and edu's 28-bit DMA mask. */
@@ -50,6 +63,65 @@ function same(bytes: Uint8Array, expected: Uint8Array, n: number): number {
   let count = 0;
   for (let i = 0; i < n; i++) if (bytes[i] === expected[i]) count++;
   return count;
+}
+
+/** Waits up to 3 s for `source`; resolves with its vector bits, or 0 on timeout. */
+async function waitFor(source: InterruptSource): Promise<number> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<number>((resolve) => {
+    timer = setTimeout(() => resolve(0), 3000);
+  });
+  const bits = await Promise.race([source.wait(), timeout]);
+  clearTimeout(timer);
+  if (bits === 0) source.cancel();
+  return bits;
+}
+
+/**
+ * edu's two interrupts through `source`: its DMA-completion interrupt (a 256-byte DMA to
+ * `dstIova` with the IRQ bit; timed from the command) and its raise register; each is
+ * acknowledged in edu and the source unmasked (VFIO's INTx is automasked).
+ */
+async function eduInterrupts(
+  bar: RegisterSpace,
+  source: InterruptSource,
+  dstIova: number,
+): Promise<Record<string, unknown>> {
+  const afterDelayMs: number[] = [];
+  let dmaBits = 0, dmaStatus = 0, timers = 0;
+  for (let i = 0; i < DMA_SAMPLES; i++) {
+    bar.write32(0x80, EDU_BUFFER);
+    bar.write32(0x84, 0);
+    bar.write32(0x88, dstIova);
+    bar.write32(0x8c, 0);
+    bar.write32(0x90, COPY_BYTES);
+    bar.write32(0x94, 0);
+    const start = performance.now();
+    bar.write32(0x98, EDU_CMD_TO_RAM | EDU_CMD_IRQ | 1);
+    const waited = await countTimers(() => waitFor(source));
+    afterDelayMs.push(Math.round((performance.now() - start - EDU_DMA_DELAY_MS) * 100) / 100);
+    dmaBits |= waited.result;
+    timers = Math.max(timers, waited.timers);
+    dmaStatus = bar.read32(EDU_IRQ_STATUS);
+    bar.write32(EDU_IRQ_ACK, dmaStatus);
+    source.unmask();
+  }
+  bar.write32(EDU_IRQ_RAISE, 0x5a);
+  const raisedBits = await waitFor(source);
+  const raisedStatus = bar.read32(EDU_IRQ_STATUS);
+  bar.write32(EDU_IRQ_ACK, raisedStatus);
+  source.unmask();
+  return {
+    delivery: source.delivery,
+    dmaBits,
+    dmaStatus,
+    dmaAfterEduDelayMs: afterDelayMs,
+    medianAfterEduDelayMs: median(afterDelayMs),
+    timersWhileWaiting: timers,
+    raisedBits,
+    raisedStatus,
+    statusAfterAck: bar.read32(EDU_IRQ_STATUS),
+  };
 }
 
 /** Runs every step. */
@@ -167,6 +239,30 @@ async function main(): Promise<void> {
     d.dma.free(region);
     return { iova, unmappedAgain: d.dma.unmapDma(iova, 0x10000) };
   });
+
+  await step("irqInfo", () => {
+    const d = dev!;
+    return {
+      intx: vfioIrqInfo(d, "intx"),
+      msi: vfioIrqInfo(d, "msi"),
+      msix: vfioIrqInfo(d, "msix"),
+    };
+  });
+
+  for (const kind of ["intx", "msi"] as const) {
+    await step(`${kind}Interrupts`, async () => {
+      const d = dev!;
+      const dst = d.dma.alloc(4096);
+      const source = openVfioInterrupts(d, kind);
+      try {
+        return await eduInterrupts(bar!, source, Number(regionAddress(dst)));
+      } finally {
+        source.close();
+        await source.settled();
+        d.dma.free(dst);
+      }
+    });
+  }
 
   await step("close", () => {
     dev?.close();

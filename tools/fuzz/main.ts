@@ -11,7 +11,7 @@
  * `--inputs` per target (default 1,000,000); `--budget` stops each target after that many
  * seconds instead; `--target` runs the targets whose name contains NAME (case-insensitive);
  * `--seed` (default: from the clock, printed); `--path` replays one input of a report;
- * `--sequences` model-based sequences (default 20,000; 0 skips the model).
+ * `--sequences` model-based sequences per ring layout (default 20,000; 0 skips the model).
  *
  * @module
  */
@@ -75,16 +75,18 @@ async function main(args: string[]): Promise<number> {
     if (figures.crashes + figures.hangs + figures.lost > 0) failed = true;
   }
   if (sequences > 0 && filter === undefined) {
-    const start = performance.now();
-    const run = await runModel(sequences, { seed });
-    console.log(
-      `model: ${run.sequences} sequences, ${run.ops} ops, divergences: ${
-        run.failure === null ? 0 : 1
-      }, ${((performance.now() - start) / 1000).toFixed(1)} s`,
-    );
-    if (run.failure !== null) {
-      failed = true;
-      console.log(run.failure);
+    for (const ring of ["split", "packed"] as const) {
+      const start = performance.now();
+      const run = await runModel(sequences, { seed, ring });
+      console.log(
+        `model (${ring} ring): ${run.sequences} sequences, ${run.ops} ops, divergences: ${
+          run.failure === null ? 0 : 1
+        }, ${((performance.now() - start) / 1000).toFixed(1)} s`,
+      );
+      if (run.failure !== null) {
+        failed = true;
+        console.log(run.failure);
+      }
     }
   }
   console.log(`total ${((performance.now() - started) / 1000).toFixed(1)} s`);

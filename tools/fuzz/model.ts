@@ -12,6 +12,7 @@ import fc from "fast-check";
 import { hex } from "../../util/hex.ts";
 import { VirtioIommu } from "../../driver/iommu/device.ts";
 import { IommuError } from "../../driver/iommu/errors.ts";
+import type { RingLayout } from "../../driver/virtio/virtqueue.ts";
 import { SimulatedMemory } from "../../transport/memory.ts";
 import { MockIommuDevice } from "../../mock/iommu/device.ts";
 import { MmioDevice } from "../../mock/mmio_device.ts";
@@ -44,10 +45,10 @@ export class System {
     this.#device = device;
   }
 
-  /** Creates the driver on a fresh mock over MMIO. */
-  static async create(): Promise<System> {
+  /** Creates the driver on a fresh mock over MMIO, with the `ring` layout (default split). */
+  static async create(ring: RingLayout = "split"): Promise<System> {
     const memory = new SimulatedMemory();
-    const device = new MockIommuDevice(MOCK_OPTIONS);
+    const device = new MockIommuDevice({ ...MOCK_OPTIONS, packed: ring === "packed" });
     const transport = MmioTransport.create(new MmioDevice(device, memory));
     const iommu = await VirtioIommu.create(transport, memory, {
       maxQueueSize: 8,
@@ -256,9 +257,10 @@ export function sequences(
 export function modelProperty(
   makeModel: () => ReferenceModel = () => new ReferenceModel(),
   replayPath?: string,
+  ring: RingLayout = "split",
 ): fc.IAsyncPropertyWithHooks<[Iterable<fc.AsyncCommand<ReferenceModel, System>>]> {
   return fc.asyncProperty(sequences(24, "max", replayPath), async (commands) => {
-    const system = await System.create();
+    const system = await System.create(ring);
     try {
       await fc.asyncModelRun(() => ({ model: makeModel(), real: system }), commands);
     } finally {
@@ -289,17 +291,22 @@ export interface ModelRunOptions {
   path?: string;
   /** The commands' `replayPath` from a report (with `path`, replays the shrunk list). */
   replayPath?: string;
+  /** The ring layout the driver runs on (default split). */
+  ring?: RingLayout;
 }
 
 /** Runs `count` sequences from `seed`; a failure comes back shrunk, with its report. */
 export async function runModel(count: number, options: ModelRunOptions = {}): Promise<ModelRun> {
   const seed = options.seed ?? 1;
   const before = OpCommand.ran;
-  const details = await fc.check(modelProperty(options.makeModel, options.replayPath), {
-    numRuns: count,
-    seed,
-    path: options.path,
-  });
+  const details = await fc.check(
+    modelProperty(options.makeModel, options.replayPath, options.ring),
+    {
+      numRuns: count,
+      seed,
+      path: options.path,
+    },
+  );
   return {
     sequences: details.numRuns,
     ops: OpCommand.ran - before,

@@ -7,6 +7,7 @@
 
 import type { FuzzTarget } from "./engine.ts";
 import { faultTarget, probeTarget, splitUsedRingTarget } from "./targets_bytes.ts";
+import { packedUsedRingTarget } from "./targets_packed.ts";
 import {
   mmioRegistersTarget,
   pciCapabilitiesTarget,
@@ -21,10 +22,7 @@ export function allTargets(): FuzzTarget[] {
     probeTarget,
     faultTarget,
     splitUsedRingTarget(),
-    // The packed used ring (virtio 1.3 §2.8) goes here once driver/virtio has one: a
-    // packedUsedRingTarget() beside splitUsedRingTarget() in targets_bytes.ts, whose input
-    // bytes are the used descriptors (id, len, flags with the AVAIL/USED wrap bits) the device
-    // writes back, checked the same way (heads in flight, lengths within the writable part).
+    packedUsedRingTarget(),
     viotTarget,
     fdtTarget,
     builtinTarget,
