@@ -12,18 +12,16 @@ import { resolveTopology } from "../driver/topology/resolve.ts";
 import { parseViot } from "../driver/topology/viot.ts";
 import {
   buildViot,
-  ConfigSpace,
-  FdtBuilder,
   fixChecksum,
-  mutate,
-  Prng,
   qemuQ35Viot,
   viotMmioEndpoint,
   viotMmioIommu,
   viotPciIommu,
   viotPciRange,
-  virtLikeFdt,
-} from "./_topology_fixtures.ts";
+} from "./_topology_viot.ts";
+import { FdtBuilder, virtLikeFdt } from "./_topology_fdt.ts";
+import { ConfigSpace } from "./_topology_builtin.ts";
+import { mutate, Prng } from "./_topology_fuzz.ts";
 
 const ITERATIONS = 3000;
 

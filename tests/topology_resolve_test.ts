@@ -23,14 +23,9 @@ import { parseViot } from "../driver/topology/viot.ts";
 import { fdtTopology } from "../driver/topology/fdt.ts";
 import { readBuiltinTopology } from "../driver/topology/builtin.ts";
 import { TopologyError, type TopologyErrorCode } from "../driver/topology/errors.ts";
-import {
-  buildViot,
-  ConfigSpace,
-  qemuQ35Viot,
-  viotPciIommu,
-  viotPciRange,
-  virtLikeFdt,
-} from "./_topology_fixtures.ts";
+import { buildViot, qemuQ35Viot, viotPciIommu, viotPciRange } from "./_topology_viot.ts";
+import { virtLikeFdt } from "./_topology_fdt.ts";
+import { ConfigSpace } from "./_topology_builtin.ts";
 
 function assertCode(fn: () => unknown, code: TopologyErrorCode): void {
   assert.throws(fn, (e: unknown) => e instanceof TopologyError && e.code === code);

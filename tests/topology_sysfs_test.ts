@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { readSysfsTopology, readSysfsViot } from "../host/sysfs_topology.ts";
 import { TopologyError } from "../driver/topology/errors.ts";
-import { qemuQ35Viot } from "./_topology_fixtures.ts";
+import { qemuQ35Viot } from "./_topology_viot.ts";
 
 function config(
   classCode: number,

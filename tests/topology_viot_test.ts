@@ -9,7 +9,7 @@ import {
   viotMmioIommu,
   viotPciIommu,
   viotPciRange,
-} from "./_topology_fixtures.ts";
+} from "./_topology_viot.ts";
 
 function assertCode(fn: () => unknown, code: TopologyErrorCode): void {
   assert.throws(
