@@ -53,6 +53,14 @@ export function ringOf(bus: Bus): RingLayout {
   return bus.endsWith("+packed") ? "packed" : "split";
 }
 
+/** The test registrar of `kind`'s tests: `t(name, fn)` registers `[kind] name`. */
+export function busTest(kind: Bus): (name: string, fn: () => Promise<void>) => void {
+  const t = (name: string, fn: () => Promise<void>): void => {
+    Deno.test(`[${kind}] ${name}`, fn);
+  };
+  return t;
+}
+
 /** The driver's features without VIRTIO_F_RING_RESET: a queue the device breaks stays broken. */
 export const NO_RING_RESET: bigint = SUPPORTED_FEATURES & ~featureBit(VIRTIO_F_RING_RESET);
 

@@ -160,6 +160,27 @@ for (const wiring of WIRINGS) {
     await r.iommu.close();
   });
 
+  // Regression: a queue reset used to leave the event ring suppressed (found by the real-device
+  // test once queue reset and interrupts met): faults then never woke the driver.
+  Deno.test(`VirtioIommu over ${wiring}: after resetQueue("event") faults still come by interrupt`, async () => {
+    const r = await rig(wiring);
+    await r.iommu.attach(1, 0x08);
+    await r.iommu.resetQueue("event");
+    const seen: FaultEvent[] = [];
+    r.iommu.onFault((f) => seen.push(f));
+    const before = r.iommu.interruptStats!.usedBuffer;
+    // Several, one after the other: a device may interrupt for the first used buffer after a
+    // reset whatever the suppression state says (the mock and QEMU do), not for the next ones.
+    for (let i = 0; i < 3; i++) {
+      r.device.translate(0x08, 0x6000n + BigInt(i) * 0x1000n, "write");
+      await tick();
+      assert.equal(seen.length, i + 1, `fault ${i} reached the listener with nobody polling`);
+    }
+    assert.equal(seen[2].address, 0x8000n);
+    assert.ok(r.iommu.interruptStats!.usedBuffer >= before + 3);
+    await r.iommu.close();
+  });
+
   Deno.test(`VirtioIommu over ${wiring}: nextFault() sleeps until the interrupt, no 1 ms polling`, async () => {
     const r = await rig(wiring);
     await r.iommu.attach(1, 0x08);

@@ -59,7 +59,7 @@ import {
 } from "../spec/viot.ts";
 import { q35Viot } from "../mock/q35_viot.ts";
 import { parseViot } from "../driver/topology/viot.ts";
-import { qemuQ35Viot } from "../tools/topology_builders.ts";
+import { qemuQ35Viot } from "../tools/topology/viot.ts";
 
 Deno.test("MmioReg is the virtio-mmio register table of virtio 1.3 §4.2.2", () => {
   assert.deepEqual({ ...MmioReg }, {

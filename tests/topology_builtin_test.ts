@@ -9,7 +9,7 @@ import {
 } from "../driver/topology/builtin.ts";
 import { TopologyError, type TopologyErrorCode } from "../driver/topology/errors.ts";
 import { STATUS_ACKNOWLEDGE, STATUS_DRIVER } from "../spec/status.ts";
-import { ConfigSpace, FakeTransport } from "../tools/topology_builders.ts";
+import { ConfigSpace, FakeTransport } from "../tools/topology/builtin.ts";
 
 function read(config: ConfigSpace): ReturnType<typeof readBuiltinTopology> {
   return readBuiltinTopology((offset) => config.read32(offset), "draft", {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { fdtCells, fdtPciEndpoint, fdtTopology, parseFdt } from "../driver/topology/fdt.ts";
 import { TopologyError, type TopologyErrorCode } from "../driver/topology/errors.ts";
-import { FdtBuilder, virtLikeFdt } from "../tools/topology_builders.ts";
+import { FdtBuilder, virtLikeFdt } from "../tools/topology/fdt.ts";
 
 function assertCode(fn: () => unknown, code: TopologyErrorCode): void {
   assert.throws(

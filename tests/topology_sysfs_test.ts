@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { readSysfsTopology, readSysfsViot } from "../host/sysfs_topology.ts";
 import { TopologyError } from "../driver/topology/errors.ts";
-import { qemuQ35Viot } from "../tools/topology_builders.ts";
+import { qemuQ35Viot } from "../tools/topology/viot.ts";
 
 function config(
   classCode: number,

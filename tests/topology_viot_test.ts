@@ -9,7 +9,7 @@ import {
   viotMmioIommu,
   viotPciIommu,
   viotPciRange,
-} from "../tools/topology_builders.ts";
+} from "../tools/topology/viot.ts";
 
 function assertCode(fn: () => unknown, code: TopologyErrorCode): void {
   assert.throws(

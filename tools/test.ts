@@ -3,7 +3,7 @@
  * output short. Passing tests are a count on a progress line (on a terminal; nothing in CI),
  * failures are printed in full as Deno prints them, and the summary at the end lists every
  * skipped test with its reason and the notes tests left (boot times, µs per pair), then
- * Deno's own result line. Arguments are passed on: `deno task test tests/cli_test.ts`,
+ * Deno's own result line. Arguments are passed on: `deno task test tests/cli_main_test.ts`,
  * `deno task test --filter probe`.
  *
  * Needs `--allow-read --allow-write --allow-run --allow-env` (temporary files, the child).

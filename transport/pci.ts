@@ -28,31 +28,36 @@ import { type QueueAddresses, type Transport, TransportError } from "./transport
 import { checkQueueIndex, checkQueueSize } from "./_queue_checks.ts";
 import type { InterruptSource } from "./interrupt_source.ts";
 import {
+  type PciBarAccessor,
+  type PciCapLocation,
+  type PciLayout,
+  walkCapabilities,
+} from "./pci_caps.ts";
+
+export {
+  type PciBarAccessor,
+  type PciCapLocation,
+  type PciCapWalk,
+  type PciLayout,
+  walkCapabilities,
+} from "./pci_caps.ts";
+import {
   CommonCfg,
-  PCI_CAP_ID_VENDOR,
-  PCI_CAP_WALK_LIMIT,
-  PCI_CFG_CAPABILITIES,
   PCI_CFG_DEVICE,
-  PCI_CFG_HEADER_SIZE,
   PCI_CFG_REVISION,
   PCI_CFG_SPACE_SIZE,
   PCI_CFG_STATUS,
   PCI_CFG_SUBSYSTEM,
   PCI_CFG_VENDOR,
   PCI_STATUS_CAP_LIST,
-  VIRTIO_PCI_CAP_SIZE,
   VIRTIO_PCI_MODERN_BASE,
   VIRTIO_PCI_MODERN_LAST,
-  VIRTIO_PCI_NOTIFY_CAP_SIZE,
   VIRTIO_PCI_TRANSITIONAL_FIRST,
   VIRTIO_PCI_TRANSITIONAL_LAST,
   VIRTIO_PCI_VENDOR,
   VirtioPciCap,
-  VirtioPciCapField,
 } from "../spec/pci.ts";
 
-/** Bytes of common cfg this transport touches (through queue_device). */
-const COMMON_MIN_LENGTH = CommonCfg.QUEUE_DEVICE + 8;
 /** Bytes of common cfg that hold queue_reset (VIRTIO_F_RING_RESET, §4.1.4.3). */
 const COMMON_RESET_LENGTH = CommonCfg.QUEUE_RESET + 2;
 const CAP_NAMES = ["", "COMMON", "NOTIFY", "ISR", "DEVICE"];
@@ -63,35 +68,6 @@ const REQUIRED_CAPS = [
   VirtioPciCap.ISR,
   VirtioPciCap.DEVICE,
 ];
-
-/** Where one virtio structure lives. */
-export interface PciCapLocation {
-  /** Config-space offset of the capability that described it. */
-  cap: number;
-  /** BAR index (0–5). */
-  bar: number;
-  /** Offset inside the BAR. */
-  offset: number;
-  /** Length in bytes. */
-  length: number;
-}
-
-/** The structures the capability walk found. */
-export interface PciLayout {
-  /** Common configuration. */
-  common: PciCapLocation;
-  /** Notification area. */
-  notify: PciCapLocation;
-  /** ISR status byte. */
-  isr: PciCapLocation;
-  /** Device-specific configuration. */
-  device: PciCapLocation;
-  /** `notify_off_multiplier` of the notify capability. */
-  notifyOffMultiplier: number;
-}
-
-/** Returns the BAR window of BAR `index`, or null when it is not mapped. */
-export type PciBarAccessor = (index: number) => RegisterSpace | null;
 
 /** Options of {@link PciTransport}. */
 export interface PciTransportOptions {
@@ -414,75 +390,5 @@ export class PciTransport implements Transport {
 function checkVector(vector: number): void {
   if (!Number.isInteger(vector) || vector < 0 || vector > 0xffff) {
     throw new RangeError(`Invalid MSI-X vector ${vector}: expected 0..0xffff`);
-  }
-}
-
-/** Result of {@link walkCapabilities}: the first usable capability of each type 1–4. */
-export interface PciCapWalk {
-  /** Indexed by `cfg_type`; null where none was usable. Index 0 is unused. */
-  caps: (PciCapLocation | null)[];
-  /** `notify_off_multiplier` of the chosen notify capability. */
-  multiplier: number;
-}
-
-/**
- * Walks the capability list (virtio 1.3 §4.1.4): vendor capabilities only, the first usable
- * one of each type; reserved types, BARs above 5, and structures that do not fit in their
- * BAR's window are skipped. The walk stops at a pointer outside config space, after
- * {@link PCI_CAP_WALK_LIMIT} capabilities, or when a capability repeats (a loop). A function
- * without a capability list (status bit 4 clear) yields no capabilities.
- */
-export function walkCapabilities(config: RegisterSpace, bar: PciBarAccessor): PciCapWalk {
-  const caps: (PciCapLocation | null)[] = [null, null, null, null, null];
-  let multiplier = 0;
-  if ((config.read16(PCI_CFG_STATUS) & PCI_STATUS_CAP_LIST) === 0) return { caps, multiplier };
-  const visited = new Set<number>();
-  let ptr = config.read8(PCI_CFG_CAPABILITIES) & 0xfc;
-  for (let n = 0; n < PCI_CAP_WALK_LIMIT && ptr !== 0; n++) {
-    if (ptr < PCI_CFG_HEADER_SIZE || ptr + 2 > config.size || visited.has(ptr)) break;
-    visited.add(ptr);
-    const capId = config.read8(ptr + VirtioPciCapField.CAP_VNDR);
-    const next = config.read8(ptr + VirtioPciCapField.CAP_NEXT) & 0xfc;
-    if (capId === PCI_CAP_ID_VENDOR && ptr + VIRTIO_PCI_CAP_SIZE <= config.size) {
-      const capLen = config.read8(ptr + VirtioPciCapField.CAP_LEN);
-      const type = config.read8(ptr + VirtioPciCapField.CFG_TYPE);
-      const barIndex = config.read8(ptr + VirtioPciCapField.BAR);
-      const known = type >= VirtioPciCap.COMMON && type <= VirtioPciCap.DEVICE;
-      // A larger cap_len is accepted (virtio 1.3 §4.1.4); a NOTIFY cap needs its multiplier.
-      const minLen = type === VirtioPciCap.NOTIFY
-        ? VIRTIO_PCI_NOTIFY_CAP_SIZE
-        : VIRTIO_PCI_CAP_SIZE;
-      if (
-        known && caps[type] === null && barIndex <= 5 && capLen >= minLen &&
-        ptr + minLen <= config.size
-      ) {
-        const offset = config.read32(ptr + VirtioPciCapField.OFFSET);
-        const length = config.read32(ptr + VirtioPciCapField.LENGTH);
-        const window = bar(barIndex);
-        if (window !== null && usable(type, offset, length, window.size)) {
-          caps[type] = { cap: ptr, bar: barIndex, offset, length };
-          if (type === VirtioPciCap.NOTIFY) {
-            multiplier = config.read32(ptr + VirtioPciCapField.NOTIFY_OFF_MULTIPLIER);
-          }
-        }
-      }
-    }
-    ptr = next;
-  }
-  return { caps, multiplier };
-}
-
-/** Whether a structure of `type` at `offset`/`length` fits a window and its rules. */
-function usable(type: number, offset: number, length: number, windowSize: number): boolean {
-  if (offset + length > windowSize) return false;
-  switch (type) {
-    case VirtioPciCap.COMMON:
-      return (offset & 3) === 0 && length >= COMMON_MIN_LENGTH; // §4.1.4.3: 4-byte aligned
-    case VirtioPciCap.NOTIFY:
-      return (offset & 1) === 0 && length >= 2;
-    case VirtioPciCap.ISR:
-      return length >= 1;
-    default:
-      return (offset & 3) === 0; // §4.1.4.6: device cfg 4-byte aligned
   }
 }

@@ -3,12 +3,14 @@
  * ATTACH, DETACH, MAP, UNMAP and PROBE with caller input checked before anything is sent,
  * domains that remember their mappings, reserved regions, bypass, and fault events.
  *
- * This file is the driver's public face and its lifecycle (create, reset, close); the work is
- * elsewhere: `api.ts` (option and record shapes), `planner.ts` + `checks.ts` (MAP/UNMAP rules
- * and records), `fast_path.ts` (one-at-a-time MAP/UNMAP), `send.ts` (requests that wait for a
- * slot, replay), `attach_checks.ts`, `batch.ts`, `fault_inbox.ts`, `request_queue.ts` and
- * `event_queue.ts`. Over the 400-line guideline because each public method carries its JSDoc
- * and the spec rule it keeps; the bodies are short delegations.
+ * This file is the driver's public face and its lifecycle (create, reset, close, and where
+ * interrupts and queue recovery are wired in); the work is elsewhere: `api.ts` (option and
+ * record shapes), `planner.ts` + `checks.ts` (MAP/UNMAP rules and records), `fast_path.ts`
+ * (one-at-a-time MAP/UNMAP), `send.ts` (requests that wait for a slot, replay),
+ * `attach_checks.ts`, `records.ts`, `batch.ts`, `fault_inbox.ts`, `request_queue.ts`,
+ * `event_queue.ts`, `queue_recovery.ts` (RING_RESET) and `../virtio/interrupt_setup.ts`. Over the
+ * 400-line guideline because each public method carries its JSDoc and the spec rule it keeps;
+ * the bodies are short delegations.
  *
  * @module
  */
@@ -43,6 +45,7 @@ export { MAX_KEPT_FAULTS } from "./fault_inbox.ts";
 import { parseProbeProperties, type ProbeResult, type ReservedRegion } from "./probe.ts";
 import { RequestQueue } from "./request_queue.ts";
 import { FastRequests } from "./fast_path.ts";
+import { domainInfos, mappingInfos, pageChunks, physOf } from "./records.ts";
 import { RequestSender } from "./send.ts";
 import { checkReservedCompatible } from "./attach_checks.ts";
 import {
@@ -577,25 +580,14 @@ export class VirtioIommu {
 
   /** MAP split into the largest page sizes page_size_mask allows (#a, #b, #c hold the range). */
   async #mapSplit(domain: number, flags: number): Promise<void> {
-    let iova = joinAddress(this.#planner.checks.iova.lo, this.#planner.checks.iova.hi);
-    let phys = joinAddress(this.#planner.checks.phys.lo, this.#planner.checks.phys.hi);
-    const last = joinAddress(this.#planner.checks.last.lo, this.#planner.checks.last.hi);
-    const mask = this.#config.pageSizeMask;
-    const chunks: Array<[bigint, bigint, bigint]> = [];
-    while (iova <= last) {
-      const remaining = last - iova + 1n;
-      let size = 1n << BigInt(this.#planner.checks.granule);
-      for (let bit = 63n; bit >= 0n; bit--) {
-        const page = 1n << bit;
-        if ((mask & page) === 0n || page > remaining) continue;
-        if (iova % page !== 0n || phys % page !== 0n) continue;
-        size = page;
-        break;
-      }
-      chunks.push([iova, phys, size]);
-      iova += size;
-      phys += size;
-    }
+    const c = this.#planner.checks;
+    const chunks = pageChunks(
+      joinAddress(c.iova.lo, c.iova.hi),
+      joinAddress(c.phys.lo, c.phys.hi),
+      joinAddress(c.last.lo, c.last.hi),
+      this.#config.pageSizeMask,
+      c.granule,
+    );
     const done: Array<[bigint, bigint]> = [];
     try {
       for (const [i, p, s] of chunks) {
@@ -740,43 +732,20 @@ export class VirtioIommu {
 
   /** The domains the driver knows. */
   domains(): DomainInfo[] {
-    return this.#domains.all().map((d) => ({
-      id: d.id,
-      bypass: d.bypass,
-      endpoints: [...d.endpoints].sort((a, b) => a - b),
-      mappings: d.mappings.size,
-    }));
+    return domainInfos(this.#domains);
   }
 
   /** The mappings the driver remembers for `domain`, in address order. */
   mappings(domain: number): MappingInfo[] {
     checkU32(domain, "domain");
-    const record = this.#domains.get(domain);
-    if (!record) return [];
-    const m = record.mappings;
-    const out: MappingInfo[] = [];
-    m.forEach((s) => {
-      out.push({
-        iova: joinAddress(m.startLo(s), m.startHi(s)),
-        last: joinAddress(m.endLo(s), m.endHi(s)),
-        phys: joinAddress(m.physLo(s), m.physHi(s)),
-        flags: m.flags(s),
-      });
-    });
-    return out;
+    return mappingInfos(this.#domains, domain);
   }
 
   /** The physical address `iova` maps to in `domain`, from the driver's records, or null. */
   iovaToPhys(domain: number, iova: Address): bigint | null {
     checkU32(domain, "domain");
     const a = checkAddress(iova, "iova", this.#planner.checks.iova);
-    const record = this.#domains.get(domain);
-    if (!record) return null;
-    const s = record.mappings.find(a.lo, a.hi);
-    if (s < 0) return null;
-    const m = record.mappings;
-    return joinAddress(m.physLo(s), m.physHi(s)) +
-      (joinAddress(a.lo, a.hi) - joinAddress(m.startLo(s), m.startHi(s)));
+    return physOf(this.#domains, domain, a.lo, a.hi);
   }
 
   // ---------------------------------------------------------------------------------------

@@ -27,6 +27,8 @@ export class EventQueue {
   #buffers: DmaRegion;
   #headToBuffer: Int32Array;
   #onFault: (event: FaultEvent) => void;
+  /** Whether used-buffer interrupts were asked for ({@link EventQueue.enableInterrupts}). */
+  #interrupts = false;
 
   /** Creates the queue with one buffer per ring entry; `onFault` receives each report. */
   constructor(
@@ -81,6 +83,7 @@ export class EventQueue {
    * before the enable, which raised none. Returns how many reports that read found.
    */
   enableInterrupts(): number {
+    this.#interrupts = true;
     return this.vq.setInterrupts(true) ? 0 : this.collect();
   }
 
@@ -107,10 +110,15 @@ export class EventQueue {
     return n;
   }
 
-  /** After a device reset: puts the ring back to its initial state (call enable() again). */
+  /**
+   * After a device or queue reset: puts the ring back to its initial state (call enable()
+   * again). A queue that took interrupts asks for them again: a ring reset clears the ring's
+   * suppression state (§2.6.1), and a driver that sleeps on the interrupt would never wake.
+   */
   restart(): void {
     this.vq.reset();
     this.#headToBuffer.fill(-1);
+    if (this.#interrupts) this.vq.setInterrupts(true);
   }
 
   /** Frees the DMA memory. */

@@ -18,16 +18,15 @@ import { resolveTopology } from "../../driver/topology/resolve.ts";
 import { parseViot } from "../../driver/topology/viot.ts";
 import {
   buildViot,
-  ConfigSpace,
-  FdtBuilder,
   fixChecksum,
   qemuQ35Viot,
   viotMmioEndpoint,
   viotMmioIommu,
   viotPciIommu,
   viotPciRange,
-  virtLikeFdt,
-} from "../topology_builders.ts";
+} from "../topology/viot.ts";
+import { FdtBuilder, virtLikeFdt } from "../topology/fdt.ts";
+import { ConfigSpace } from "../topology/builtin.ts";
 import { FuzzCrash, type FuzzTarget, type Outcome } from "./engine.ts";
 
 /** Runs `parse`; a TopologyError is a typed rejection, anything else a crash. */
