@@ -11,10 +11,10 @@
 import { decodeFault } from "../../driver/iommu/events.ts";
 import { parseProbeProperties, type ProbeResult } from "../../driver/iommu/probe.ts";
 import { SplitVirtqueue } from "../../driver/virtio/split_queue.ts";
-import { VirtqueueError } from "../../driver/virtio/virtqueue.ts";
 import { FAULT_SIZE, VIRTIO_IOMMU_FAULT_F_ADDRESS } from "../../spec/iommu.ts";
 import { SimulatedMemory } from "../../transport/memory.ts";
 import { FuzzCrash, type FuzzTarget, type Outcome } from "./engine.ts";
+import { guarded, popChecked, release } from "./ring_checks.ts";
 
 /** A RESV_MEM property (§5.13.6.7.1, 24 bytes) at `at` of `view`. */
 function resvMem(view: DataView, at: number, subtype: number, start: number, end: number): void {
@@ -128,9 +128,6 @@ export const faultTarget: FuzzTarget = {
   },
 };
 
-/** Guard bytes around the queue: the driver must never write them. */
-const GUARD_BEFORE = 0xa5, GUARD_AFTER = 0x5a;
-
 /**
  * The split used ring. Input bytes: [0] queue size (2 << (b & 3)), [1] bit 0 EVENT_IDX, bit 1
  * INDIRECT, [2] chains to put in flight, then one writable length byte per chain, then rounds of
@@ -188,14 +185,12 @@ export function splitUsedRingTarget(): FuzzTarget {
       const byte = (): number => (at < input.length ? input[at++] : 0);
       const size = 2 << (byte() & 3);
       const flags = byte();
-      const before = memory.alloc(256, 4096);
-      const vq = new SplitVirtqueue(0, size, memory, {
-        eventIdx: (flags & 1) !== 0,
-        indirect: (flags & 2) !== 0,
-      });
-      const after = memory.alloc(256, 4096);
-      before.bytes.fill(GUARD_BEFORE);
-      after.bytes.fill(GUARD_AFTER);
+      const g = guarded(memory, () =>
+        new SplitVirtqueue(0, size, memory, {
+          eventIdx: (flags & 1) !== 0,
+          indirect: (flags & 2) !== 0,
+        }));
+      const { vq, before, after } = g;
       const writable = new Map<number, number>();
       const chains = byte();
       for (let c = 0; c < chains; c++) {
@@ -223,37 +218,10 @@ export function splitUsedRingTarget(): FuzzTarget {
         }
         idx = next;
         v.setUint16(used + 2, idx, true);
-        outcome = popAll(vq, writable);
+        outcome = popChecked(vq, writable);
       }
-      const clean = before.bytes.every((x) => x === GUARD_BEFORE) &&
-        after.bytes.every((x) => x === GUARD_AFTER);
-      vq.destroy();
-      memory.free(before);
-      memory.free(after);
-      if (!clean) throw new FuzzCrash("the driver wrote outside its queue");
+      release(memory, g);
       return outcome;
     },
   };
-}
-
-/** Pops every used element; "rejected" when the queue broke (typed, and stays broken). */
-function popAll(vq: SplitVirtqueue, writable: Map<number, number>): Outcome {
-  try {
-    for (let head = vq.popUsed(); head >= 0; head = vq.popUsed()) {
-      const w = writable.get(head);
-      if (w === undefined) throw new FuzzCrash(`popUsed returned ${head}, not in flight`);
-      if (vq.usedLen > w) throw new FuzzCrash(`used len ${vq.usedLen} > writable ${w}`);
-      writable.delete(head);
-    }
-    return "ok";
-  } catch (error) {
-    if (!(error instanceof VirtqueueError)) throw error;
-  }
-  try {
-    vq.popUsed();
-  } catch (again) {
-    if (again instanceof VirtqueueError) return "rejected";
-    throw again;
-  }
-  throw new FuzzCrash("popUsed on a broken queue did not throw");
 }

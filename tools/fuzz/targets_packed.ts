@@ -12,7 +12,6 @@
  */
 
 import { PackedVirtqueue } from "../../driver/virtio/packed_queue.ts";
-import { VirtqueueError } from "../../driver/virtio/virtqueue.ts";
 import {
   PACKED_DESC_FLAGS,
   PACKED_DESC_ID,
@@ -23,9 +22,7 @@ import {
 } from "../../spec/packed_ring.ts";
 import { SimulatedMemory } from "../../transport/memory.ts";
 import { FuzzCrash, type FuzzTarget, type Outcome } from "./engine.ts";
-
-/** Guard bytes around the queue: the driver must never write them. */
-const GUARD_BEFORE = 0xa5, GUARD_AFTER = 0x5a;
+import { guarded, popChecked, release } from "./ring_checks.ts";
 
 /** AVAIL and USED both set: a used descriptor in the device's first lap (wrap counter 1). */
 const USED_LAP_1 = VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED;
@@ -68,14 +65,12 @@ export function packedUsedRingTarget(): FuzzTarget {
       const byte = (): number => (at < input.length ? input[at++] : 0);
       const size = 2 + (byte() % 39);
       const flags = byte();
-      const before = memory.alloc(256, 4096);
-      const vq = new PackedVirtqueue(0, size, memory, {
-        eventIdx: (flags & 1) !== 0,
-        indirect: (flags & 2) !== 0,
-      });
-      const after = memory.alloc(256, 4096);
-      before.bytes.fill(GUARD_BEFORE);
-      after.bytes.fill(GUARD_AFTER);
+      const g = guarded(memory, () =>
+        new PackedVirtqueue(0, size, memory, {
+          eventIdx: (flags & 1) !== 0,
+          indirect: (flags & 2) !== 0,
+        }));
+      const { vq, before, after } = g;
       const ring = memory.resolve(
         vq.addresses.descLo,
         vq.addresses.descHi,
@@ -112,41 +107,16 @@ export function packedUsedRingTarget(): FuzzTarget {
           v.setUint32(off + PACKED_DESC_LEN, len >>> 0, true);
           v.setUint16(off + PACKED_DESC_FLAGS, f, true);
         }
-        outcome = popAll(vq, published, added.size);
+        // Published buffers may come back; the accounting must cover those only added too.
+        outcome = popChecked(vq, published, () => {
+          if (vq.inFlight !== published.size + added.size) {
+            throw new FuzzCrash(`inFlight ${vq.inFlight} but ${published.size + added.size} out`);
+          }
+          if (vq.numFree < 0 || vq.numFree > vq.size) throw new FuzzCrash(`numFree ${vq.numFree}`);
+        });
       }
-      const clean = before.bytes.every((x) => x === GUARD_BEFORE) &&
-        after.bytes.every((x) => x === GUARD_AFTER);
-      vq.destroy();
-      memory.free(before);
-      memory.free(after);
-      if (!clean) throw new FuzzCrash("the driver wrote outside its queue");
+      release(memory, g);
       return outcome;
     },
   };
-}
-
-/** Pops what the device offers; "rejected" when the queue broke (typed, and stays broken). */
-function popAll(vq: PackedVirtqueue, published: Map<number, number>, unpublished: number): Outcome {
-  try {
-    for (let id = vq.popUsed(); id >= 0; id = vq.popUsed()) {
-      const w = published.get(id);
-      if (w === undefined) throw new FuzzCrash(`popUsed returned ${id}, not published in flight`);
-      if (vq.usedLen > w) throw new FuzzCrash(`used len ${vq.usedLen} > writable ${w}`);
-      published.delete(id);
-    }
-    if (vq.inFlight !== published.size + unpublished) {
-      throw new FuzzCrash(`inFlight ${vq.inFlight} but ${published.size + unpublished} out`);
-    }
-    if (vq.numFree < 0 || vq.numFree > vq.size) throw new FuzzCrash(`numFree ${vq.numFree}`);
-    return "ok";
-  } catch (error) {
-    if (!(error instanceof VirtqueueError)) throw error;
-  }
-  try {
-    vq.popUsed();
-  } catch (again) {
-    if (again instanceof VirtqueueError) return "rejected";
-    throw again;
-  }
-  throw new FuzzCrash("popUsed on a broken queue did not throw");
 }
