@@ -5,6 +5,10 @@
  * interrupt line taken (the request path must not get slower). `bench/summary.ts` reports the
  * same figures as a table with ratios.
  *
+ * The driver's entries are `async` functions on purpose: Deno 2.9.6's bench runner awaits an
+ * entry only when it is declared `async`; a plain arrow that returns a promise is timed as if
+ * synchronous, so its requests pile up unawaited (thousands in flight, then a stack overflow).
+ *
  * @module
  */
 

@@ -23,7 +23,14 @@
 
 import type { DmaAllocator, DmaRegion } from "../../transport/dma.ts";
 import type { QueueAddresses } from "../../transport/transport.ts";
-import { allocTables, loadWord, ringWords, storeWord } from "./ring_memory.ts";
+import {
+  allocTables,
+  loadDword,
+  loadWord,
+  ringDwords,
+  ringWords,
+  storeWord,
+} from "./ring_memory.ts";
 import { addHi, addLo } from "../../util/u64.ts";
 import {
   availState,
@@ -111,6 +118,8 @@ export class PackedVirtqueue implements Virtqueue {
   #view: DataView;
   /** 16-bit little-endian view over the region for Atomics on flags and event words, or null. */
   #u16: Uint16Array | null;
+  /** The same region in 32-bit words, for the device's event suppression structure. */
+  #u32: Uint32Array | null;
   #indirectRegion: DmaRegion | null;
   #indirectView: DataView | null;
   /** Byte offsets of the driver and device event suppression structures in the region. */
@@ -183,6 +192,7 @@ export class PackedVirtqueue implements Virtqueue {
     this.#region = dma.alloc(this.#deviceOff + EVENT_SUPPRESS_SIZE, 4096);
     this.#view = this.#region.view;
     this.#u16 = ringWords(this.#region);
+    this.#u32 = ringDwords(this.#region);
     this.#indirectRegion = allocTables(dma, this.#region, size * maxIndirect * PACKED_DESC_SIZE);
     this.#indirectView = this.#indirectRegion?.view ?? null;
     const r = this.#region;
@@ -363,13 +373,18 @@ export class PackedVirtqueue implements Virtqueue {
     this.#addedDescs = 0;
     this.#publishedDescs += added;
     this.#epoch++;
-    const flags = this.#load16(this.#deviceOff + EVENT_FLAGS) & EVENT_FLAGS_MASK;
+    // The whole structure in one seq-cst load (§2.8.10: le16 off_wrap at EVENT_OFF_WRAP, le16
+    // flags at EVENT_FLAGS, 4-byte aligned): a consistent snapshot of both words, and one
+    // Atomics call instead of two. Each is a call V8 does not inline and that no load or store
+    // is moved across; on the mock one at a time they were a sixth of the request's time.
+    const event = loadDword(this.#u32, this.#view, this.#deviceOff);
+    const flags = (event >>> (8 * EVENT_FLAGS)) & EVENT_FLAGS_MASK;
     if (flags === RING_EVENT_FLAGS_DISABLE) return false;
     // DESC is only meaningful with EVENT_IDX; without it, and for the reserved value 3, notify.
     if (flags !== RING_EVENT_FLAGS_DESC || !this.eventIdx) return true;
     const next = this.#availPos;
     return passedEvent(
-      this.#load16(this.#deviceOff + EVENT_OFF_WRAP),
+      (event >>> (8 * EVENT_OFF_WRAP)) & 0xffff,
       this.#availWrap,
       next - added,
       next,

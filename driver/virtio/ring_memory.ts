@@ -23,6 +23,17 @@ export function ringWords(region: DmaRegion): Uint16Array | null {
 }
 
 /**
+ * A 32-bit view over `region` for seq-cst loads of a pair of 16-bit words at once, or null
+ * when the platform is big-endian or the region is not 4-byte aligned.
+ */
+export function ringDwords(region: DmaRegion): Uint32Array | null {
+  const bytes = region.bytes;
+  return LITTLE_ENDIAN && bytes.byteOffset % 4 === 0
+    ? new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 2)
+    : null;
+}
+
+/**
  * Allocates `bytes` of indirect tables (page-aligned), or returns null for 0 bytes. When the
  * allocation fails the queue's `ring` region is freed before the error is rethrown, so a queue
  * that could not be built holds nothing.
@@ -40,6 +51,14 @@ export function allocTables(dma: DmaAllocator, ring: DmaRegion, bytes: number): 
 /** Seq-cst 16-bit load at byte offset `off` of a ring region (its DataView without `words`). */
 export function loadWord(words: Uint16Array | null, view: DataView, off: number): number {
   return words !== null ? Atomics.load(words, off >> 1) : view.getUint16(off, true);
+}
+
+/**
+ * Seq-cst 32-bit little-endian load at byte offset `off` (4-byte aligned) of a ring region: two
+ * adjacent 16-bit words in one access (its DataView without `dwords`).
+ */
+export function loadDword(dwords: Uint32Array | null, view: DataView, off: number): number {
+  return dwords !== null ? Atomics.load(dwords, off >> 2) : view.getUint32(off, true);
 }
 
 /** Seq-cst 16-bit store at byte offset `off` of a ring region (its DataView without `words`). */
