@@ -136,8 +136,11 @@ function boundDriver(dir: string): string | null {
   }
 }
 
-/** Turns a Deno file-system error on `path` into a host error. */
-function fileError(err: unknown, path: string, doing: string): Error {
+/**
+ * Turns a Deno file-system error on `path` into a host error: {@link HostPermissionError} for a
+ * missing Deno permission (NotCapable) or a refusal by the kernel (EACCES/EPERM).
+ */
+export function fileError(err: unknown, path: string, doing: string): Error {
   if (err instanceof Deno.errors.NotCapable) {
     return new HostPermissionError(
       `Cannot ${doing} ${path}: Deno permission missing (Deno 2.9.6 opens /sys only with ` +

@@ -25,6 +25,7 @@ import {
 } from "../driver/topology/pci_tree.ts";
 import { resolveTopology, type TopologyTable } from "../driver/topology/resolve.ts";
 import { parseViot, type Viot } from "../driver/topology/viot.ts";
+import { fileError } from "./sysfs_pci.ts";
 
 /** Options of the sysfs readers. */
 export interface SysfsTopologyOptions {
@@ -32,31 +33,43 @@ export interface SysfsTopologyOptions {
   sysfs?: string;
 }
 
-/** Reads every PCI function under `<sysfs>/bus/pci/devices` into a {@link PciTree}. */
+/**
+ * Reads every PCI function under `<sysfs>/bus/pci/devices` into a {@link PciTree}. Throws
+ * HostPermissionError (naming the path and the flag) when Deno or the kernel refuses a read.
+ */
 export async function readSysfsPciTree(options: SysfsTopologyOptions = {}): Promise<PciTree> {
   const folder = `${options.sysfs ?? "/sys"}/bus/pci/devices`;
   const devices: PciDevice[] = [];
-  for await (const entry of Deno.readDir(folder)) {
-    let address;
-    try {
-      address = parseBdf(entry.name);
-    } catch {
-      continue; // Not a PCI address: ignore.
+  let path = folder;
+  try {
+    for await (const entry of Deno.readDir(folder)) {
+      let address;
+      try {
+        address = parseBdf(entry.name);
+      } catch {
+        continue; // Not a PCI address: ignore.
+      }
+      path = `${folder}/${entry.name}/config`;
+      devices.push(pciDeviceFromConfig(address, await Deno.readFile(path)));
     }
-    const config = await Deno.readFile(`${folder}/${entry.name}/config`);
-    devices.push(pciDeviceFromConfig(address, config));
+  } catch (error) {
+    throw fileError(error, path, "read");
   }
   return new PciTree(devices);
 }
 
-/** Reads and parses `<sysfs>/firmware/acpi/tables/VIOT`; `null` when the system has none. */
+/**
+ * Reads and parses `<sysfs>/firmware/acpi/tables/VIOT`; `null` when the system has none. Throws
+ * HostPermissionError when Deno or the kernel refuses the read.
+ */
 export async function readSysfsViot(options: SysfsTopologyOptions = {}): Promise<Viot | null> {
+  const path = `${options.sysfs ?? "/sys"}/firmware/acpi/tables/VIOT`;
   let bytes: Uint8Array;
   try {
-    bytes = await Deno.readFile(`${options.sysfs ?? "/sys"}/firmware/acpi/tables/VIOT`);
+    bytes = await Deno.readFile(path);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return null;
-    throw error;
+    throw fileError(error, path, "read");
   }
   return parseViot(bytes);
 }

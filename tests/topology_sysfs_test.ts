@@ -75,3 +75,32 @@ Deno.test("readSysfsViot() returns null without a VIOT and a TopologyError for a
     await Deno.remove(corrupt, { recursive: true });
   }
 });
+
+Deno.test("readSysfsTopology() without a Deno permission throws HostPermissionError naming --allow-all", async () => {
+  // A child with no permissions at all: Deno refuses the read with NotCapable, which the reader
+  // must turn into the host's typed error (before, the raw NotCapable escaped).
+  const root = await fakeSysfs(qemuQ35Viot());
+  const script = `
+    import { readSysfsTopology } from ${
+    JSON.stringify(new URL("../host/sysfs_topology.ts", import.meta.url).href)
+  };
+    try {
+      await readSysfsTopology({ sysfs: ${JSON.stringify(root)} });
+      console.log("no error");
+    } catch (e) {
+      console.log(e.name + ": " + e.message);
+    }`;
+  const file = await Deno.makeTempFile({ prefix: "viommu-noperm-", suffix: ".ts" });
+  await Deno.writeTextFile(file, script);
+  // `deno run` with no --allow flag (`deno eval` would grant everything).
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-check", "--no-prompt", file],
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  await Deno.remove(root, { recursive: true });
+  await Deno.remove(file);
+  const text = new TextDecoder().decode(out.stdout).trim();
+  assert.match(text, /^HostPermissionError: Cannot read .*bus\/pci\/devices.*--allow-all/);
+});
