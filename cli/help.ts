@@ -64,7 +64,8 @@ ${DEVICE_OPTIONS}`,
 
 Shows which endpoint ID each PCI function gets: device, requesterId, DMA alias, endpointId
 and isolation group ("-" for none). With --tree, the PCI hierarchy as lspci -t draws it,
-each function with its endpoint ID, alias and group. The mock is QEMU's q35 guest (endpoint ID = BDF through its VIOT, or the
+each function with its endpoint ID, alias and group (with --json: a nested "tree" next to the
+table's fields). The mock is QEMU's q35 guest (endpoint ID = BDF through its VIOT, or the
 draft built-in topology with --topology-layout draft); a real device reads sysfs and
 /sys/firmware/acpi/tables/VIOT.
 

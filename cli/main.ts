@@ -24,7 +24,7 @@ import { parseU32 } from "./numbers.ts";
 import { formatProbe, probeJson } from "./probe.ts";
 import { readLines, runShell } from "./shell.ts";
 import { formatTopology, readTopology, topologyJson } from "./topology.ts";
-import { formatTopologyTree } from "./topology_tree.ts";
+import { formatTopologyTree, topologyTreeJson } from "./topology_tree.ts";
 import denoConfig from "../deno.json" with { type: "json" };
 
 /** The package version, from deno.json. */
@@ -88,7 +88,12 @@ export async function main(args: string[], io: CliIo = denoIo()): Promise<number
       const report = await readTopology(spec);
       io.output.out(
         flags.json
-          ? jsonLine({ cmd, ok: true, ...topologyJson(report) })
+          ? jsonLine({
+            cmd,
+            ok: true,
+            ...topologyJson(report),
+            ...(flags.tree ? { tree: topologyTreeJson(report) } : {}),
+          })
           : flags.tree
           ? formatTopologyTree(report, painter)
           : formatTopology(report, painter),

@@ -73,3 +73,42 @@ export function formatTopologyTree(report: TopologyReport, painter: Painter): st
   for (const m of report.table.mmio) lines.push(mmioLine(m));
   return lines.map((line) => line.trimEnd() + "\n").join("");
 }
+
+/** One function of {@link topologyTreeJson}: its place, what the IOMMU makes of it, its children. */
+export interface TopologyTreeNode {
+  /** `SSSS:BB:DD.F`, as in the table's `device`. */
+  device: string;
+  /** The secondary bus of a bridge, else null. */
+  secondaryBus: number | null;
+  /** The resolved row's `type`, `endpointId`, `alias` and `group` (null when not resolved). */
+  type: string | null;
+  endpointId: number | null;
+  alias: number | null;
+  group: number | null;
+  /** The functions below a bridge, in bus order. */
+  children: TopologyTreeNode[];
+}
+
+/** The tree of `report` for machines: the same hierarchy as the drawing, nested, one root list. */
+export function topologyTreeJson(report: TopologyReport): TopologyTreeNode[] {
+  const rows = new Map(report.table.rows.map((row) => [row.device, row]));
+  const children = new Map<PciNode | null, PciNode[]>();
+  for (const node of report.tree.devices) {
+    const list = children.get(node.parent) ?? [];
+    list.push(node);
+    children.set(node.parent, list);
+  }
+  const build = (node: PciNode): TopologyTreeNode => {
+    const row = rows.get(node.bdf);
+    return {
+      device: node.bdf,
+      secondaryBus: BRIDGE_TYPES.has(node.type) ? node.secondaryBus ?? null : null,
+      type: row?.type ?? null,
+      endpointId: row?.endpointId ?? null,
+      alias: row?.alias ?? null,
+      group: row?.group ?? null,
+      children: (children.get(node) ?? []).map(build),
+    };
+  };
+  return (children.get(null) ?? []).map(build);
+}

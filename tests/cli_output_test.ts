@@ -12,7 +12,7 @@ import { run } from "./_cli_io.ts";
 import { Painter } from "../cli/format.ts";
 import { checkPageSizeMask, checkQueueSize, mockConfigFromJson } from "../cli/mock_config.ts";
 import { formatTopology, type TopologyReport } from "../cli/topology.ts";
-import { formatTopologyTree } from "../cli/topology_tree.ts";
+import { formatTopologyTree, topologyTreeJson } from "../cli/topology_tree.ts";
 import { describeViot } from "../driver/topology/description.ts";
 import { PciTree } from "../driver/topology/pci_tree.ts";
 import { isolationGroups, resolveTopology } from "../driver/topology/resolve.ts";
@@ -127,6 +127,40 @@ Deno.test("formatTopologyTree() draws the hierarchy as lspci -t does, with IDs a
   // The table and the tree agree on every alias.
   const table = formatTopology(bridgedReport(), plain);
   assert.match(table, /0000:02:01\.0\s+0x208\s+0x200\s+0x200/);
+});
+
+Deno.test("topologyTreeJson() nests the hierarchy the drawing shows, with the same fields", () => {
+  const roots = topologyTreeJson(bridgedReport());
+  assert.deepEqual(roots.map((n) => n.device), [
+    "0000:00:00.0",
+    "0000:00:02.0",
+    "0000:00:1c.0",
+    "0000:00:1f.3",
+  ]);
+  const port = roots[2];
+  assert.equal(port.type, "root-port");
+  assert.equal(port.secondaryBus, 1);
+  const bridge = port.children[0];
+  assert.equal(bridge.device, "0000:01:00.0");
+  assert.equal(bridge.secondaryBus, 2);
+  assert.deepEqual(
+    bridge.children.map((n) => [n.device, n.endpointId, n.alias]),
+    [["0000:02:01.0", 0x200, 0x200], ["0000:02:02.0", 0x200, 0x200]],
+  );
+  assert.equal(bridge.children[0].group, bridge.children[1].group);
+  assert.equal(roots[1].endpointId, null); // the function outside every VIOT range
+  assert.equal(roots[3].endpointId, 0xfb);
+});
+
+Deno.test("main() topology --tree --json adds the nested tree to the JSON", async () => {
+  const { code, out } = await run(["topology", "--tree", "--json"]);
+  assert.equal(code, 0);
+  const line = JSON.parse(out.stdout);
+  assert.ok(Array.isArray(line.devices), "the table's fields stay");
+  assert.equal(line.tree.length, line.devices.length, "the mock's functions all sit on bus 0");
+  assert.equal(line.tree.at(-1).endpointId, 0x18);
+  const plain = JSON.parse((await run(["topology", "--json"])).out.stdout);
+  assert.equal(plain.tree, undefined);
 });
 
 Deno.test("main() topology --tree runs on the mock; --tree on another command is a usage error", async () => {
