@@ -7,6 +7,7 @@
  */
 
 import { readConfigStable } from "../driver/virtio/init.ts";
+import { readConfig64 } from "../driver/iommu/config.ts";
 import type { Transport } from "../transport/transport.ts";
 import {
   CONFIG_BYPASS,
@@ -36,18 +37,12 @@ export interface RawConfig {
   bypass: number;
 }
 
-/** Reads a le64 config field as two aligned 32-bit halves, low first (§4.1.3.1). */
-function config64(t: Transport, offset: number): bigint {
-  const lo = t.readConfig32(offset);
-  return (BigInt(t.readConfig32(offset + 4)) << 32n) | BigInt(lo);
-}
-
 /** Reads every field of `struct virtio_iommu_config` inside the generation loop (§2.5.1). */
 export function readRawConfig(transport: Transport): RawConfig {
   return readConfigStable(transport, () => ({
-    pageSizeMask: config64(transport, CONFIG_PAGE_SIZE_MASK),
-    inputStart: config64(transport, CONFIG_INPUT_START),
-    inputEnd: config64(transport, CONFIG_INPUT_END),
+    pageSizeMask: readConfig64(transport, CONFIG_PAGE_SIZE_MASK),
+    inputStart: readConfig64(transport, CONFIG_INPUT_START),
+    inputEnd: readConfig64(transport, CONFIG_INPUT_END),
     domainStart: transport.readConfig32(CONFIG_DOMAIN_START),
     domainEnd: transport.readConfig32(CONFIG_DOMAIN_END),
     probeSize: transport.readConfig32(CONFIG_PROBE_SIZE),

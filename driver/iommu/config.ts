@@ -54,8 +54,8 @@ export class IommuConfigError extends Error {
   }
 }
 
-function read64(t: Transport, offset: number): bigint {
-  // 64-bit fields as two aligned 32-bit reads, low half first (virtio 1.3 §4.1.3.1).
+/** Reads a le64 config field as two aligned 32-bit reads, low half first (virtio 1.3 §4.1.3.1). */
+export function readConfig64(t: Transport, offset: number): bigint {
   const lo = t.readConfig32(offset);
   const hi = t.readConfig32(offset + 4);
   return (BigInt(hi) << 32n) | BigInt(lo);
@@ -67,12 +67,12 @@ function read64(t: Transport, offset: number): bigint {
  */
 export function readIommuConfig(transport: Transport, negotiated: bigint): IommuConfig {
   const config = readConfigStable(transport, () => ({
-    pageSizeMask: read64(transport, CONFIG_PAGE_SIZE_MASK),
+    pageSizeMask: readConfig64(transport, CONFIG_PAGE_SIZE_MASK),
     inputStart: hasFeature(negotiated, VIRTIO_IOMMU_F_INPUT_RANGE)
-      ? read64(transport, CONFIG_INPUT_START)
+      ? readConfig64(transport, CONFIG_INPUT_START)
       : 0n,
     inputEnd: hasFeature(negotiated, VIRTIO_IOMMU_F_INPUT_RANGE)
-      ? read64(transport, CONFIG_INPUT_END)
+      ? readConfig64(transport, CONFIG_INPUT_END)
       : (1n << 64n) - 1n,
     domainStart: hasFeature(negotiated, VIRTIO_IOMMU_F_DOMAIN_RANGE)
       ? transport.readConfig32(CONFIG_DOMAIN_START)
