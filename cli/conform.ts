@@ -10,6 +10,7 @@
  * @module
  */
 
+import { EDU_DEVICE, EDU_VENDOR } from "../spec/edu.ts";
 import { type ConformTarget, type RuleResult, runConformance } from "../conform.ts";
 import { CATALOGUE, countByLevel, selectRules } from "../conform/catalogue.ts";
 import { EduDmaEngine } from "../conform/edu.ts";
@@ -35,7 +36,7 @@ export interface ConformFlags {
 }
 
 /** edu's PCI IDs (QEMU hw/misc/edu.c). */
-const EDU_IDS = { vendor: 0x1234, device: 0x11e8 };
+const EDU_IDS = { vendor: EDU_VENDOR, device: EDU_DEVICE };
 
 /** A target and what to release after the run. */
 export interface OpenTarget {

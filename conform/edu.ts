@@ -7,26 +7,19 @@
  */
 
 import type { RegisterSpace } from "../transport/registers.ts";
+import {
+  EDU_ADDRESS_LIMIT,
+  EDU_ALIVE,
+  EDU_BUFFER,
+  EDU_BUFFER_SIZE,
+  EDU_CMD_RUN,
+  EDU_CMD_TO_RAM,
+  EDU_DMA_CMD,
+  EDU_DMA_COUNT,
+  EDU_DMA_DST,
+  EDU_DMA_SRC,
+} from "../spec/edu.ts";
 import type { DmaEngine } from "./types.ts";
-
-/** BAR0: liveness check; reads back the bitwise inverse of what was written. */
-const EDU_ALIVE = 0x04;
-/** BAR0: DMA source address (64-bit). */
-const EDU_DMA_SRC = 0x80;
-/** BAR0: DMA destination address (64-bit). */
-const EDU_DMA_DST = 0x88;
-/** BAR0: DMA byte count (64-bit). */
-const EDU_DMA_COUNT = 0x90;
-/** BAR0: DMA command; bit 0 starts it and reads 1 while it runs, bit 1 = edu → RAM. */
-const EDU_DMA_CMD = 0x98;
-const EDU_CMD_RUN = 0x1;
-const EDU_CMD_TO_RAM = 0x2;
-/** Where edu's buffer sits in its own DMA address space. */
-const EDU_BUFFER = 0x40000;
-/** Bytes in edu's buffer. */
-const EDU_BUFFER_SIZE = 4096;
-/** edu's default DMA mask: 28 bits. */
-const EDU_ADDRESS_LIMIT = 1n << 28n;
 
 /** Options of {@link EduDmaEngine}. */
 export interface EduOptions {
@@ -34,9 +27,39 @@ export interface EduOptions {
   timeoutMs?: number;
 }
 
-/** Waits `ms` milliseconds. */
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+/**
+ * Programs one edu DMA of `count` bytes from `src` to `dst` (each written as two halves, low first) with command
+ * `cmd` (EDU_CMD_TO_RAM, EDU_CMD_IRQ) and starts it; does not wait (see {@link eduWaitDma}).
+ */
+export function eduStartDma(
+  bar: RegisterSpace,
+  src: bigint,
+  dst: bigint,
+  count: number,
+  cmd: number,
+): void {
+  bar.write32(EDU_DMA_SRC, Number(src & 0xffff_ffffn));
+  bar.write32(EDU_DMA_SRC + 4, Number(src >> 32n));
+  bar.write32(EDU_DMA_DST, Number(dst & 0xffff_ffffn));
+  bar.write32(EDU_DMA_DST + 4, Number(dst >> 32n));
+  bar.write32(EDU_DMA_COUNT, count);
+  bar.write32(EDU_DMA_COUNT + 4, 0);
+  bar.write32(EDU_DMA_CMD, cmd | EDU_CMD_RUN);
+}
+
+/**
+ * Waits, reading the command register every 2 ms, until edu's DMA is done (bit 0 clears);
+ * returns the wait in ms. Throws when it takes longer than `timeoutMs`.
+ */
+export async function eduWaitDma(bar: RegisterSpace, timeoutMs = 5000): Promise<number> {
+  const start = performance.now();
+  while ((bar.read32(EDU_DMA_CMD) & EDU_CMD_RUN) !== 0) {
+    if (performance.now() - start > timeoutMs) {
+      throw new Error(`edu's DMA did not finish within ${timeoutMs} ms`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+  return Math.round(performance.now() - start);
 }
 
 /** edu behind `endpoint`, driven through its BAR0 `bar`. */
@@ -84,20 +107,7 @@ export class EduDmaEngine implements DmaEngine {
   }
 
   async #dma(src: bigint, dst: bigint, length: number, cmd: number): Promise<void> {
-    const bar = this.#bar;
-    bar.write32(EDU_DMA_SRC, Number(src & 0xffff_ffffn));
-    bar.write32(EDU_DMA_SRC + 4, Number(src >> 32n));
-    bar.write32(EDU_DMA_DST, Number(dst & 0xffff_ffffn));
-    bar.write32(EDU_DMA_DST + 4, Number(dst >> 32n));
-    bar.write32(EDU_DMA_COUNT, length);
-    bar.write32(EDU_DMA_COUNT + 4, 0);
-    const start = performance.now();
-    bar.write32(EDU_DMA_CMD, cmd | EDU_CMD_RUN);
-    while ((bar.read32(EDU_DMA_CMD) & EDU_CMD_RUN) !== 0) {
-      if (performance.now() - start > this.#timeoutMs) {
-        throw new Error(`edu's DMA did not finish within ${this.#timeoutMs} ms`);
-      }
-      await sleep(2);
-    }
+    eduStartDma(this.#bar, src, dst, length, cmd);
+    await eduWaitDma(this.#bar, this.#timeoutMs);
   }
 }

@@ -8,21 +8,9 @@
  */
 
 import type { RegisterSpace } from "../transport/registers.ts";
+import { eduStartDma, eduWaitDma } from "../conform/edu.ts";
 
-/** edu's PCI vendor ID. */
-export const EDU_VENDOR = 0x1234;
-/** edu's PCI device ID. */
-export const EDU_DEVICE = 0x11e8;
-/** BAR0: DMA source address (64-bit). */
-const EDU_DMA_SRC = 0x80;
-/** BAR0: DMA destination address (64-bit). */
-const EDU_DMA_DST = 0x88;
-/** BAR0: DMA byte count (64-bit). */
-const EDU_DMA_COUNT = 0x90;
-/** BAR0: DMA command; bit 0 starts it and reads back 1 while it runs. */
-const EDU_DMA_CMD = 0x98;
-/** DMA command bit 0: run. */
-const EDU_CMD_RUN = 0x1;
+export { EDU_DEVICE, EDU_VENDOR } from "../spec/edu.ts";
 
 /** What {@link bindToVfioPci} found after binding. */
 export interface VfioBinding {
@@ -98,24 +86,13 @@ export async function bindToVfioPci(bdf: string): Promise<VfioBinding> {
  * Runs one edu DMA of `count` bytes from `src` to `dst` (`cmd` bit 1: edu buffer → RAM) and
  * waits until it finishes; returns the wait in ms. Throws when it runs longer than 5 s.
  */
-export async function eduDma(
+export function eduDma(
   bar: RegisterSpace,
   src: number,
   dst: number,
   cmd: number,
   count: number,
 ): Promise<number> {
-  bar.write32(EDU_DMA_SRC, src);
-  bar.write32(EDU_DMA_SRC + 4, 0);
-  bar.write32(EDU_DMA_DST, dst);
-  bar.write32(EDU_DMA_DST + 4, 0);
-  bar.write32(EDU_DMA_COUNT, count);
-  bar.write32(EDU_DMA_COUNT + 4, 0);
-  const start = performance.now();
-  bar.write32(EDU_DMA_CMD, cmd | EDU_CMD_RUN);
-  while ((bar.read32(EDU_DMA_CMD) & EDU_CMD_RUN) !== 0) {
-    if (performance.now() - start > 5000) throw new Error("edu DMA did not finish within 5 s");
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
-  return Math.round(performance.now() - start);
+  eduStartDma(bar, BigInt(src), BigInt(dst), count, cmd);
+  return eduWaitDma(bar, 5000);
 }

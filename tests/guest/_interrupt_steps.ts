@@ -12,38 +12,18 @@ import type { VirtioIommu } from "../../driver/iommu/device.ts";
 import { countTimers } from "../../tools/idle_cost.ts";
 
 export { countTimers, idleCost, median } from "../../tools/idle_cost.ts";
-
-/** edu BAR0 registers (QEMU docs/specs/edu.rst). */
-const EDU_DMA_SRC = 0x80;
-const EDU_DMA_DST = 0x88;
-const EDU_DMA_COUNT = 0x90;
-const EDU_DMA_CMD = 0x98;
-/** cmd bit 0: run (reads back 1 while running); bit 1: edu buffer → RAM. */
-const EDU_CMD_RUN = 0x1;
-const EDU_CMD_TO_RAM = 0x2;
-/** edu's internal buffer. */
-const EDU_BUFFER = 0x40000;
-/** edu starts a DMA this long after the command (its timer, QEMU hw/misc/edu.c). */
-export const EDU_DMA_DELAY_MS = 100;
+export { EDU_DMA_DELAY_MS } from "../../spec/edu.ts";
+import { EDU_BUFFER, EDU_CMD_TO_RAM } from "../../spec/edu.ts";
+import { eduStartDma, eduWaitDma } from "../../conform/edu.ts";
 
 /** Starts an edu DMA of 256 bytes from its buffer to `iova`, without waiting for it. */
 export function eduStartWrite(bar: RegisterSpace, iova: number): void {
-  bar.write32(EDU_DMA_SRC, EDU_BUFFER);
-  bar.write32(EDU_DMA_SRC + 4, 0);
-  bar.write32(EDU_DMA_DST, iova);
-  bar.write32(EDU_DMA_DST + 4, 0);
-  bar.write32(EDU_DMA_COUNT, 256);
-  bar.write32(EDU_DMA_COUNT + 4, 0);
-  bar.write32(EDU_DMA_CMD, EDU_CMD_TO_RAM | EDU_CMD_RUN);
+  eduStartDma(bar, BigInt(EDU_BUFFER), BigInt(iova), 256, EDU_CMD_TO_RAM);
 }
 
 /** Waits (polling edu's register every 2 ms, outside any measurement) until its DMA is done. */
 export async function eduWait(bar: RegisterSpace): Promise<void> {
-  const start = performance.now();
-  while ((bar.read32(EDU_DMA_CMD) & EDU_CMD_RUN) !== 0) {
-    if (performance.now() - start > 5000) throw new Error("edu DMA did not finish within 5 s");
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
+  await eduWaitDma(bar, 5000);
 }
 
 /** One fault's way from edu's DMA command to the driver's listener. */

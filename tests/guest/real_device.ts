@@ -28,24 +28,19 @@ import type { FaultEvent } from "../../driver/iommu/events.ts";
 import { parseViot, viotPciEndpoint } from "../../driver/topology/viot.ts";
 import { printReport, report, step } from "./_report.ts";
 import { bindUioPciGeneric } from "../../host/uio.ts";
-import { EDU_DMA_DELAY_MS, faultTrips, idleCost, median } from "./_interrupt_steps.ts";
+import { faultTrips, idleCost, median } from "./_interrupt_steps.ts";
+import {
+  EDU_ALIVE,
+  EDU_BUFFER,
+  EDU_CMD_TO_RAM,
+  EDU_DEVICE,
+  EDU_DMA_DELAY_MS,
+  EDU_VENDOR,
+} from "../../spec/edu.ts";
+import { eduDma as eduDmaOf } from "../../tools/edu.ts";
 
 /** The virtio-iommu's address in the default q35 guest. */
 const IOMMU_BDF = "0000:00:02.0";
-/** edu's PCI IDs (QEMU hw/misc/edu.c). */
-const EDU_VENDOR = 0x1234;
-const EDU_DEVICE = 0x11e8;
-/** edu BAR0 registers (QEMU docs/specs/edu.rst). */
-const EDU_ALIVE = 0x04;
-const EDU_DMA_SRC = 0x80;
-const EDU_DMA_DST = 0x88;
-const EDU_DMA_COUNT = 0x90;
-const EDU_DMA_CMD = 0x98;
-/** cmd bit 0: start (reads back 1 while running); bit 1: direction, 1 = edu buffer → RAM. */
-const EDU_CMD_RUN = 0x1;
-const EDU_CMD_TO_RAM = 0x2;
-/** edu's internal DMA buffer address. */
-const EDU_BUFFER = 0x40000;
 /** IOVAs below edu's 28-bit DMA mask. */
 const IOVA_SRC = 0x10_0000n;
 const IOVA_DST = 0x20_0000n;
@@ -84,21 +79,9 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Starts an edu DMA and waits until it finishes (cmd bit 0 clears); returns the wait in ms. */
-async function eduDma(bar: RegisterSpace, src: number, dst: number, cmd: number): Promise<number> {
-  bar.write32(EDU_DMA_SRC, src);
-  bar.write32(EDU_DMA_SRC + 4, 0);
-  bar.write32(EDU_DMA_DST, dst);
-  bar.write32(EDU_DMA_DST + 4, 0);
-  bar.write32(EDU_DMA_COUNT, COPY_BYTES);
-  bar.write32(EDU_DMA_COUNT + 4, 0);
-  const start = performance.now();
-  bar.write32(EDU_DMA_CMD, cmd | EDU_CMD_RUN);
-  while ((bar.read32(EDU_DMA_CMD) & EDU_CMD_RUN) !== 0) {
-    if (performance.now() - start > 5000) throw new Error("edu DMA did not finish within 5 s");
-    await sleep(2);
-  }
-  return Math.round(performance.now() - start);
+/** One edu DMA of COPY_BYTES from `src` to `dst`, waited for; returns the wait in ms. */
+function eduDma(bar: RegisterSpace, src: number, dst: number, cmd: number): Promise<number> {
+  return eduDmaOf(bar, src, dst, cmd, COPY_BYTES);
 }
 
 /**

@@ -29,23 +29,22 @@ import { regionAddress } from "../../transport/dma.ts";
 import type { RegisterSpace } from "../../transport/registers.ts";
 import { VFIO_REGION_INFO_FLAG_MMAP, VFIO_TYPE1V2_IOMMU } from "../../host/vfio_abi.ts";
 import { bindToVfioPci, EDU_DEVICE, EDU_VENDOR, eduDma, findPciDevice } from "../../tools/edu.ts";
+import {
+  EDU_BUFFER,
+  EDU_CMD_IRQ,
+  EDU_CMD_TO_RAM,
+  EDU_IRQ_ACK,
+  EDU_IRQ_RAISE,
+  EDU_IRQ_STATUS,
+} from "../../spec/edu.ts";
+import { eduStartDma } from "../../conform/edu.ts";
 import { printReport, report, step } from "./_report.ts";
 import { openVfioInterrupts, vfioIrqInfo } from "../../host/vfio_irq.ts";
 import type { InterruptSource } from "../../transport/interrupt_source.ts";
 import { countTimers, EDU_DMA_DELAY_MS, median } from "./_interrupt_steps.ts";
 
-/** edu's internal DMA buffer address (QEMU docs/specs/edu.rst). */
-const EDU_BUFFER = 0x40000;
-/** edu's interrupt status, raise and acknowledge registers (docs/specs/edu.rst). */
-const EDU_IRQ_STATUS = 0x24;
-const EDU_IRQ_RAISE = 0x60;
-const EDU_IRQ_ACK = 0x64;
-/** DMA command bit 2: raise interrupt 0x100 when the DMA is done. */
-const EDU_CMD_IRQ = 0x4;
 /** DMA-completion interrupts timed per kind. */
 const DMA_SAMPLES = 3;
-/** DMA direction bit: edu buffer → RAM. */
-const EDU_CMD_TO_RAM = 0x2;
 /** Where the mapDma page goes: below the allocator's IOVAs and edu's 28-bit DMA mask. */
 const IOVA_OWN = 0x8_0000n;
 const COPY_BYTES = 256;
@@ -90,14 +89,8 @@ async function eduInterrupts(
   const afterDelayMs: number[] = [];
   let dmaBits = 0, dmaStatus = 0, timers = 0;
   for (let i = 0; i < DMA_SAMPLES; i++) {
-    bar.write32(0x80, EDU_BUFFER);
-    bar.write32(0x84, 0);
-    bar.write32(0x88, dstIova);
-    bar.write32(0x8c, 0);
-    bar.write32(0x90, COPY_BYTES);
-    bar.write32(0x94, 0);
     const start = performance.now();
-    bar.write32(0x98, EDU_CMD_TO_RAM | EDU_CMD_IRQ | 1);
+    eduStartDma(bar, BigInt(EDU_BUFFER), BigInt(dstIova), COPY_BYTES, EDU_CMD_TO_RAM | EDU_CMD_IRQ);
     const waited = await countTimers(() => waitFor(source));
     afterDelayMs.push(Math.round((performance.now() - start - EDU_DMA_DELAY_MS) * 100) / 100);
     dmaBits |= waited.result;
