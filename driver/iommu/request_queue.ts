@@ -544,13 +544,7 @@ export class RequestQueue implements WaitTarget {
    */
   afterQueueReset(): void {
     this.#resetting = false;
-    this.vq.reset();
-    for (let i = 0; i < this.slots; i++) this.#pointAtSlot(i);
-    this.#headToSlot.fill(-1);
-    this.#state.fill(FREE);
-    this.#inFlight = 0;
-    this.#pool.reset();
-    this.#broken = null;
+    this.#clearRing();
     this.enable();
   }
 
@@ -582,6 +576,11 @@ export class RequestQueue implements WaitTarget {
   restart(error: Error): void {
     this.#resetting = false;
     this.fail(error);
+    this.#clearRing();
+  }
+
+  /** The ring back to its initial state, every slot free and pointed at its own bytes. */
+  #clearRing(): void {
     this.vq.reset();
     for (let i = 0; i < this.slots; i++) this.#pointAtSlot(i);
     this.#headToSlot.fill(-1);
