@@ -176,18 +176,7 @@ export class QueueRecovery {
               r[i + 4],
             )
           ) {
-            sends.push(
-              sender.map(
-                domain,
-                m.startLo(s),
-                m.startHi(s),
-                m.endLo(s),
-                m.endHi(s),
-                m.physLo(s),
-                m.physHi(s),
-                m.flags(s),
-              ),
-            );
+            sends.push(sender.mapRecorded(record, s));
           }
         });
       }

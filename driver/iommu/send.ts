@@ -125,6 +125,21 @@ export class RequestSender {
     );
   }
 
+  /** Sends MAP of the mapping in slot `slot` of `record`'s records, as recorded. */
+  mapRecorded(record: DomainRecord, slot: number): Promise<void> {
+    const m = record.mappings;
+    return this.map(
+      record.id,
+      m.startLo(slot),
+      m.startHi(slot),
+      m.endLo(slot),
+      m.endHi(slot),
+      m.physLo(slot),
+      m.physHi(slot),
+      m.flags(slot),
+    );
+  }
+
   /**
    * Re-sends every remembered mapping of a domain the device has just created; rejects with the
    * first refusal once all have settled.
@@ -133,18 +148,7 @@ export class RequestSender {
     const m = record.mappings;
     const sends: Promise<void>[] = [];
     m.forEach((s) => {
-      sends.push(
-        this.map(
-          record.id,
-          m.startLo(s),
-          m.startHi(s),
-          m.endLo(s),
-          m.endHi(s),
-          m.physLo(s),
-          m.physHi(s),
-          m.flags(s),
-        ),
-      );
+      sends.push(this.mapRecorded(record, s));
     });
     // Every MAP settles before the first refusal is thrown, so that nothing of the replay is
     // still in flight when the caller reacts to it (attach detaches the endpoint again).
