@@ -58,6 +58,45 @@ export interface PeerParams {
   warmup: number;
   /** Requests per batch (batched modes). */
   batch: number;
+  /** Runs only this mode (for a profile, bench/profile_tcg.ts); every mode when absent. */
+  only?: string;
+  /** Keeps measuring (past `reps`) until this many seconds have passed (for a profile). */
+  seconds?: number;
+  /**
+   * Reports when the measured repetitions ran (`window`, µs of CLOCK_MONOTONIC, as a
+   * `--cpu-prof` profile's timestamps), so a profile can leave out start-up and warm-up.
+   */
+  profile?: boolean;
+}
+
+/** The modes each side measures, as their report keys them. */
+export const PEER_MODES = {
+  linux: ["one", "batched", "nullIoctl"],
+  ours: [
+    "one",
+    "batched",
+    "batchedRange",
+    "promiseAll",
+    "floorOne",
+    "floorBatched",
+    "floorBatchedRange",
+  ],
+} as const;
+
+/** When the measured repetitions of `--profile` began and ended, µs of CLOCK_MONOTONIC. */
+const window: [number, number] = [0, 0];
+
+/**
+ * CLOCK_MONOTONIC in µs, to 10 ms, read as the uptime (the same clock in a guest that never
+ * suspends): the clock V8 stamps profile samples with, which Deno does not expose.
+ */
+function monotonicUs(): number {
+  return Math.round(Number(Deno.readTextFileSync("/proc/uptime").split(" ")[0]) * 1e6);
+}
+
+/** Whether mode `mode` runs (no `--only`, or `--only` names it). */
+function only(params: PeerParams, mode: string): boolean {
+  return params.only === undefined || params.only === mode;
 }
 
 /** First IOVA the benchmark maps (below edu's 28-bit DMA mask, clear of the allocator's). */
@@ -67,7 +106,7 @@ const PAGE = 0x1000;
 const VIRTIO_VENDOR = 0x1af4;
 const VIRTIO_IOMMU_DEVICE = 0x1057;
 
-/** Parses `--side`, `--pairs`, `--reps`, `--warmup`, `--batch`, `--ring`. */
+/** Parses `--side`, `--pairs`, `--reps`, `--warmup`, `--batch`, `--ring`, `--only`, `--seconds`, `--profile`. */
 function parseArgs(
   argv: string[],
 ): { side: "linux" | "ours"; params: PeerParams; ring: RingLayout } {
@@ -83,12 +122,24 @@ function parseArgs(
   if (sideAt < 0 || (side !== "linux" && side !== "ours")) {
     throw new TypeError("--side needs linux or ours");
   }
-  const params = {
+  const onlyAt = argv.indexOf("--only");
+  const mode = onlyAt < 0 ? undefined : argv[onlyAt + 1];
+  const modes: readonly string[] = PEER_MODES[side];
+  if (mode !== undefined && !modes.includes(mode)) {
+    throw new TypeError(`--only needs one of ${modes.join(", ")} (side ${side})`);
+  }
+  const params: PeerParams = {
     pairs: get("pairs", 256),
     reps: get("reps", 10),
     warmup: get("warmup", 3),
     batch: get("batch", 32),
+    ...(mode === undefined ? {} : { only: mode }),
+    ...(argv.includes("--seconds") ? { seconds: get("seconds", 0) } : {}),
+    ...(argv.includes("--profile") ? { profile: true } : {}),
   };
+  if (params.profile === true && params.only === undefined) {
+    throw new TypeError("--profile needs --only <mode>");
+  }
   if (params.pairs % params.batch !== 0) {
     throw new RangeError(`--pairs ${params.pairs} must be a multiple of --batch ${params.batch}`);
   }
@@ -99,8 +150,8 @@ function parseArgs(
 }
 
 /**
- * Runs `once()` (which does `units` operations) `warmup + reps` times and returns the measured
- * repetitions' µs per unit.
+ * Runs `once()` (which does `units` operations) `warmup + reps` times (and more until
+ * `seconds` have passed, when given) and returns the measured repetitions' µs per unit.
  */
 async function measure(
   params: PeerParams,
@@ -108,12 +159,19 @@ async function measure(
   once: () => unknown,
 ): Promise<number[]> {
   const samples: number[] = [];
-  for (let r = 0; r < params.warmup + params.reps; r++) {
+  // With --seconds, measured repetitions go on until that much time has passed as well.
+  let until = 0;
+  for (let r = 0; r < params.warmup + params.reps || performance.now() < until; r++) {
+    if (r === params.warmup) {
+      until = performance.now() + (params.seconds ?? 0) * 1000;
+      if (params.profile === true) window[0] = monotonicUs();
+    }
     const start = performance.now();
     await once();
     const us = ((performance.now() - start) * 1000) / units;
     if (r >= params.warmup) samples.push(Math.round(us * 100) / 100);
   }
+  if (params.profile === true) window[1] = monotonicUs();
   return samples;
 }
 
@@ -152,21 +210,27 @@ async function linuxSide(params: PeerParams): Promise<Record<string, unknown>> {
   };
   const result: Record<string, unknown> = { binding, group: dev.group, iommuType: dev.iommuType };
   try {
-    result.one = await measure(params, n, () => {
-      const map = maps[0], unmap = unmaps[0];
-      for (let i = 0; i < n; i++) {
-        check(c.ioctl(fd, MAP, map), "VFIO_IOMMU_MAP_DMA");
-        check(c.ioctl(fd, UNMAP, unmap), "VFIO_IOMMU_UNMAP_DMA");
-      }
-    });
-    result.batched = await measure(params, n, () => {
-      for (let i = 0; i < n; i++) check(c.ioctl(fd, MAP, maps[i]), "VFIO_IOMMU_MAP_DMA");
-      new DataView(rangeUnmap.buffer).setBigUint64(16, BigInt(n * PAGE), true);
-      check(c.ioctl(fd, UNMAP, rangeUnmap), "VFIO_IOMMU_UNMAP_DMA (range)");
-    });
-    result.nullIoctl = await measure(params, n, () => {
-      for (let i = 0; i < n; i++) check(c.ioctlInt(fd, NULL, 0n), "VFIO_GET_API_VERSION");
-    });
+    if (only(params, "one")) {
+      result.one = await measure(params, n, () => {
+        const map = maps[0], unmap = unmaps[0];
+        for (let i = 0; i < n; i++) {
+          check(c.ioctl(fd, MAP, map), "VFIO_IOMMU_MAP_DMA");
+          check(c.ioctl(fd, UNMAP, unmap), "VFIO_IOMMU_UNMAP_DMA");
+        }
+      });
+    }
+    if (only(params, "batched")) {
+      result.batched = await measure(params, n, () => {
+        for (let i = 0; i < n; i++) check(c.ioctl(fd, MAP, maps[i]), "VFIO_IOMMU_MAP_DMA");
+        new DataView(rangeUnmap.buffer).setBigUint64(16, BigInt(n * PAGE), true);
+        check(c.ioctl(fd, UNMAP, rangeUnmap), "VFIO_IOMMU_UNMAP_DMA (range)");
+      });
+    }
+    if (only(params, "nullIoctl")) {
+      result.nullIoctl = await measure(params, n, () => {
+        for (let i = 0; i < n; i++) check(c.ioctlInt(fd, NULL, 0n), "VFIO_GET_API_VERSION");
+      });
+    }
   } finally {
     munmap(memory, n * PAGE);
     dev.close();
@@ -207,49 +271,57 @@ async function oursSide(params: PeerParams, ring: RingLayout): Promise<Record<st
     features: iommu.info.featureNames,
   };
   try {
-    result.one = await measure(params, n, async () => {
-      for (let i = 0; i < n; i++) {
-        await iommu.map(domain, IOVA_BASE, phys, PAGE, rw);
-        await iommu.unmap(domain, IOVA_BASE, PAGE);
-      }
-    });
-    result.batched = await measure(params, n, async () => {
-      for (let at = 0; at < n; at += b) {
-        batch.clear();
-        for (let i = at; i < at + b; i++) {
-          batch.map(domain, IOVA_BASE + i * PAGE, phys + (i - at) * PAGE, PAGE, rw);
+    if (only(params, "one")) {
+      result.one = await measure(params, n, async () => {
+        for (let i = 0; i < n; i++) {
+          await iommu.map(domain, IOVA_BASE, phys, PAGE, rw);
+          await iommu.unmap(domain, IOVA_BASE, PAGE);
         }
-        if (await batch.submit() !== 0) throw new Error(`MAP batch failed: ${batch.error(0)}`);
-        batch.clear();
-        for (let i = at; i < at + b; i++) batch.unmap(domain, IOVA_BASE + i * PAGE, PAGE);
-        if (await batch.submit() !== 0) throw new Error(`UNMAP batch failed: ${batch.error(0)}`);
-      }
-    });
+      });
+    }
+    if (only(params, "batched")) {
+      result.batched = await measure(params, n, async () => {
+        for (let at = 0; at < n; at += b) {
+          batch.clear();
+          for (let i = at; i < at + b; i++) {
+            batch.map(domain, IOVA_BASE + i * PAGE, phys + (i - at) * PAGE, PAGE, rw);
+          }
+          if (await batch.submit() !== 0) throw new Error(`MAP batch failed: ${batch.error(0)}`);
+          batch.clear();
+          for (let i = at; i < at + b; i++) batch.unmap(domain, IOVA_BASE + i * PAGE, PAGE);
+          if (await batch.submit() !== 0) throw new Error(`UNMAP batch failed: ${batch.error(0)}`);
+        }
+      });
+    }
     // As Linux's best mode does: N MAPs then one UNMAP of the whole range, here in one submit
     // (the device removes every mapping the range covers, §5.13.6.6).
-    result.batchedRange = await measure(params, n, async () => {
-      for (let at = 0; at < n; at += b) {
-        batch.clear();
-        for (let i = at; i < at + b; i++) {
-          batch.map(domain, IOVA_BASE + i * PAGE, phys + (i - at) * PAGE, PAGE, rw);
+    if (only(params, "batchedRange")) {
+      result.batchedRange = await measure(params, n, async () => {
+        for (let at = 0; at < n; at += b) {
+          batch.clear();
+          for (let i = at; i < at + b; i++) {
+            batch.map(domain, IOVA_BASE + i * PAGE, phys + (i - at) * PAGE, PAGE, rw);
+          }
+          batch.unmap(domain, IOVA_BASE + at * PAGE, b * PAGE);
+          if (await batch.submit() !== 0) throw new Error(`range batch failed: ${batch.error(0)}`);
         }
-        batch.unmap(domain, IOVA_BASE + at * PAGE, b * PAGE);
-        if (await batch.submit() !== 0) throw new Error(`range batch failed: ${batch.error(0)}`);
-      }
-    });
+      });
+    }
     const promises: Promise<void>[] = new Array(b);
-    result.promiseAll = await measure(params, n, async () => {
-      for (let at = 0; at < n; at += b) {
-        for (let i = 0; i < b; i++) {
-          promises[i] = iommu.map(domain, IOVA_BASE + (at + i) * PAGE, phys + i * PAGE, PAGE, rw);
+    if (only(params, "promiseAll")) {
+      result.promiseAll = await measure(params, n, async () => {
+        for (let at = 0; at < n; at += b) {
+          for (let i = 0; i < b; i++) {
+            promises[i] = iommu.map(domain, IOVA_BASE + (at + i) * PAGE, phys + i * PAGE, PAGE, rw);
+          }
+          await Promise.all(promises);
+          for (let i = 0; i < b; i++) {
+            promises[i] = iommu.unmap(domain, IOVA_BASE + (at + i) * PAGE, PAGE);
+          }
+          await Promise.all(promises);
         }
-        await Promise.all(promises);
-        for (let i = 0; i < b; i++) {
-          promises[i] = iommu.unmap(domain, IOVA_BASE + (at + i) * PAGE, PAGE);
-        }
-        await Promise.all(promises);
-      }
-    });
+      });
+    }
     result.mappingsLeft = iommu.mappings(domain).length;
   } finally {
     await iommu.detach(domain, endpoint).catch(() => {});
@@ -257,7 +329,9 @@ async function oursSide(params: PeerParams, ring: RingLayout): Promise<Record<st
     dma.free(pages);
   }
   try {
-    Object.assign(result, await floorOf(transport, dma, endpoint, params, ring));
+    if (params.only === undefined || params.only.startsWith("floor")) {
+      Object.assign(result, await floorOf(transport, dma, endpoint, params, ring));
+    }
   } finally {
     dma.close();
     dev.close();
@@ -282,13 +356,13 @@ async function floorOf(
   const base = await Baseline.overFor(ring, transport, dma, { endpoint, iovaBase: IOVA_BASE });
   try {
     return {
-      floorOne: await measure(params, n, () => {
+      floorOne: !only(params, "floorOne") ? [] : await measure(params, n, () => {
         for (let i = 0; i < n; i++) base.pairOneAtATime(i);
       }),
-      floorBatched: await measure(params, n, () => {
+      floorBatched: !only(params, "floorBatched") ? [] : await measure(params, n, () => {
         for (let at = 0; at < n; at += b) base.batch(2 * b);
       }),
-      floorBatchedRange: await measure(params, n, () => {
+      floorBatchedRange: !only(params, "floorBatchedRange") ? [] : await measure(params, n, () => {
         for (let at = 0; at < n; at += b) base.batchRange(b);
       }),
     };
@@ -303,5 +377,6 @@ if (import.meta.main) {
   const start = performance.now();
   const result = side === "linux" ? await linuxSide(params) : await oursSide(params, ring);
   const ms = Math.round(performance.now() - start);
+  if (params.profile === true) result.window = window;
   console.log("PEER " + JSON.stringify({ side, kernel, params, ms, ...result }));
 }

@@ -14,8 +14,11 @@ interface ProfileNode {
   children?: number[];
 }
 
-interface CpuProfile {
+/** The parts of a `.cpuprofile` this reads. */
+export interface CpuProfile {
   nodes: ProfileNode[];
+  /** µs of CLOCK_MONOTONIC; sample i was taken at startTime + timeDeltas[0..i]. */
+  startTime: number;
   samples: number[];
   timeDeltas: number[];
 }
@@ -23,9 +26,10 @@ interface CpuProfile {
 /** The layer a frame belongs to, or null when its caller decides. */
 export function layerOf(url: string, fn: string): string | null {
   if (fn === "(garbage collector)") return "GC";
-  if (fn === "(program)" || fn === "(idle)") return "runtime (microtasks, idle)";
-  const f = url.replace(/^.*?\/(?=(bench|driver|mock|transport|util|spec)\/)/, "");
-  if (f.startsWith("bench/profile_loop.ts")) return "bench loop (its awaits)";
+  if (fn === "(idle)") return "idle (waiting for the event loop)";
+  if (fn === "(program)") return "runtime (microtasks, V8 native code)";
+  const f = url.replace(/^.*?\/(?=(bench|driver|host|mock|transport|util|spec)\/)/, "");
+  if (/^bench\/(profile_loop|peer_guest)\.ts/.test(f)) return "bench loop (its awaits)";
   if (f.startsWith("bench/")) return "limit (hand-written)";
   if (/^driver\/iommu\/(device|fast_path|batch|send)\.ts/.test(f)) {
     return "driver: public API, fast path, batch";
@@ -34,15 +38,32 @@ export function layerOf(url: string, fn: string): string | null {
   if (/^driver\/iommu\/(requests|records)\.ts/.test(f)) return "driver: encode";
   if (/^driver\/iommu\/request_(queue|slots|wait)\.ts/.test(f)) return "driver: request queue";
   if (f.startsWith("driver/virtio/")) return "driver: ring";
-  if (f.startsWith("transport/")) return "transport (notify)";
+  // On a real device a register access is where the device runs (a VM exit under TCG).
+  if (f.startsWith("transport/")) return "transport (notify, registers)";
+  if (f.startsWith("host/")) return "host backend (BAR access, DMA memory)";
   if (f.startsWith("mock/")) return "mock device";
   return null;
 }
 
-if (import.meta.main) {
-  const [file, top = "0"] = Deno.args;
-  if (file === undefined) throw new TypeError("Usage: profile_layers.ts file.cpuprofile [top]");
-  const p = JSON.parse(await Deno.readTextFile(file)) as CpuProfile;
+/** One line of a table: a name and its share of the sampled self time, in percent. */
+export interface Share {
+  name: string;
+  percent: number;
+}
+
+/** Self time of a profile per layer and per function, largest first. */
+export interface LayerTable {
+  /** Sampled time in ms. */
+  sampledMs: number;
+  layers: Share[];
+  functions: Share[];
+}
+
+/**
+ * Charges the self time of `p` to layers (see {@link layerOf}) and to functions; with
+ * `window` ([start, end], µs on the profile's clock), only of the samples taken within it.
+ */
+export function layerTable(p: CpuProfile, window?: readonly [number, number]): LayerTable {
   const byId = new Map<number, ProfileNode>();
   const parent = new Map<number, number>();
   for (const n of p.nodes) {
@@ -50,7 +71,10 @@ if (import.meta.main) {
     for (const c of n.children ?? []) parent.set(c, n.id);
   }
   const self = new Map<number, number>();
+  let at = p.startTime;
   for (let i = 0; i < p.samples.length; i++) {
+    at += p.timeDeltas[i];
+    if (window !== undefined && (at < window[0] || at > window[1])) continue;
     self.set(p.samples[i], (self.get(p.samples[i]) ?? 0) + (p.timeDeltas[i + 1] ?? 0));
   }
   const layers = new Map<string, number>();
@@ -76,15 +100,26 @@ if (import.meta.main) {
     }`;
     fns.set(name, (fns.get(name) ?? 0) + t);
   }
-  const show = (m: Map<string, number>, n: number): void => {
-    for (const [k, t] of [...m].sort((a, b) => b[1] - a[1]).slice(0, n)) {
-      console.log(`${((100 * t) / all).toFixed(1).padStart(5)} %  ${k}`);
-    }
-  };
-  console.log(`self time per layer (${(all / 1e6).toFixed(2)} s sampled)`);
-  show(layers, 30);
-  if (Number(top) > 0) {
-    console.log("top functions (self time)");
-    show(fns, Number(top));
-  }
+  const shares = (m: Map<string, number>): Share[] =>
+    [...m].filter(([, t]) => t > 0).sort((a, b) => b[1] - a[1]).map(([name, t]) => ({
+      name,
+      percent: all > 0 ? (100 * t) / all : 0,
+    }));
+  return { sampledMs: all / 1000, layers: shares(layers), functions: shares(fns) };
+}
+
+/** The table as text: every layer, then the `top` functions with the most self time. */
+export function formatLayerTable(t: LayerTable, top = 0): string {
+  const line = (s: Share): string => `${s.percent.toFixed(1).padStart(5)} %  ${s.name}`;
+  const out = [`self time per layer (${(t.sampledMs / 1000).toFixed(2)} s sampled)`];
+  out.push(...t.layers.map(line));
+  if (top > 0) out.push("top functions (self time)", ...t.functions.slice(0, top).map(line));
+  return out.join("\n");
+}
+
+if (import.meta.main) {
+  const [file, top = "0"] = Deno.args;
+  if (file === undefined) throw new TypeError("Usage: profile_layers.ts file.cpuprofile [top]");
+  const p = JSON.parse(await Deno.readTextFile(file)) as CpuProfile;
+  console.log(formatLayerTable(layerTable(p), Number(top)));
 }

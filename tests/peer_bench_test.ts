@@ -3,7 +3,9 @@
  * driver through VFIO on the 6.12 guest, then ours on the same kind of guest), few
  * repetitions. Asserts that both sides measured every mode and that the summary is coherent;
  * it prints the table but does not assert the speed targets (a smoke run is too short and TCG
- * timing too noisy to gate CI on). Skipped without QEMU or the 6.12 kernel, except under CI.
+ * timing too noisy to gate CI on). Then one boot of the TCG profile (bench/profile_tcg.ts), two
+ * short modes, whose layers must be the driver's and the limit's. Skipped without QEMU or the
+ * 6.12 kernel, except under CI.
  *
  * @module
  */
@@ -19,6 +21,7 @@ import {
   runPeerBench,
   SMOKE_PARAMS,
 } from "../bench/peer_run.ts";
+import { runTcgProfile } from "../bench/profile_tcg.ts";
 import { note, skipName, status } from "./_notes.ts";
 
 const root = defaultProjectRoot();
@@ -131,5 +134,33 @@ if (missing.length > 0) {
     const oursBest = (key: string): number => Math.min(...(ours.report[key] as number[]));
     assert.ok(oursBest("floorOne") < oursBest("one"), "the device alone is cheaper than ours");
     assert.equal(s.ratioBatched, Math.round((s.oursBatched / s.linuxOne) * 100) / 100);
+  });
+
+  Deno.test("TCG profile: one boot charges our driver's time and the device-alone loop's to their layers", async () => {
+    const start = performance.now();
+    const report = await runTcgProfile({
+      modes: ["one", "floorOne"],
+      seconds: 1,
+      projectRoot: root,
+    })
+      .finally(() => status(null));
+    note(
+      `TCG profile smoke: 1 boot, 2 modes in ${((performance.now() - start) / 1000).toFixed(1)} s`,
+    );
+    const [one, floor] = report.modes;
+    assert.deepEqual(report.modes.map((m) => m.mode), ["one", "floorOne"]);
+    // Start-up and warm-up left out: about a second of samples per mode, not the whole run.
+    for (const m of report.modes) {
+      assert.ok(m.sampledMs > 300 && m.sampledMs < 5000, `${m.mode}: ${m.sampledMs} ms sampled`);
+      assert.ok(m.usPerPair > 0 && m.functions.length > 0);
+    }
+    const driver = (layers: { name: string; percent: number }[]): number =>
+      layers.filter((l) => l.name.startsWith("driver")).reduce((a, l) => a + l.percent, 0);
+    const limit = (layers: { name: string; percent: number }[]): number =>
+      layers.find((l) => l.name === "limit (hand-written)")?.percent ?? 0;
+    assert.ok(driver(one.layers) > 30, `our driver's layers: ${driver(one.layers).toFixed(1)} %`);
+    assert.equal(limit(one.layers), 0);
+    assert.ok(limit(floor.layers) > 50, `the limit's layer: ${limit(floor.layers).toFixed(1)} %`);
+    assert.ok(driver(floor.layers) < 5, "the device-alone loop runs none of the driver");
   });
 }
