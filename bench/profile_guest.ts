@@ -13,7 +13,7 @@
 
 import { type CpuProfile, layerTable } from "./profile_layers.ts";
 import { PEER_MODES } from "./peer_guest.ts";
-import { median } from "./peer_run.ts";
+import { median, PEER_V8_FLAGS } from "./peer_run.ts";
 
 /** What one mode's profile found. */
 export interface ModeProfile {
@@ -97,7 +97,7 @@ if (import.meta.main) {
     if (!known.includes(m)) throw new TypeError(`Unknown mode ${m}: one of ${known.join(", ")}`);
   }
   const seconds = Number(option(argv, "seconds", "6"));
-  const v8Flags = option(argv, "v8-flags", "--single-threaded");
+  const v8Flags = option(argv, "v8-flags", PEER_V8_FLAGS);
   const ring = option(argv, "ring", "split");
   for (const mode of modes) {
     console.log("PROFILE " + JSON.stringify(await profileMode(mode, seconds, v8Flags, ring)));

@@ -17,6 +17,7 @@
  */
 
 import { runGuest } from "../tools/qemu.ts";
+import { PEER_V8_FLAGS } from "./peer_run.ts";
 import type { ModeProfile } from "./profile_guest.ts";
 
 /** The report of one run. */
@@ -63,7 +64,7 @@ export interface TcgProfileOptions {
 export async function runTcgProfile(options: TcgProfileOptions = {}): Promise<TcgProfile> {
   const modes = options.modes ?? ["one", "batched", "floorOne", "floorBatched"];
   const seconds = options.seconds ?? 6;
-  const v8Flags = options.v8Flags ?? "--single-threaded";
+  const v8Flags = options.v8Flags ?? PEER_V8_FLAGS;
   const ring = options.ring ?? "split";
   const result = await runGuest(
     [
@@ -122,7 +123,7 @@ if (import.meta.main) {
   const report = await runTcgProfile({
     modes: opt("modes", "one,batched,floorOne,floorBatched").split(","),
     seconds: Number(opt("seconds", "6")),
-    v8Flags: opt("v8-flags", "--single-threaded"),
+    v8Flags: opt("v8-flags", PEER_V8_FLAGS),
     ring,
   });
   console.log(`TCG guest, QEMU's virtio-iommu, V8 flags ${report.v8Flags}, ${ring} ring`);
