@@ -10,6 +10,22 @@
 import type { SimulatedMemory } from "../transport/memory.ts";
 import type { Chain } from "./device.ts";
 
+/** Copies below this many bytes byte by byte; longer ones with a subarray and set(). */
+const SHORT_COPY = 128;
+
+/**
+ * Copies `n` bytes of `src` from `from` into `dst` at `to`. Requests and their tails are a few
+ * dozen bytes: a loop copies them without the subarray that set() needs, which allocated
+ * about 200 bytes per request and made the mock's own cost depend on its caller's JIT state.
+ */
+function copyBytes(src: Uint8Array, from: number, dst: Uint8Array, to: number, n: number): void {
+  if (n >= SHORT_COPY) {
+    dst.set(src.subarray(from, from + n), to);
+    return;
+  }
+  for (let i = 0; i < n; i++) dst[to + i] = src[from + i];
+}
+
 /**
  * Copies the first `length` bytes of the chain's readable part into `dst` (from 0) and
  * returns how many were copied (fewer when the readable part is shorter).
@@ -24,7 +40,7 @@ export function gatherReadable(
   for (let i = 0; i < chain.readableCount && copied < length; i++) {
     const seg = chain.readable[i];
     const n = Math.min(seg.length, length - copied);
-    dst.set(memory.bytes.subarray(seg.offset, seg.offset + n), copied);
+    copyBytes(memory.bytes, seg.offset, dst, copied, n);
     copied += n;
   }
   return copied;
@@ -73,7 +89,7 @@ function fillWritable(
     const n = Math.min(seg.length - skip, length - done);
     const at = seg.offset + skip;
     if (src === null) memory.bytes.fill(0, at, at + n);
-    else memory.bytes.set(src.subarray(done, done + n), at);
+    else copyBytes(src, done, memory.bytes, at, n);
     done += n;
     skip = 0;
   }
