@@ -145,12 +145,15 @@ export class Baseline implements Limit {
    * The limit of ring layout `ring` (the split one, or {@link PackedBaseline}) against a fresh
    * mock that offers it, over virtio-mmio.
    */
-  static createFor(ring: RingLayout, size = 256): Promise<Limit> {
+  static async createFor(
+    ring: RingLayout,
+    size = 256,
+  ): Promise<Limit & { device: MockIommuDevice }> {
     if (ring === "split") return Baseline.create(size);
     const memory = new SimulatedMemory({ size: 64 * 1024 * 1024 });
     const device = new MockIommuDevice({ packed: true });
     const transport = MmioTransport.create(new MmioDevice(device, memory));
-    return PackedBaseline.over(transport, memory, { size });
+    return Object.assign(await PackedBaseline.over(transport, memory, { size }), { device });
   }
 
   /** The limit of ring layout `ring` over any transport and DMA allocator. */

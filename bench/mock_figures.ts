@@ -14,6 +14,7 @@
 import { MAP_READ, MAP_WRITE, type RequestBatch, type RingLayout } from "../mod.ts";
 import { buildPages } from "./_interval_pages.ts";
 import { Baseline, driverRig } from "./_setup.ts";
+import { RequiredWork } from "./_required.ts";
 
 /** The modes of the limit/driver table, as the JSON keys them. */
 export const MODES = ["oneAtATime", "batched64", "batched256"] as const;
@@ -44,6 +45,11 @@ export interface RingFigures {
   driver: Record<Mode, number>;
   /** Driver time over limit time, per mode. */
   ratio: Record<Mode, number>;
+  /**
+   * The limit plus the work any driver that records mappings and settles promises must add
+   * (bench/_required.ts), time over limit time, per mode: the floor of {@link RingFigures.ratio}.
+   */
+  requiredRatio: Record<Mode, number>;
 }
 
 /** Everything measured on the mock. */
@@ -87,34 +93,28 @@ function heap(): number {
 }
 
 /**
- * Medians of `reps` timings (ms) of `a` and of `b`, after one warm-up each. The two alternate,
- * so a noisy neighbour on the machine slows both alike and their ratio stays meaningful.
+ * Medians of `reps` timings (ms) of each of `fns`, after one warm-up each. They alternate, so a
+ * noisy neighbour on the machine slows all alike and their ratios stay meaningful.
  */
-async function pairedMedians(
+async function alternatingMedians(
   reps: number,
-  a: () => Promise<void> | void,
-  b: () => Promise<void> | void,
-): Promise<[number, number]> {
-  await a();
-  await b();
-  const ta: number[] = [];
-  const tb: number[] = [];
+  ...fns: (() => Promise<void> | void)[]
+): Promise<number[]> {
+  for (const f of fns) await f();
+  const times: number[][] = fns.map(() => []);
   for (let i = 0; i < reps; i++) {
-    let t0 = performance.now();
-    await a();
-    ta.push(performance.now() - t0);
-    t0 = performance.now();
-    await b();
-    tb.push(performance.now() - t0);
+    for (let k = 0; k < fns.length; k++) {
+      const t0 = performance.now();
+      await fns[k]();
+      times[k].push(performance.now() - t0);
+    }
   }
-  ta.sort((x, y) => x - y);
-  tb.sort((x, y) => x - y);
-  return [ta[ta.length >> 1], tb[tb.length >> 1]];
+  return times.map((t) => t.sort((x, y) => x - y)[t.length >> 1]);
 }
 
 /** The median of `reps` timings (ms) of `fn`, after one warm-up. */
 async function median(reps: number, fn: () => Promise<void> | void): Promise<number> {
-  const [m] = await pairedMedians(reps, fn, () => {});
+  const [m] = await alternatingMedians(reps, fn);
   return m;
 }
 
@@ -144,16 +144,20 @@ export async function measureMock(options: MeasureOptions): Promise<MockFigures>
   /** The limit/driver table of ring layout `ring`, against its own hand-written limit. */
   const limitAndDriver = async (ring: RingLayout): Promise<RingFigures> => {
     const base = await Baseline.createFor(ring);
+    const required = new RequiredWork(await Baseline.createFor(ring));
     const { iommu } = await driverRig({ ring });
     if (iommu.ring !== ring) throw new Error(`the driver runs the ${iommu.ring} ring`);
     await iommu.attach(1, 0x08);
     const batch = iommu.batch();
     step(`${ring} ring: limit and driver, one request at a time`);
-    const times: Record<Mode, [number, number]> = {
-      oneAtATime: await pairedMedians(
+    const times: Record<Mode, number[]> = {
+      oneAtATime: await alternatingMedians(
         REPS,
         () => {
           for (let i = 0; i < N / 2; i++) base.pairOneAtATime(i & 1023);
+        },
+        async () => {
+          for (let i = 0; i < N / 2; i++) await required.pairOneAtATime(i & 1023);
         },
         async () => {
           for (let i = 0; i < N / 2; i++) {
@@ -163,15 +167,18 @@ export async function measureMock(options: MeasureOptions): Promise<MockFigures>
           }
         },
       ),
-      batched64: [0, 0],
-      batched256: [0, 0],
+      batched64: [],
+      batched256: [],
     };
     for (const n of [64, 256] as const) {
       step(`${ring} ring: limit and driver, batched ${n}`);
-      times[n === 64 ? "batched64" : "batched256"] = await pairedMedians(
+      times[n === 64 ? "batched64" : "batched256"] = await alternatingMedians(
         REPS,
         () => {
           for (let i = 0; i < N / n; i++) base.batch(n);
+        },
+        async () => {
+          for (let i = 0; i < N / n; i++) await required.batch(n);
         },
         async () => {
           for (let i = 0; i < N / n; i++) await runBatch(batch, n, 1);
@@ -180,15 +187,18 @@ export async function measureMock(options: MeasureOptions): Promise<MockFigures>
     }
     await iommu.close();
     await base.close();
-    const each = (f: (t: [number, number]) => number): Record<Mode, number> => ({
+    await required.close();
+    // Per mode: [limit, required work, driver].
+    const each = (f: (t: number[]) => number): Record<Mode, number> => ({
       oneAtATime: f(times.oneAtATime),
       batched64: f(times.batched64),
       batched256: f(times.batched256),
     });
     return {
       baseline: each((t) => rate(t[0])),
-      driver: each((t) => rate(t[1])),
-      ratio: each((t) => t[1] / t[0]),
+      driver: each((t) => rate(t[2])),
+      ratio: each((t) => t[2] / t[0]),
+      requiredRatio: each((t) => t[1] / t[0]),
     };
   };
   const split = await limitAndDriver("split");

@@ -45,6 +45,7 @@ import { PagemapDma } from "../host/pagemap.ts";
 import { PciTransport } from "../transport/pci.ts";
 import { MAP_READ, MAP_WRITE, VirtioIommu } from "../driver/iommu/device.ts";
 import { Baseline } from "./_setup.ts";
+import { RequiredWork } from "./_required.ts";
 import type { RingLayout } from "../driver/virtio/virtqueue.ts";
 import { bindToVfioPci, boundDriver, EDU_DEVICE, EDU_VENDOR, findPciDevice } from "../tools/edu.ts";
 
@@ -80,6 +81,8 @@ export const PEER_MODES = {
     "floorOne",
     "floorBatched",
     "floorBatchedRange",
+    "requiredOne",
+    "requiredBatched",
   ],
 } as const;
 
@@ -329,7 +332,7 @@ async function oursSide(params: PeerParams, ring: RingLayout): Promise<Record<st
     dma.free(pages);
   }
   try {
-    if (params.only === undefined || params.only.startsWith("floor")) {
+    if (params.only === undefined || /^(floor|required)/.test(params.only)) {
       Object.assign(result, await floorOf(transport, dma, endpoint, params, ring));
     }
   } finally {
@@ -354,6 +357,7 @@ async function floorOf(
   const n = params.pairs;
   const b = params.batch;
   const base = await Baseline.overFor(ring, transport, dma, { endpoint, iovaBase: IOVA_BASE });
+  const required = new RequiredWork(base, IOVA_BASE);
   try {
     return {
       floorOne: !only(params, "floorOne") ? [] : await measure(params, n, () => {
@@ -365,6 +369,15 @@ async function floorOf(
       floorBatchedRange: !only(params, "floorBatchedRange") ? [] : await measure(params, n, () => {
         for (let at = 0; at < n; at += b) base.batchRange(b);
       }),
+      // The same loops plus what every driver must add: the floor of ours.
+      requiredOne: !only(params, "requiredOne") ? [] : await measure(params, n, async () => {
+        for (let i = 0; i < n; i++) await required.pairOneAtATime(i);
+      }),
+      requiredBatched: !only(params, "requiredBatched")
+        ? []
+        : await measure(params, n, async () => {
+          for (let at = 0; at < n; at += b) await required.batch(2 * b);
+        }),
     };
   } finally {
     await base.close();

@@ -154,15 +154,17 @@ function formatFigures(f: MockFigures, run: RunInfo & { cores: number }, quick: 
       n(f.requests)
     } requests per timing, median of ${f.repetitions}`,
     "",
-    "| ring   | mode (per request)    | limit (req/s) | driver (req/s) | driver time / limit |",
-    "| ------ | --------------------- | ------------: | -------------: | ------------------: |",
+    "| ring   | mode (per request)    | limit (req/s) | driver (req/s) | driver time / limit | required work / limit |",
+    "| ------ | --------------------- | ------------: | -------------: | ------------------: | --------------------: |",
     ...([["split", f], ["packed", f.packed]] as const).flatMap(([ring, g]) =>
       MODES.map((k) =>
         `| ${ring.padEnd(6)} | ${MODE_NAMES[k].padEnd(21)} | ${n(g.baseline[k]).padStart(13)} | ${
           n(g.driver[k]).padStart(14)
-        } | ${x(g.ratio[k]).padStart(19)} |`
+        } | ${x(g.ratio[k]).padStart(19)} | ${x(g.requiredRatio[k]).padStart(21)} |`
       )
     ),
+    "required work: the limit plus mapping records, one await per request (per submit batched) " +
+    "and the §2.7.13 seq-cst accesses (bench/_required.ts), the floor of any such driver",
     "",
     "MAP+UNMAP pair (batched 256) by live mappings: " +
     f.scaling.points.map((p) => `${n(p.live)}: ${p.usPerPair.toFixed(2)} µs`).join(", ") +

@@ -111,7 +111,13 @@ if (missing.length > 0) {
     assert.equal(ours.report.endpoint, 0x18);
     assert.equal(ours.report.mappingsLeft, 0);
     const modes = ["one", "batched", "batchedRange", "promiseAll"];
-    const floors = ["floorOne", "floorBatched", "floorBatchedRange"];
+    const floors = [
+      "floorOne",
+      "floorBatched",
+      "floorBatchedRange",
+      "requiredOne",
+      "requiredBatched",
+    ];
     for (const mode of [...modes, ...floors]) {
       const samples = ours.report[mode] as number[];
       assert.equal(samples.length, params.reps, `${mode}: one sample per measured repetition`);
@@ -133,6 +139,10 @@ if (missing.length > 0) {
     // The hand-written loop does a subset of the driver's work on the same device.
     const oursBest = (key: string): number => Math.min(...(ours.report[key] as number[]));
     assert.ok(oursBest("floorOne") < oursBest("one"), "the device alone is cheaper than ours");
+    assert.ok(
+      oursBest("floorOne") < oursBest("requiredOne"),
+      "the required work costs something on top of the device",
+    );
     assert.equal(s.ratioBatched, Math.round((s.oursBatched / s.linuxOne) * 100) / 100);
   });
 
