@@ -95,6 +95,8 @@ function peerFixture(): PeerBenchResult {
       floorOne: 1.9,
       floorBatched: 1.1,
       floorBatchedRange: 0.6,
+      requiredOne: 4.1,
+      requiredBatched: 2.2,
     },
     spread: {
       linuxOne: [18.5, 19.8],
