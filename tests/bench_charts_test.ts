@@ -107,17 +107,24 @@ function peerFixture(): PeerBenchResult {
       oursFloorOne: [1.8, 2.0],
       oursFloorBatched: [1.0, 1.2],
       oursFloorBatchedRange: [0.5, 0.7],
+      oursRequiredOne: [3.9, 4.4],
+      oursRequiredBatched: [2.1, 2.4],
     },
     v8Flags: "--single-threaded",
   };
 }
 
-Deno.test("peerChart() shows Linux, ours and the device alone with every boot's spread", () => {
+Deno.test("peerChart() shows Linux, ours, the device alone and the required work with every boot's spread", () => {
   const svg = peerChart(peerFixture());
   assertBalanced(svg);
-  // Linux has no "32 MAPs, 32 UNMAPs" bar of its own: 8 bars, 8 whiskers.
-  assert.equal(barHeights(svg).length, 8);
-  assert.equal([...svg.matchAll(/class="spread"/g)].length, 8);
+  // Linux has no "32 MAPs, 32 UNMAPs" bar of its own, the required work none with a range
+  // UNMAP: 10 bars, 10 whiskers.
+  assert.equal(barHeights(svg).length, 10);
+  assert.equal([...svg.matchAll(/class="spread"/g)].length, 10);
+  assert.match(
+    svg,
+    /required work \(device alone \+ records, awaits, barriers\), one pair at a time: 4\.1/,
+  );
   assert.match(svg, /Linux \(VFIO ioctls\), one pair at a time: 19\.7/);
   assert.match(svg, /ours, batched: 32 MAPs, 1 range UNMAP: 3\.3/);
   assert.match(svg, /median of 3 boots per side; whiskers: lowest–highest boot/);
