@@ -91,7 +91,7 @@ async function profileMode(
 
 if (import.meta.main) {
   const argv = Deno.args;
-  const modes = option(argv, "modes", "one,batched,floorOne,floorBatched").split(",");
+  const modes = option(argv, "modes", "one,batched").split(",");
   const known: readonly string[] = PEER_MODES.ours;
   for (const m of modes) {
     if (!known.includes(m)) throw new TypeError(`Unknown mode ${m}: one of ${known.join(", ")}`);

@@ -30,6 +30,7 @@ export function layerOf(url: string, fn: string): string | null {
   if (fn === "(program)") return "runtime (microtasks, V8 native code)";
   const f = url.replace(/^.*?\/(?=(bench|driver|host|mock|transport|util|spec)\/)/, "");
   if (/^bench\/(profile_loop|peer_guest)\.ts/.test(f)) return "bench loop (its awaits)";
+  if (f.startsWith("bench/_required.ts")) return "required work (records, awaits, barriers)";
   if (f.startsWith("bench/")) return "limit (hand-written)";
   if (/^driver\/iommu\/(device|fast_path|batch|send)\.ts/.test(f)) {
     return "driver: public API, fast path, batch";
@@ -93,6 +94,7 @@ export function layerTable(p: CpuProfile, window?: readonly [number, number]): L
     layer ??= "other";
     if (inMap && layer.startsWith("driver")) layer = "driver: interval map";
     if (inMap && layer === "mock device") layer = "mock device (its interval map)";
+    if (inMap && layer.startsWith("required")) layer = "required work: interval map";
     layers.set(layer, (layers.get(layer) ?? 0) + t);
     const cf = (byId.get(id) as ProfileNode).callFrame;
     const name = `${cf.functionName || "(anonymous)"} ${cf.url.replace(/^.*\/(?=\w+\/)/, "")}:${

@@ -7,7 +7,7 @@
  * median); the device-alone loops (floorOne, floorBatched) show what QEMU itself costs.
  *
  * ```sh
- * deno run -A bench/profile_tcg.ts [--modes one,batched,floorOne,floorBatched] [--seconds 6]
+ * deno run -A bench/profile_tcg.ts [--modes one,batched,floorOne,…] [--seconds 6]
  *   [--v8-flags --single-threaded] [--ring split|packed] [--top 12] [--out bench/results]
  * ```
  *
@@ -19,6 +19,16 @@
 import { runGuest } from "../tools/qemu.ts";
 import { PEER_V8_FLAGS } from "./peer_run.ts";
 import type { ModeProfile } from "./profile_guest.ts";
+
+/** The modes profiled by default: ours, the device alone and the required work, each mode. */
+export const DEFAULT_PROFILE_MODES: readonly string[] = [
+  "one",
+  "batched",
+  "floorOne",
+  "floorBatched",
+  "requiredOne",
+  "requiredBatched",
+];
 
 /** The report of one run. */
 export interface TcgProfile {
@@ -48,7 +58,7 @@ export function formatModeProfile(p: ModeProfile, top: number): string {
 
 /** Options of {@link runTcgProfile}. */
 export interface TcgProfileOptions {
-  /** Modes of bench/peer_guest.ts's side "ours" (default one, batched, floorOne, floorBatched). */
+  /** Modes of bench/peer_guest.ts's side "ours" (default {@link DEFAULT_PROFILE_MODES}). */
   modes?: string[];
   /** Measured seconds per mode (default 6). */
   seconds?: number;
@@ -62,7 +72,7 @@ export interface TcgProfileOptions {
 
 /** Boots one guest and profiles each mode in it; throws with the guest's output on failure. */
 export async function runTcgProfile(options: TcgProfileOptions = {}): Promise<TcgProfile> {
-  const modes = options.modes ?? ["one", "batched", "floorOne", "floorBatched"];
+  const modes = options.modes ?? [...DEFAULT_PROFILE_MODES];
   const seconds = options.seconds ?? 6;
   const v8Flags = options.v8Flags ?? PEER_V8_FLAGS;
   const ring = options.ring ?? "split";
@@ -121,7 +131,7 @@ if (import.meta.main) {
   const ring = opt("ring", "split");
   if (ring !== "split" && ring !== "packed") throw new TypeError("--ring needs split or packed");
   const report = await runTcgProfile({
-    modes: opt("modes", "one,batched,floorOne,floorBatched").split(","),
+    modes: opt("modes", DEFAULT_PROFILE_MODES.join(",")).split(","),
     seconds: Number(opt("seconds", "6")),
     v8Flags: opt("v8-flags", PEER_V8_FLAGS),
     ring,

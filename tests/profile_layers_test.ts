@@ -50,6 +50,10 @@ Deno.test("layerOf() names the layer of each folder of the project, null for uti
   assert.equal(layerOf(`${F}host/ffi.ts`, "write16"), "host backend (BAR access, DMA memory)");
   assert.equal(layerOf(`${F}bench/peer_guest.ts`, ""), "bench loop (its awaits)");
   assert.equal(layerOf(`${F}bench/_setup.ts`, "#drain"), "limit (hand-written)");
+  assert.equal(
+    layerOf(`${F}bench/_required.ts`, "batch"),
+    "required work (records, awaits, barriers)",
+  );
   assert.equal(layerOf("", "(garbage collector)"), "GC");
   assert.equal(layerOf("", "(idle)"), "idle (waiting for the event loop)");
   assert.equal(layerOf(`${F}util/interval_map.ts`, "insert"), null);
