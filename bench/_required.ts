@@ -2,7 +2,7 @@
  * "Required work": the hand-written limit plus what any driver that keeps its promises must add
  * per request, and nothing else: a record of each mapping (insert on MAP, remove on UNMAP, in
  * the same interval map the driver uses), one `await` per request one at a time (one per submit
- * batched), and the seq-cst ring accesses virtio 1.3 §2.7.13 asks for that the limit leaves out
+ * batched: the caller awaits what it returns, as it would the driver's promises), and the seq-cst ring accesses virtio 1.3 §2.7.13 asks for that the limit leaves out
  * (a store of avail.idx and a load of the device's suppression field after it). Timed beside the
  * limit and the driver, it shows how close to the limit any such driver can come.
  *
@@ -35,23 +35,26 @@ export class RequiredWork {
     return Atomics.load(this.#words, 2);
   }
 
-  /** One MAP+UNMAP pair of page `i`, each request recorded, barriered and awaited. */
-  async pairOneAtATime(i: number): Promise<void> {
+  /**
+   * One MAP+UNMAP pair of page `i`, each request recorded and barriered. Returns the settled
+   * promise a driver hands back for a request answered during its notification: the caller
+   * awaits it once per request, twice per pair, as it would the driver's two promises.
+   */
+  pairOneAtATime(i: number): Promise<void> {
     const lo = this.#iovaBase + i * PAGE;
     if (this.#map.insert(lo, 0, lo + PAGE - 1, 0, PAGE, 0, 3) < 0) throw new Error("overlap");
     this.#ringAccesses();
     this.#ringAccesses();
     this.#limit.pairOneAtATime(i);
     if (this.#map.removeRange(lo, 0, lo + PAGE - 1, 0) !== 1) throw new Error("not recorded");
-    await RESOLVED;
-    await RESOLVED;
+    return RESOLVED;
   }
 
   /**
    * `n` requests as the limit's batch sends them (n/2 MAPs of pages 0…, then n/2 UNMAPs),
-   * each recorded, one await per batch.
+   * each recorded; returns the promise the caller awaits once per batch.
    */
-  async batch(n: number): Promise<void> {
+  batch(n: number): Promise<void> {
     const half = n >> 1;
     const base = this.#iovaBase;
     for (let r = 0; r < half; r++) {
@@ -64,7 +67,7 @@ export class RequiredWork {
     }
     this.#ringAccesses();
     this.#limit.batch(n);
-    await RESOLVED;
+    return RESOLVED;
   }
 
   /** Closes the limit (resets its device). */

@@ -157,7 +157,11 @@ export async function measureMock(options: MeasureOptions): Promise<MockFigures>
           for (let i = 0; i < N / 2; i++) base.pairOneAtATime(i & 1023);
         },
         async () => {
-          for (let i = 0; i < N / 2; i++) await required.pairOneAtATime(i & 1023);
+          for (let i = 0; i < N / 2; i++) {
+            const settled = required.pairOneAtATime(i & 1023);
+            await settled; // the MAP's
+            await settled; // the UNMAP's
+          }
         },
         async () => {
           for (let i = 0; i < N / 2; i++) {

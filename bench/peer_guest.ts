@@ -371,7 +371,11 @@ async function floorOf(
       }),
       // The same loops plus what every driver must add: the floor of ours.
       requiredOne: !only(params, "requiredOne") ? [] : await measure(params, n, async () => {
-        for (let i = 0; i < n; i++) await required.pairOneAtATime(i);
+        for (let i = 0; i < n; i++) {
+          const settled = required.pairOneAtATime(i);
+          await settled; // the MAP's
+          await settled; // the UNMAP's
+        }
       }),
       requiredBatched: !only(params, "requiredBatched")
         ? []
