@@ -265,6 +265,13 @@ async function oursSide(params: PeerParams, ring: RingLayout): Promise<Record<st
   const phys = pages.addrLo + pages.addrHi * 0x1_0000_0000;
   const rw = MAP_READ | MAP_WRITE;
   const batch = iommu.batch();
+  /** Empties the batch and queues the MAPs of IOVAs `at` … `at + b - 1` (pages 0 … b - 1). */
+  const queueMaps = (at: number): void => {
+    batch.clear();
+    for (let i = at; i < at + b; i++) {
+      batch.map(domain, IOVA_BASE + i * PAGE, phys + (i - at) * PAGE, PAGE, rw);
+    }
+  };
   const result: Record<string, unknown> = {
     bdf,
     endpoint,
@@ -285,10 +292,7 @@ async function oursSide(params: PeerParams, ring: RingLayout): Promise<Record<st
     if (only(params, "batched")) {
       result.batched = await measure(params, n, async () => {
         for (let at = 0; at < n; at += b) {
-          batch.clear();
-          for (let i = at; i < at + b; i++) {
-            batch.map(domain, IOVA_BASE + i * PAGE, phys + (i - at) * PAGE, PAGE, rw);
-          }
+          queueMaps(at);
           if (await batch.submit() !== 0) throw new Error(`MAP batch failed: ${batch.error(0)}`);
           batch.clear();
           for (let i = at; i < at + b; i++) batch.unmap(domain, IOVA_BASE + i * PAGE, PAGE);
@@ -301,10 +305,7 @@ async function oursSide(params: PeerParams, ring: RingLayout): Promise<Record<st
     if (only(params, "batchedRange")) {
       result.batchedRange = await measure(params, n, async () => {
         for (let at = 0; at < n; at += b) {
-          batch.clear();
-          for (let i = at; i < at + b; i++) {
-            batch.map(domain, IOVA_BASE + i * PAGE, phys + (i - at) * PAGE, PAGE, rw);
-          }
+          queueMaps(at);
           batch.unmap(domain, IOVA_BASE + at * PAGE, b * PAGE);
           if (await batch.submit() !== 0) throw new Error(`range batch failed: ${batch.error(0)}`);
         }
