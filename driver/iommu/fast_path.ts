@@ -125,16 +125,24 @@ export class FastRequests {
 
   /**
    * Sends a fast-path request. A device that answers during the notification (QEMU under TCG,
-   * the mock) has settled it before sendNow() returns: then the outcome is known and no
-   * deferred promise is needed, which saves most of the cost of a promise per request.
+   * the mock) has settled it before the send returns: then the outcome is known and no
+   * deferred promise is needed, which saves most of the cost of a promise per request. Alone
+   * in the ring, the queue settles it inline ({@link RequestQueue.sendAlone}) and no completion
+   * runs; otherwise #completeFast may run before the send returns (#syncSlot says it did).
    */
   #sendFast(slot: number, readLen: number): Promise<void> {
     this.#syncSlot = slot;
     this.#syncDone = false;
+    let inline: Error | null | undefined;
     try {
-      this.#requests.sendNow(slot, readLen, this.#completeFast);
+      inline = this.#requests.sendAlone(slot, readLen, this.#completeFast);
     } finally {
       this.#syncSlot = -1;
+    }
+    if (inline === null) return RESOLVED;
+    if (inline !== undefined) {
+      this.#undoFast(slot);
+      return Promise.reject(inline);
     }
     if (this.#syncDone) {
       const error = this.#syncError;

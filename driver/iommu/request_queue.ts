@@ -293,6 +293,62 @@ export class RequestQueue implements WaitTarget {
     if (this.#inFlight > 0 || this.#pool.waiting > 0) this.#scheduleFlush();
   }
 
+  /**
+   * {@link RequestQueue.sendNow} for the one-at-a-time fast path, settling inline what it can:
+   * when no chain at all is out, the request is added, published and notified, and an answer
+   * the device gave during the notification (QEMU under TCG, the mock) is taken straight from
+   * the used ring. Then it returns the outcome, null (OK) or the request's error, and `done` is
+   * never called: no tracking, no completion callback, no trip through collect(). Otherwise it
+   * returns undefined and the request goes the usual way (tracked, settled through `done`,
+   * which may have been called already).
+   *
+   * Tracking only after the notification is safe: interrupts are delivered from the event loop,
+   * never during it, and with no other chain out the used ring can only return this one (any
+   * other id breaks the ring protocol, §2.7.8, and popUsed() throws). Whatever goes wrong
+   * tracks the request first, so it settles through `done` as in sendNow().
+   */
+  sendAlone(slot: number, readLen: number, done: Completion): Error | null | undefined {
+    if (this.#flushScheduled || this.vq.inFlight !== 0 || this.#resetting) {
+      this.sendNow(slot, readLen, done);
+      return undefined;
+    }
+    const head = this.#addSlot(slot, readLen);
+    if (head < 0) {
+      this.#ringFull(slot, done);
+      return undefined;
+    }
+    try {
+      if (this.vq.publish()) this.#transport.notify(REQUEST_QUEUE);
+    } catch (error) {
+      this.#track(slot, head, TAIL_SIZE, done);
+      throw error;
+    }
+    let got: number;
+    try {
+      got = this.vq.popUsed();
+    } catch (error) {
+      this.#track(slot, head, TAIL_SIZE, done);
+      this.#ringBroken(error);
+      return undefined;
+    }
+    if (got !== head) {
+      // Not answered yet: from here on like sendNow(); the end-of-tick flush polls for it.
+      this.#track(slot, head, TAIL_SIZE, done);
+      this.#scheduleFlush();
+      return undefined;
+    }
+    this.#answered++;
+    const written = this.vq.usedLen;
+    const status = this.#slotView[slot].getUint8(this.#statusOffset[slot]);
+    const error = status === VIRTIO_IOMMU_S_OK && written >= TAIL_SIZE
+      ? null
+      : this.#refused(slot, status, written, TAIL_SIZE);
+    // Last: the slot may go to a caller waiting for one, which then sends at once.
+    this.#release(slot);
+    if (this.#pool.waiting > 0) this.#scheduleFlush();
+    return error;
+  }
+
   /** Puts the request in the ring (unpublished); false when it already failed. */
   #enqueue(
     slot: number,
@@ -405,13 +461,17 @@ export class RequestQueue implements WaitTarget {
         n++;
       }
     } catch (error) {
-      // The device broke the ring protocol: nothing it says can be trusted any more.
-      const e = error instanceof Error ? error : new Error(String(error));
-      // With a handler (VIRTIO_F_RING_RESET) the queue is reset instead of failed.
-      if (!(e instanceof VirtqueueError && this.#onBroken?.(e) === true)) this.fail(e);
+      this.#ringBroken(error);
     }
     this.#answered += n;
     return n;
+  }
+
+  /** The device broke the ring protocol: nothing it says can be trusted any more. */
+  #ringBroken(error: unknown): void {
+    const e = error instanceof Error ? error : new Error(String(error));
+    // With a handler (VIRTIO_F_RING_RESET) the queue is reset instead of failed.
+    if (!(e instanceof VirtqueueError && this.#onBroken?.(e) === true)) this.fail(e);
   }
 
   #complete(head: number, written: number): void {
@@ -427,16 +487,16 @@ export class RequestQueue implements WaitTarget {
       // The common case without a call; #refused() builds the error of everything else. One
       // call site of `done`: the JIT inlines each site on its own budget.
       const ok = status === VIRTIO_IOMMU_S_OK && written >= this.#writeLen[slot];
-      done(ok ? null : this.#refused(slot, status, written), slot);
+      done(ok ? null : this.#refused(slot, status, written, this.#writeLen[slot]), slot);
     }
     // A request that timed out (ABANDONED) only gives its slot back now.
     this.#release(slot);
   }
 
   /** The error of a request the device answered with a status other than OK, or too short. */
-  #refused(slot: number, status: number, written: number): Error | null {
+  #refused(slot: number, status: number, written: number, writeLen: number): Error | null {
     const kind = this.#kind[slot];
-    return requestError(KIND_NAMES[kind] ?? `type ${kind}`, status, written, this.#writeLen[slot]);
+    return requestError(KIND_NAMES[kind] ?? `type ${kind}`, status, written, writeLen);
   }
 
   /** Fails for a used chain no request slot owns. */
