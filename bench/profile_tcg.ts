@@ -7,7 +7,7 @@
  * median); the device-alone loops (floorOne, floorBatched) show what QEMU itself costs.
  *
  * ```sh
- * deno run -A bench/profile_tcg.ts [--modes one,batched,floorOne,…] [--seconds 6]
+ * deno task bench:profile-tcg -- [--modes one,batched,floorOne,…] [--seconds 6]
  *   [--v8-flags --single-threaded] [--ring split|packed] [--top 12] [--out bench/results]
  * ```
  *
@@ -16,7 +16,9 @@
  * @module
  */
 
+import { parseArgs } from "node:util";
 import { runGuest } from "../tools/qemu.ts";
+import { PEER_MODES } from "./peer_guest.ts";
 import { PEER_V8_FLAGS } from "./peer_run.ts";
 import type { ModeProfile } from "./profile_guest.ts";
 
@@ -122,26 +124,90 @@ export async function runTcgProfile(options: TcgProfileOptions = {}): Promise<Tc
   };
 }
 
-if (import.meta.main) {
-  const argv = Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args;
-  const opt = (name: string, fallback: string): string => {
-    const i = argv.indexOf(`--${name}`);
-    return i < 0 ? fallback : argv[i + 1] ?? fallback;
-  };
-  const ring = opt("ring", "split");
-  if (ring !== "split" && ring !== "packed") throw new TypeError("--ring needs split or packed");
-  const report = await runTcgProfile({
-    modes: opt("modes", DEFAULT_PROFILE_MODES.join(",")).split(","),
-    seconds: Number(opt("seconds", "6")),
-    v8Flags: opt("v8-flags", PEER_V8_FLAGS),
-    ring,
+/** The command line's help text. */
+export const PROFILE_USAGE = `Usage: deno task bench:profile-tcg [-- options]
+
+Boots one TCG guest (6.12 kernel, QEMU's virtio-iommu with edu) and profiles each mode of the
+peer benchmark's side "ours" in its own process, charging the self time of its measured
+repetitions to layers. Needs .ci/install-guest-deps.
+
+  --modes a,b,...  modes (default ${DEFAULT_PROFILE_MODES.join(",")}; any of
+                   ${PEER_MODES.ours.join(", ")})
+  --seconds s      measured seconds per mode (default 6)
+  --v8-flags f     V8 flags of the profiled runs (default ${PEER_V8_FLAGS})
+  --ring r         split or packed (default split)
+  --top n          functions listed per mode (default 12)
+  --out dir        also write dir/profile_tcg.json
+  -h, --help       this help (runs nothing)`;
+
+/** A parsed command line: what to run and how to report it, or help. */
+export type ProfileCommandLine =
+  | { help: true }
+  | { help: false; options: TcgProfileOptions; top: number; out: string | null };
+
+/** Parses the command line; throws a TypeError naming a bad option or value. */
+export function parseProfileArgs(argv: string[]): ProfileCommandLine {
+  const { values } = parseArgs({
+    args: argv[0] === "--" ? argv.slice(1) : argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      modes: { type: "string" },
+      seconds: { type: "string" },
+      "v8-flags": { type: "string" },
+      ring: { type: "string" },
+      top: { type: "string" },
+      out: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
   });
-  console.log(`TCG guest, QEMU's virtio-iommu, V8 flags ${report.v8Flags}, ${ring} ring`);
-  const top = Number(opt("top", "12"));
-  for (const p of report.modes) console.log(formatModeProfile(p, top));
-  if (argv.includes("--out")) {
-    const dir = opt("out", "bench/results");
-    await Deno.mkdir(dir, { recursive: true });
-    await Deno.writeTextFile(`${dir}/profile_tcg.json`, JSON.stringify(report, null, 2) + "\n");
+  if (values.help === true) return { help: true };
+  const known: readonly string[] = PEER_MODES.ours;
+  const modes = values.modes === undefined ? [...DEFAULT_PROFILE_MODES] : values.modes.split(",");
+  for (const m of modes) {
+    if (!known.includes(m)) throw new TypeError(`--modes: unknown mode ${m} (${known.join(", ")})`);
+  }
+  const number = (name: string, text: string | undefined, fallback: number): number => {
+    if (text === undefined) return fallback;
+    const v = Number(text);
+    if (!Number.isInteger(v) || v <= 0) throw new TypeError(`--${name} needs a positive integer`);
+    return v;
+  };
+  const ring = values.ring ?? "split";
+  if (ring !== "split" && ring !== "packed") throw new TypeError("--ring needs split or packed");
+  return {
+    help: false,
+    options: {
+      modes,
+      seconds: number("seconds", values.seconds, 6),
+      v8Flags: values["v8-flags"] ?? PEER_V8_FLAGS,
+      ring,
+    },
+    top: number("top", values.top, 12),
+    out: values.out ?? null,
+  };
+}
+
+if (import.meta.main) {
+  let line: ProfileCommandLine;
+  try {
+    line = parseProfileArgs(Deno.args);
+  } catch (error) {
+    console.error(`${error instanceof Error ? error.message : error}\n\n${PROFILE_USAGE}`);
+    Deno.exit(2);
+  }
+  if (line.help) {
+    console.log(PROFILE_USAGE);
+    Deno.exit(0);
+  }
+  const report = await runTcgProfile(line.options);
+  console.log(`TCG guest, QEMU's virtio-iommu, V8 flags ${report.v8Flags}, ${report.ring} ring`);
+  for (const p of report.modes) console.log(formatModeProfile(p, line.top));
+  if (line.out !== null) {
+    await Deno.mkdir(line.out, { recursive: true });
+    await Deno.writeTextFile(
+      `${line.out}/profile_tcg.json`,
+      JSON.stringify(report, null, 2) + "\n",
+    );
   }
 }

@@ -8,7 +8,12 @@
 
 import assert from "node:assert/strict";
 import { type CpuProfile, formatLayerTable, layerOf, layerTable } from "../bench/profile_layers.ts";
-import { formatModeProfile } from "../bench/profile_tcg.ts";
+import {
+  DEFAULT_PROFILE_MODES,
+  formatModeProfile,
+  parseProfileArgs,
+  PROFILE_USAGE,
+} from "../bench/profile_tcg.ts";
 
 const F = "file:///project/";
 
@@ -108,4 +113,43 @@ Deno.test("formatModeProfile() gives each layer its µs per pair and hides the s
   assert.match(text, /25\.0 %\s+2\.50 µs {2}driver: ring/);
   assert.doesNotMatch(text, /GC/);
   assert.match(text, /9\.0 % {2}popUsed/);
+});
+
+Deno.test("bench:profile-tcg's command line: defaults, every option, help, and refusals", () => {
+  assert.deepEqual(parseProfileArgs([]), {
+    help: false,
+    options: {
+      modes: [...DEFAULT_PROFILE_MODES],
+      seconds: 6,
+      v8Flags: "--single-threaded",
+      ring: "split",
+    },
+    top: 12,
+    out: null,
+  });
+  const line = parseProfileArgs([
+    "--",
+    "--modes",
+    "one,requiredOne",
+    "--seconds",
+    "2",
+    "--ring",
+    "packed",
+    "--top",
+    "3",
+    "--out",
+    "/tmp/x",
+  ]);
+  assert.ok(!line.help);
+  assert.deepEqual(line.options.modes, ["one", "requiredOne"]);
+  assert.equal(line.options.ring, "packed");
+  assert.equal(line.options.seconds, 2);
+  assert.equal(line.top, 3);
+  assert.equal(line.out, "/tmp/x");
+  assert.deepEqual(parseProfileArgs(["-h"]), { help: true });
+  assert.match(PROFILE_USAGE, /--modes a,b/);
+  assert.throws(() => parseProfileArgs(["--bogus"]), /Unknown option '--bogus'/);
+  assert.throws(() => parseProfileArgs(["--modes", "one,nope"]), /unknown mode nope/);
+  assert.throws(() => parseProfileArgs(["--seconds", "0"]), /positive integer/);
+  assert.throws(() => parseProfileArgs(["--ring", "ring"]), /split or packed/);
 });
