@@ -20,7 +20,7 @@ for (const kind of BUSES) {
   const t = busTest(kind);
 
   t(
-    "a MAP alone in the ring is answered during its notification and settles inline",
+    "a MAP alone in the ring is answered during its one notification and settles",
     () =>
       withFixture(kind, async ({ iommu, scripted, device }) => {
         await iommu.attach(1, 0x08);
