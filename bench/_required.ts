@@ -2,9 +2,10 @@
  * "Required work": the hand-written limit plus what any driver that keeps its promises must add
  * per request, and nothing else: a record of each mapping (insert on MAP, remove on UNMAP, in
  * the same interval map the driver uses), one `await` per request one at a time (one per submit
- * batched: the caller awaits what it returns, as it would the driver's promises), and the seq-cst ring accesses virtio 1.3 §2.7.13 asks for that the limit leaves out
- * (a store of avail.idx and a load of the device's suppression field after it). Timed beside the
- * limit and the driver, it shows how close to the limit any such driver can come.
+ * batched: the caller awaits what it returns, as it would the driver's promises), and the
+ * seq-cst ring accesses virtio 1.3 §2.7.13 asks for that the limit leaves out (a store of
+ * avail.idx and a load of the device's suppression field after it). Timed beside the limit and
+ * the driver, it shows how close to the limit any such driver can come.
  *
  * @module
  */

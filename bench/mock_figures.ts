@@ -141,7 +141,7 @@ export async function measureMock(options: MeasureOptions): Promise<MockFigures>
   };
   const rate = (ms: number): number => N / (ms / 1000);
 
-  /** The limit/driver table of ring layout `ring`, against its own hand-written limit. */
+  /** The limit/required/driver table of ring layout `ring`, against its own hand-written limit. */
   const limitAndDriver = async (ring: RingLayout): Promise<RingFigures> => {
     const base = await Baseline.createFor(ring);
     const required = new RequiredWork(await Baseline.createFor(ring));
@@ -149,7 +149,7 @@ export async function measureMock(options: MeasureOptions): Promise<MockFigures>
     if (iommu.ring !== ring) throw new Error(`the driver runs the ${iommu.ring} ring`);
     await iommu.attach(1, 0x08);
     const batch = iommu.batch();
-    step(`${ring} ring: limit and driver, one request at a time`);
+    step(`${ring} ring: limit, required work and driver, one request at a time`);
     const times: Record<Mode, number[]> = {
       oneAtATime: await alternatingMedians(
         REPS,
@@ -175,7 +175,7 @@ export async function measureMock(options: MeasureOptions): Promise<MockFigures>
       batched256: [],
     };
     for (const n of [64, 256] as const) {
-      step(`${ring} ring: limit and driver, batched ${n}`);
+      step(`${ring} ring: limit, required work and driver, batched ${n}`);
       times[n === 64 ? "batched64" : "batched256"] = await alternatingMedians(
         REPS,
         () => {

@@ -87,7 +87,7 @@ export const PEER_MODES = {
 } as const;
 
 /** When the measured repetitions of `--profile` began and ended, µs of CLOCK_MONOTONIC. */
-const window: [number, number] = [0, 0];
+const measuredWindow: [number, number] = [0, 0];
 
 /**
  * CLOCK_MONOTONIC in µs, to 10 ms, read as the uptime (the same clock in a guest that never
@@ -109,7 +109,10 @@ const PAGE = 0x1000;
 const VIRTIO_VENDOR = 0x1af4;
 const VIRTIO_IOMMU_DEVICE = 0x1057;
 
-/** Parses `--side`, `--pairs`, `--reps`, `--warmup`, `--batch`, `--ring`, `--only`, `--seconds`, `--profile`. */
+/**
+ * Parses `--side`, `--pairs`, `--reps`, `--warmup`, `--batch`, `--ring`, `--only`, `--seconds`,
+ * `--profile`.
+ */
 function parseArgs(
   argv: string[],
 ): { side: "linux" | "ours"; params: PeerParams; ring: RingLayout } {
@@ -167,14 +170,14 @@ async function measure(
   for (let r = 0; r < params.warmup + params.reps || performance.now() < until; r++) {
     if (r === params.warmup) {
       until = performance.now() + (params.seconds ?? 0) * 1000;
-      if (params.profile === true) window[0] = monotonicUs();
+      if (params.profile === true) measuredWindow[0] = monotonicUs();
     }
     const start = performance.now();
     await once();
     const us = ((performance.now() - start) * 1000) / units;
     if (r >= params.warmup) samples.push(Math.round(us * 100) / 100);
   }
-  if (params.profile === true) window[1] = monotonicUs();
+  if (params.profile === true) measuredWindow[1] = monotonicUs();
   return samples;
 }
 
@@ -395,6 +398,6 @@ if (import.meta.main) {
   const start = performance.now();
   const result = side === "linux" ? await linuxSide(params) : await oursSide(params, ring);
   const ms = Math.round(performance.now() - start);
-  if (params.profile === true) result.window = window;
+  if (params.profile === true) result.window = measuredWindow;
   console.log("PEER " + JSON.stringify({ side, kernel, params, ms, ...result }));
 }

@@ -141,6 +141,18 @@ export const PEER_V8_FLAGS = "--single-threaded";
 export const TUNED_TCG_V8_FLAGS = "--single-threaded,--no-maglev," +
   "--max-inlined-bytecode-size=2000,--max-inlined-bytecode-size-cumulative=4000";
 
+/**
+ * The QEMU arguments of a peer-benchmark guest beyond the runner's own: edu as the endpoint, and
+ * for the packed ring `-global virtio-iommu-pci.packed=on` (bench/profile_tcg.ts boots the same).
+ */
+export function peerQemuArgs(ring: RingLayout): string[] {
+  return [
+    "-device",
+    "edu",
+    ...(ring === "packed" ? ["-global", "virtio-iommu-pci.packed=on"] : []),
+  ];
+}
+
 /** Rounds of boots of the full run (see {@link PeerBenchOptions.rounds}). */
 export const FULL_ROUNDS = 3;
 
@@ -182,7 +194,7 @@ export async function boot(
   const result = await runGuest(command, {
     kernel,
     iommuDriver: side === "linux" ? "linux" : "userspace",
-    qemuArgs: ["-device", "edu", ...(packed ? ["-global", "virtio-iommu-pci.packed=on"] : [])],
+    qemuArgs: peerQemuArgs(packed ? "packed" : "split"),
     timeoutSeconds: options.timeoutSeconds ?? 150,
     projectRoot: options.projectRoot,
     onPhase: (phase) =>

@@ -6,29 +6,27 @@
  * layers (bench/profile_layers.ts); prints one line `PROFILE <json>` per mode: the mode, its
  * median µs per MAP+UNMAP pair (profiled, so slower than unprofiled), and the tables.
  *
- * `deno run -A bench/profile_guest.ts --modes one,batched --seconds 6 --v8-flags <flags>`
+ * `deno run -A bench/profile_guest.ts --modes one,batched --seconds 6 --v8-flags=<flags>`
  *
  * @module
  */
 
-import { type CpuProfile, layerTable } from "./profile_layers.ts";
+import { parseArgs } from "node:util";
+import { type CpuProfile, layerTable, type Share } from "./profile_layers.ts";
 import { PEER_MODES } from "./peer_guest.ts";
-import { median, PEER_V8_FLAGS } from "./peer_run.ts";
+import { FULL_PARAMS, median, PEER_V8_FLAGS } from "./peer_run.ts";
 
 /** What one mode's profile found. */
 export interface ModeProfile {
   mode: string;
   /** Median µs per MAP+UNMAP pair in the profiled run. */
   usPerPair: number;
-  layers: { name: string; percent: number }[];
-  functions: { name: string; percent: number }[];
+  /** Every layer, largest first. */
+  layers: Share[];
+  /** The 30 functions with the most self time. */
+  functions: Share[];
   /** Sampled self time, ms. */
   sampledMs: number;
-}
-
-function option(argv: string[], name: string, fallback: string): string {
-  const i = argv.indexOf(`--${name}`);
-  return i < 0 ? fallback : argv[i + 1] ?? fallback;
 }
 
 /** Profiles `mode` of our side of the peer benchmark for about `seconds`. */
@@ -52,14 +50,15 @@ async function profileMode(
       "ours",
       "--only",
       mode,
+      // The full peer run's parameters; --seconds keeps it measuring long enough to profile.
       "--pairs",
-      "512",
+      String(FULL_PARAMS.pairs),
       "--batch",
-      "32",
+      String(FULL_PARAMS.batch),
       "--warmup",
-      "30",
+      String(FULL_PARAMS.warmup),
       "--reps",
-      "21",
+      String(FULL_PARAMS.reps),
       "--seconds",
       String(seconds),
       "--ring",
@@ -90,16 +89,23 @@ async function profileMode(
 }
 
 if (import.meta.main) {
-  const argv = Deno.args;
-  const modes = option(argv, "modes", "one,batched").split(",");
+  const { values } = parseArgs({
+    args: Deno.args,
+    strict: true,
+    options: {
+      modes: { type: "string", default: "one,batched" },
+      seconds: { type: "string", default: "6" },
+      "v8-flags": { type: "string", default: PEER_V8_FLAGS },
+      ring: { type: "string", default: "split" },
+    },
+  });
+  const modes = values.modes.split(",");
   const known: readonly string[] = PEER_MODES.ours;
   for (const m of modes) {
     if (!known.includes(m)) throw new TypeError(`Unknown mode ${m}: one of ${known.join(", ")}`);
   }
-  const seconds = Number(option(argv, "seconds", "6"));
-  const v8Flags = option(argv, "v8-flags", PEER_V8_FLAGS);
-  const ring = option(argv, "ring", "split");
   for (const mode of modes) {
-    console.log("PROFILE " + JSON.stringify(await profileMode(mode, seconds, v8Flags, ring)));
+    const p = await profileMode(mode, Number(values.seconds), values["v8-flags"], values.ring);
+    console.log("PROFILE " + JSON.stringify(p));
   }
 }

@@ -4,11 +4,12 @@
  * bench/profile_guest.ts, which profiles each mode of the peer benchmark's side "ours" on its
  * own (`--cpu-prof`) and charges the self time to the layers of bench/profile_layers.ts. The
  * table gives each layer's share and its µs per MAP+UNMAP pair (share × the profiled run's
- * median); the device-alone loops (floorOne, floorBatched) show what QEMU itself costs.
+ * median); the device-alone loops (floorOne, floorBatched) show what QEMU itself costs, the
+ * required-work loops (requiredOne, requiredBatched) what any driver that keeps records must add.
  *
  * ```sh
  * deno task bench:profile-tcg -- [--modes one,batched,floorOne,…] [--seconds 6]
- *   [--v8-flags --single-threaded] [--ring split|packed] [--top 12] [--out bench/results]
+ *   [--v8-flags=--single-threaded] [--ring split|packed] [--top 12] [--out bench/results]
  * ```
  *
  * With `--out` it writes `profile_tcg.json` there. Needs `.ci/install-guest-deps`.
@@ -19,7 +20,7 @@
 import { parseArgs } from "node:util";
 import { runGuest } from "../tools/qemu.ts";
 import { PEER_MODES } from "./peer_guest.ts";
-import { PEER_V8_FLAGS } from "./peer_run.ts";
+import { PEER_V8_FLAGS, peerQemuArgs } from "./peer_run.ts";
 import type { ModeProfile } from "./profile_guest.ts";
 
 /** The modes profiled by default: ours, the device alone and the required work, each mode. */
@@ -88,19 +89,15 @@ export async function runTcgProfile(options: TcgProfileOptions = {}): Promise<Tc
       modes.join(","),
       "--seconds",
       String(seconds),
-      "--v8-flags",
-      v8Flags,
+      // One argument: parseArgs takes a value that starts with "--" only after "=".
+      `--v8-flags=${v8Flags}`,
       "--ring",
       ring,
     ],
     {
       kernel: "6.12",
       iommuDriver: "userspace",
-      qemuArgs: [
-        "-device",
-        "edu",
-        ...(ring === "packed" ? ["-global", "virtio-iommu-pci.packed=on"] : []),
-      ],
+      qemuArgs: peerQemuArgs(ring),
       // Each mode: its warm-up, `seconds` measured, and a few seconds to write the profile.
       timeoutSeconds: 120 + modes.length * (seconds + 40),
       projectRoot: options.projectRoot,
@@ -134,7 +131,7 @@ repetitions to layers. Needs .ci/install-guest-deps.
   --modes a,b,...  modes (default ${DEFAULT_PROFILE_MODES.join(",")}; any of
                    ${PEER_MODES.ours.join(", ")})
   --seconds s      measured seconds per mode (default 6)
-  --v8-flags f     V8 flags of the profiled runs (default ${PEER_V8_FLAGS})
+  --v8-flags=f     V8 flags of the profiled runs (default ${PEER_V8_FLAGS})
   --ring r         split or packed (default split)
   --top n          functions listed per mode (default 12)
   --out dir        also write dir/profile_tcg.json

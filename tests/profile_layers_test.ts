@@ -147,6 +147,9 @@ Deno.test("bench:profile-tcg's command line: defaults, every option, help, and r
   assert.equal(line.top, 3);
   assert.equal(line.out, "/tmp/x");
   assert.deepEqual(parseProfileArgs(["-h"]), { help: true });
+  const flags = parseProfileArgs(["--v8-flags=--single-threaded,--no-maglev"]);
+  assert.ok(!flags.help);
+  assert.equal(flags.options.v8Flags, "--single-threaded,--no-maglev");
   assert.match(PROFILE_USAGE, /--modes a,b/);
   assert.throws(() => parseProfileArgs(["--bogus"]), /Unknown option '--bogus'/);
   assert.throws(() => parseProfileArgs(["--modes", "one,nope"]), /unknown mode nope/);
